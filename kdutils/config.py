@@ -1,0 +1,260 @@
+"""Study profiles: the one place that knows what a profile contains.
+
+A profile is a YAML file (``kdutils/profiles/<name>.yaml`` or any path) with one
+section per notebook. It is validated in full as soon as it is loaded, so a bad
+value fails the first cell of the first notebook, never hour two. Library
+modules never read a profile: notebooks pass the validated values as arguments.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROFILE_DIR = Path(__file__).parent / "profiles"
+
+DATASETS = ("rotten_tomatoes", "imdb", "tweets", "file")
+TEACHERS = ("minilm-l6", "mpnet-12")
+
+
+class ConfigError(ValueError):
+    """A profile or parameter is invalid; the message names the parameter and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    dataset: str = "rotten_tomatoes"
+    # Only for dataset == "file": a CSV or Parquet file and its columns.
+    path: str | None = None
+    text_column: str = "text"
+    label_column: str = "label"
+    # train / validation / test fractions for datasets without an official split.
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    # imdb has an official test split; its validation is carved from train.
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    split_seed: int = 13
+    # Stratified subsample sizes (None = all). The smoke profile uses small slices.
+    max_train: int | None = Field(None, gt=0)
+    max_val: int | None = Field(None, gt=0)
+    max_test: int | None = Field(None, gt=0)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; allowed: {', '.join(DATASETS)}")
+        return v
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f <= 0 for f in v) or abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"train/val/test fractions must be positive and sum to 1, got {list(v)} (sum {sum(v):.4g})")
+        return v
+
+    @model_validator(mode="after")
+    def _file_needs_path(self) -> DataConfig:
+        if self.dataset == "file" and not self.path:
+            raise ValueError("dataset 'file' needs data.path (a .csv or .parquet file)")
+        if self.path and not str(self.path).endswith((".csv", ".parquet", ".pq")):
+            raise ValueError(f"data.path must be a .csv or .parquet file, got {self.path!r}")
+        return self
+
+
+class TeacherConfig(_Section):
+    name: str = "minilm-l6"
+    max_length: int = Field(64, gt=8)
+    epochs: int = Field(3, gt=0)
+    batch_size: int = Field(32, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    early_stopping_patience: int = Field(1, ge=0)
+    # Depth sweep: the first k layers of the same pretrained teacher, each fine-tuned.
+    depths: tuple[int, ...] = (2, 4)
+    depth_epochs: int = Field(2, gt=0)
+    score_batch_size: int = Field(128, gt=0)
+    # Number of processes for data-parallel training (torchrun / accelerate); 1 = in-process.
+    num_processes: int = Field(1, ge=1)
+    seed: int = 42
+
+    @field_validator("name")
+    @classmethod
+    def _known_teacher(cls, v: str) -> str:
+        if v not in TEACHERS:
+            raise ValueError(f"unknown teacher {v!r}; allowed: {', '.join(TEACHERS)}")
+        return v
+
+
+class StudentArch(_Section):
+    embedding: Literal["glove", "random"] = "glove"
+    embedding_dim: int = Field(50, gt=0)
+    hidden_size: int = Field(150, gt=0)
+    num_layers: int = Field(1, ge=1)
+    pooling: Literal["max", "mean", "both"] = "max"
+    dropout: float = Field(0.3, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _glove_is_50d(self) -> StudentArch:
+        if self.embedding == "glove" and self.embedding_dim != 50:
+            raise ValueError("GloVe vectors shipped here are 50-d: use embedding_dim 50 or embedding 'random'")
+        return self
+
+
+class StudentConfig(_Section):
+    vocab_size: int = Field(20000, gt=2)
+    min_count: int = Field(1, ge=1)
+    max_length: int = Field(128, gt=0)
+    main: StudentArch = StudentArch()
+    # The earlier study's exact sizes, for comparison.
+    original: StudentArch = StudentArch(embedding="random", embedding_dim=16, hidden_size=8, dropout=0.5)
+    epochs: int = Field(20, gt=0)
+    original_epochs: int = Field(30, gt=0)
+    batch_size: int = Field(64, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    patience: int = Field(3, ge=1)
+
+
+class DistillConfig(_Section):
+    loss: Literal["mse", "kl"] = "mse"
+    alpha: float = Field(0.0, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+    n_iter: int = Field(4, ge=0)
+    p_mask: float = Field(0.1, ge=0, le=1)
+    p_replace: float = Field(0.1, ge=0, le=1)
+    p_ngram: float = Field(0.25, ge=0, le=1)
+    # In-domain unlabelled sentences (for rotten_tomatoes: cut from imdb train reviews).
+    unlabelled: int = Field(0, ge=0)
+    epochs: int = Field(10, gt=0)
+    patience: int = Field(2, ge=1)
+    batch_size: int = Field(128, gt=0)
+    # Hyper-parameter grid, chosen on validation (never on test).
+    grid_alpha: tuple[float, ...] = (0.0, 0.5)
+    grid_temperature: tuple[float, ...] = (2.0,)
+    # Seeds used by ablation rows (the headline uses every seed of the profile).
+    ablation_seeds: int = Field(2, ge=1)
+    bootstrap: int = Field(2000, ge=100)
+    augment_seed: int = 7
+
+    @field_validator("grid_alpha")
+    @classmethod
+    def _alphas(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [a for a in v if not 0 <= a <= 1]
+        if bad:
+            raise ValueError(f"grid_alpha values must lie in [0, 1], got {bad}")
+        return v
+
+    @field_validator("grid_temperature")
+    @classmethod
+    def _temps(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [t for t in v if t <= 0]
+        if bad:
+            raise ValueError(f"grid_temperature values must be positive, got {bad}")
+        return v
+
+
+class DeployConfig(_Section):
+    replicas: int = Field(2, ge=1)
+    concurrency: tuple[int, ...] = (1, 4, 16)
+    duration_s: float = Field(10.0, gt=0)
+    warmup_s: float = Field(3.0, ge=0)
+    latency_samples: int = Field(300, gt=0)
+    throughput_batch: int = Field(64, gt=0)
+    threads: int = Field(2, ge=1)
+    max_texts: int = Field(64, ge=1)
+    max_chars: int = Field(5000, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    micro_batching_ms: float = Field(5.0, ge=0)
+    # Models served in the load tests (the micro-benchmark covers every model).
+    load_models: tuple[str, ...] = ("student_distilled", "teacher")
+    base_port: int = Field(18100, gt=1024, lt=65000)
+
+
+class Profile(_Section):
+    name: str
+    description: str = ""
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig()
+    deploy: DeployConfig = DeployConfig()
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(v)}")
+        return v
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.model_dump(mode="json")[name]
+
+    def fingerprint(self, *sections: str) -> str:
+        """A stable hash of the named sections (all when none are named)."""
+        dumped = self.model_dump(mode="json")
+        part = {k: dumped[k] for k in sections} if sections else dumped
+        return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()
+
+
+def available_profiles() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(profile)"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown parameter"
+        lines.append(f"{where}: {msg}")
+    return f"invalid profile {source}: " + "; ".join(lines)
+
+
+def load_profile(profile: str | Path, overrides: dict[str, Any] | None = None) -> Profile:
+    """Load and validate a profile by name (``smoke``, ``default``, ``paper``) or YAML path.
+
+    ``overrides`` is merged section-wise on top of the file, e.g.
+    ``{"teacher": {"epochs": 1}}``, and validated with it.
+    """
+    path = Path(profile)
+    if path.suffix not in (".yaml", ".yml"):
+        path = PROFILE_DIR / f"{profile}.yaml"
+        if not path.exists():
+            raise ConfigError(
+                f"unknown profile {str(profile)!r}; allowed: {', '.join(available_profiles())} or a path to a .yaml file"
+            )
+    elif not path.exists():
+        raise ConfigError(f"profile file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"profile {path} must be a YAML mapping")
+    raw.setdefault("name", path.stem)
+    if overrides:
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"overrides must be a mapping of sections, got {type(overrides).__name__}")
+        raw = _deep_merge(raw, overrides)
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, str(path))) from None

@@ -1,0 +1,205 @@
+"""A run's directory layout, atomic writes, and the run's ``summary.json``.
+
+Everything a run writes lives under ``outputs/<profile>/``. Files and model
+directories are written to a temporary sibling and renamed into place, so an
+interrupted run never leaves a half-written artefact that a later step trusts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def default_output_root() -> Path:
+    return Path(os.environ.get("KDUTILS_OUTPUTS", REPO_ROOT / "outputs"))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_text(*parts: str) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path; on success it replaces ``path`` in one rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary directory; on success it replaces ``path`` as a whole.
+
+    A crash inside the block leaves the old ``path`` (or nothing) in place, never a mix.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return Path(path)
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, Paths and tuples reach JSON as plain values.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _deep_update(base: dict, extra: dict) -> dict:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run: ``<output_root>/<profile name>/``."""
+
+    root: Path
+
+    @classmethod
+    def for_profile(cls, profile_name: str, output_root: str | Path | None = None) -> RunDir:
+        base = Path(output_root) if output_root else default_output_root()
+        return cls(base / profile_name)
+
+    def _sub(self, name: str) -> Path:
+        p = self.root / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def data(self) -> Path:
+        return self._sub("data")
+
+    @property
+    def models(self) -> Path:
+        return self._sub("models")
+
+    @property
+    def figures(self) -> Path:
+        return self._sub("figures")
+
+    @property
+    def tables(self) -> Path:
+        return self._sub("tables")
+
+    @property
+    def metrics(self) -> Path:
+        return self._sub("metrics")
+
+    @property
+    def cache(self) -> Path:
+        return self._sub("cache")
+
+    @property
+    def logs(self) -> Path:
+        return self._sub("logs")
+
+    @property
+    def notebooks(self) -> Path:
+        return self._sub("notebooks")
+
+    @property
+    def reports(self) -> Path:
+        return self._sub("reports")
+
+    @property
+    def summary_path(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def model_dir(self, name: str, seed: int | None = None) -> Path:
+        """Where a trained model lives: ``models/<name>`` or ``models/<name>/seed<k>``."""
+        p = self.models / name
+        return p / f"seed{seed}" if seed is not None else p
+
+    def read_summary(self) -> dict[str, Any]:
+        return read_json(self.summary_path) if self.summary_path.exists() else {}
+
+    def update_summary(self, section: dict[str, Any]) -> dict[str, Any]:
+        """Deep-merge ``section`` into ``summary.json`` under a lock, written atomically."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".summary.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            summary = _deep_update(self.read_summary(), json.loads(json.dumps(section, default=_json_default)))
+            write_json(self.summary_path, summary)
+        return summary
+
+    def save_figure(self, fig: Any, name: str) -> list[Path]:
+        """Save a matplotlib figure as PNG (web) and PDF (print) under ``figures/``."""
+        paths = []
+        for ext, kw in (("png", {"dpi": 200}), ("pdf", {})):
+            target = self.figures / f"{name}.{ext}"
+            with atomic_path(target) as tmp:
+                fig.savefig(tmp, format=ext, bbox_inches="tight", **kw)
+            paths.append(target)
+        return paths
+
+    def save_table(self, df: Any, name: str, caption: str = "", floatfmt: str = ".3g") -> list[Path]:
+        """Save a pandas table as Markdown and LaTeX under ``tables/``."""
+        md_target, tex_target = self.tables / f"{name}.md", self.tables / f"{name}.tex"
+        with atomic_path(md_target) as tmp:
+            tmp.write_text(df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+        with atomic_path(tex_target) as tmp:
+            tmp.write_text(df.to_latex(index=False, caption=caption or None, float_format="%.3g"))
+        return [md_target, tex_target]

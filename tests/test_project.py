@@ -1,0 +1,86 @@
+"""Project hygiene: pins agree, notebooks are committed clean, nothing reaches a hub."""
+
+import json
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pins(requirements: list[str]) -> dict[str, str]:
+    pins = {}
+    for req in requirements:
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", req.strip())
+        if m:
+            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return pins
+
+
+def test_environment_yml_matches_pyproject_pins() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    py_pins = _pins(reqs)
+    assert all("==" in r for r in reqs), "every dependency in pyproject.toml is pinned exactly"
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    env_pins = _pins([p for p in pip_section if "==" in p])
+    assert "python=3.11" in env["dependencies"]
+    assert py_pins["torch"] == "2.13.0"
+    assert env_pins == py_pins, {k: (py_pins.get(k), env_pins.get(k)) for k in set(py_pins) | set(env_pins)
+                                 if py_pins.get(k) != env_pins.get(k)}
+
+
+def test_notebooks_are_numbered_stripped_and_parameterised() -> None:
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    names = [p.stem for p in notebooks]
+    for prefix in ("01_data", "02_teacher", "03_student", "04_distillation", "05_deployment"):
+        assert prefix in names, f"missing notebooks/{prefix}.ipynb"
+    for path in notebooks:
+        nb = json.loads(path.read_text())
+        code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+        tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{path.name}: exactly one cell tagged 'parameters'"
+        assert "profile" in "".join(tagged[0]["source"])
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+            f"{path.name} is committed with outputs; run nbstripout"
+        )
+        assert nb["metadata"]["kernelspec"]["name"] == "kdutils"
+
+
+def test_no_hub_calls_in_code() -> None:
+    pattern = re.compile(
+        r"nltk\.download|load_dataset\(['\"][a-z_]+/|from_pretrained\(['\"](bert|distilbert|roberta|google|sentence-transformers)"
+    )
+    files = list((ROOT / "kdutils").rglob("*.py")) + list((ROOT / "notebooks").glob("*.ipynb"))
+    hits = [f"{p}: {m.group(0)}" for p in files for m in pattern.finditer(p.read_text())]
+    assert not hits
+
+
+def test_ci_calls_the_readme_test_command() -> None:
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text()
+    assert "make study" in (ROOT / "README.md").read_text()
+
+
+def test_kdutils_modules_do_not_know_about_notebooks_or_profiles() -> None:
+    # Library rooms take arguments; only config and pipeline know profiles and notebooks.
+    allowed = {"config.py", "pipeline.py", "__init__.py"}
+    offenders = []
+    for path in (ROOT / "kdutils").glob("*.py"):
+        if path.name in allowed:
+            continue
+        text = path.read_text()
+        if re.search(r"load_profile\(|papermill|\.ipynb", text):
+            offenders.append(path.name)
+    assert not offenders, offenders
+
+
+def test_ruff_clean() -> None:
+    ruff = ROOT / ".venv" / "bin" / "ruff"
+    cmd = [str(ruff) if ruff.exists() else "ruff", "check", "kdutils", "tests", "notebooks"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:]

@@ -1,0 +1,75 @@
+"""End to end: the smoke profile through every notebook, as `make study PROFILE=smoke` runs it."""
+
+import hashlib
+import re
+from pathlib import Path
+
+import pytest
+
+from kdutils import pipeline
+from kdutils.runs import REPO_ROOT, read_json
+
+pytestmark = pytest.mark.slow
+
+
+def _tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    paper_before = _tree_digest(REPO_ROOT / "paper")
+    out = tmp_path_factory.mktemp("study")
+    assert pipeline.main(["run", "--profile", "smoke", "--output-root", str(out)]) == 0
+    return out / "smoke", paper_before, _tree_digest(REPO_ROOT / "paper")
+
+
+def test_every_notebook_ran_and_exported(smoke_run: tuple[Path, str, str]) -> None:
+    run, _, _ = smoke_run
+    steps = pipeline.discover_steps()
+    assert [s.number for s in steps] == ["01", "02", "03", "04", "05"]
+    manifest = read_json(run / "manifest.json")
+    for step in steps:
+        assert (run / "notebooks" / f"{step.name}.ipynb").exists()
+        assert (run / "reports" / f"{step.name}.html").stat().st_size > 1000
+        assert (run / "reports" / f"{step.name}.reader.html").exists()
+        assert manifest["notebooks"][step.name]["status"] == "ran"
+    assert manifest["inputs"], "manifest records sha256 of the input files"
+    assert all(re.fullmatch(r"[0-9a-f]{64}", v) for v in manifest["inputs"].values())
+
+
+def test_summary_has_every_contract_key(smoke_run: tuple[Path, str, str]) -> None:
+    run, _, _ = smoke_run
+    s = read_json(run / "summary.json")
+    assert s["data"]["dataset"] == "rotten_tomatoes" and s["data"]["num_labels"] == 2
+    for key in ("accuracy", "macro_f1", "ece", "params", "size_mb", "train_seconds"):
+        assert key in s["models"]["teacher"]
+        assert key in s["models"]["teacher_L2"]
+    for name in ("student_baseline", "student_original", "tfidf_logreg", "student_distilled"):
+        m = s["models"][name]
+        for key in ("accuracy_mean", "accuracy_std", "accuracy_ci95", "macro_f1_mean", "per_seed", "params", "size_mb"):
+            assert key in m, (name, key)
+    assert len(s["models"]["student_baseline"]["per_seed"]) == 2
+    assert "teacher_agreement" in s["models"]["student_distilled"]
+    for key in ("gain_points_mean", "gain_ci95", "p_value", "transfer_set_size", "loss", "alpha", "temperature",
+                "ablation"):
+        assert key in s["distillation"], key
+    assert s["inference"] and s["serving"]
+
+
+def test_reports_and_paper_render_without_touching_published_paper(smoke_run: tuple[Path, str, str]) -> None:
+    run, paper_before, paper_after = smoke_run
+    assert paper_before == paper_after, "a smoke run never writes into paper/"
+    index = run / "reports" / "index.html"
+    paper_html = run / "paper" / "paper.html"
+    assert index.exists() and paper_html.exists()
+    for page in (index, paper_html):
+        for link in re.findall(r'(?:href|src)="([^"#]+)"', page.read_text()):
+            if link.startswith(("http://", "https://", "data:", "mailto:")):
+                continue
+            assert (page.parent / link).exists(), f"{page.name} links a missing file: {link}"
