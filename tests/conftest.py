@@ -1,0 +1,30 @@
+"""Shared fixtures: a small real slice of rotten_tomatoes and a throwaway run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kdutils.config import DataConfig
+from kdutils.data import Splits, load_dataset, make_splits
+from kdutils.runs import RunDir
+
+# Small enough for a test on 2 shared cores, large enough for stratification and a few batches.
+RT_SLICE = DataConfig(dataset="rotten_tomatoes", max_train=400, max_val=100, max_test=100)
+
+
+@pytest.fixture(scope="session")
+def rt_splits() -> Splits:
+    """Stratified, seeded slice of the real rotten_tomatoes data: 400 train / 100 val / 100 test.
+
+    Session-scoped and shared: treat the DataFrames as read-only (``.copy()`` before mutating).
+    """
+    df, label_names = load_dataset(RT_SLICE)
+    return make_splits(df, RT_SLICE, label_names)
+
+
+@pytest.fixture
+def tmp_run(tmp_path: Path) -> RunDir:
+    """An empty run directory (``RunDir``) under pytest's ``tmp_path``."""
+    return RunDir(tmp_path / "run")
