@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-import matplotlib.pyplot as plt
-import seaborn as sns
+# matplotlib and seaborn are imported inside the functions that draw: the report imports this
+# module for model names and colours only, and should not pay for a plotting stack.
 
 # Widths for a two-column paper (inches).
 SINGLE_COLUMN = (3.4, 2.6)
@@ -42,6 +42,9 @@ _FALLBACK_COLOR = "#34495e"
 
 def set_style() -> None:
     """Seaborn's paper theme with fonts sized for a two-column page; PDFs keep editable text."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
     plt.rcParams.update({
         "figure.dpi": 120,
@@ -95,6 +98,8 @@ def model_palette(names: Iterable[str]) -> dict[str, str]:
 
 def depth_palette(depths: Sequence[int]) -> dict[int, Any]:
     """One blue per teacher depth, darker for deeper models, ending at the teacher's colour."""
+    import seaborn as sns
+
     ordered = sorted(set(depths))
     shades = sns.light_palette(MODEL_COLORS["teacher"], n_colors=len(ordered) + 1)[1:]
     return dict(zip(ordered, shades, strict=True))
@@ -108,6 +113,8 @@ def new_figure(
     **subplot_kw: Any,
 ) -> tuple[Any, Any]:
     """``plt.subplots`` at a paper width; ``height`` in inches overrides the default."""
+    import matplotlib.pyplot as plt
+
     if width not in ("single", "double"):
         raise ValueError(f"width must be 'single' or 'double', got {width!r}")
     w, h = SINGLE_COLUMN if width == "single" else DOUBLE_COLUMN

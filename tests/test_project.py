@@ -67,14 +67,15 @@ def test_ci_calls_the_readme_test_command() -> None:
 
 
 def test_kdutils_modules_do_not_know_about_notebooks_or_profiles() -> None:
-    # Library rooms take arguments; only config and pipeline know profiles and notebooks.
+    # Library rooms take arguments; only config and pipeline load profiles or run notebooks
+    # (an error message may still tell the user which step to run first).
     allowed = {"config.py", "pipeline.py", "__init__.py"}
     offenders = []
     for path in (ROOT / "kdutils").glob("*.py"):
         if path.name in allowed:
             continue
         text = path.read_text()
-        if re.search(r"load_profile\(|papermill|\.ipynb", text):
+        if re.search(r"load_profile\(|^\s*(import|from) (papermill|nbformat|nbconvert)", text, re.M):
             offenders.append(path.name)
     assert not offenders, offenders
 

