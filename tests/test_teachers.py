@@ -1,0 +1,305 @@
+"""Teachers: registry and verified weights, fine-tuning (resume, multi-process), the cached scorer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from transformers import TrainerCallback
+
+from kdutils import teachers
+from kdutils.assets import AssetError
+from kdutils.config import TEACHERS, ConfigError, TeacherConfig, load_profile
+from kdutils.data import Splits
+from kdutils.runs import read_json
+from kdutils.scoring import TeacherScorer
+from kdutils.teacher_train_cli import build_parser
+
+# Tiny and fast: one or two layers, 32 tokens, one epoch.
+TINY = teachers.FineTuneSettings(max_length=32, epochs=1, batch_size=16, learning_rate=1e-4,
+                                 num_layers=1, eval_batch_size=64, patience=0)
+
+
+def _slice(splits: Splits, n_train: int = 64, n_val: int = 32) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return splits.train.iloc[:n_train].copy(), splits.val.iloc[:n_val].copy()
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(rt_splits: Splits, tmp_path_factory: pytest.TempPathFactory) -> teachers.TeacherResult:
+    """MiniLM's first layer fine-tuned for one epoch on 64 real sentences."""
+    root = tmp_path_factory.mktemp("tiny_teacher")
+    train, val = _slice(rt_splits)
+    base = teachers.resolve_teacher("minilm-l6")
+    return teachers.fine_tune(base, train, val, rt_splits.label_names, root / "model", root / "scratch", TINY,
+                              name="teacher_L1", teacher="minilm-l6", progress=False)
+
+
+# --------------------------------------------------------------------------- registry and weights
+
+
+def test_registry_matches_config_and_resolves_minilm() -> None:
+    assert set(teachers.TEACHER_SPECS) == set(TEACHERS)
+    path = teachers.resolve_teacher("minilm-l6")
+    info = teachers.read_teacher_info("minilm-l6", path)
+    assert (path / "model.safetensors").stat().st_size == teachers.TEACHER_SPECS["minilm-l6"].weights_bytes
+    assert (info.model_type, info.num_layers, info.hidden_size, info.position_limit) == ("bert", 6, 384, 512)
+    started = time.perf_counter()
+    teachers.resolve_teacher("minilm-l6")
+    assert time.perf_counter() - started < 0.5, "a verified teacher is checked by its marker, not re-hashed"
+
+
+def test_unknown_teacher_is_rejected() -> None:
+    with pytest.raises(ConfigError, match=r"teacher\.name.*minilm-l6"):
+        load_profile("smoke", {"teacher": {"name": "bert-base-uncased"}})
+    with pytest.raises(teachers.TeacherError, match="unknown teacher"):
+        teachers.resolve_teacher("bert-base-uncased")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "pattern"),
+    [
+        ({"depths": (2, 6)}, r"teacher\.depths: \[6\] outside the allowed range 1\.\.5"),
+        ({"max_length": 600}, r"teacher\.max_length: 600 exceeds the model's position limit of 512"),
+    ],
+)
+def test_validate_teacher_names_the_bad_parameter(overrides: dict, pattern: str) -> None:
+    with pytest.raises(teachers.TeacherError, match=pattern):
+        teachers.validate_teacher(TeacherConfig(**overrides))
+
+
+def test_depths_are_checked_by_the_profile_and_against_the_model() -> None:
+    with pytest.raises(ConfigError, match=r"teacher\.depths: depths must be distinct layer counts >= 1"):
+        load_profile("smoke", {"teacher": {"depths": [0, 2]}})
+    with pytest.raises(teachers.TeacherError, match=r"teacher\.depths: \[0\] outside the allowed range 1\.\.5"):
+        teachers.check_depths([0, 2], 6)
+    assert load_profile("smoke", {"teacher": {"depths": [4, 2]}}).teacher.depths == (2, 4)
+
+
+def test_validate_teacher_accepts_the_profiles() -> None:
+    info = teachers.validate_teacher(load_profile("default").teacher)
+    assert info.name == "minilm-l6" and "sentence embeddings" in info.description
+
+
+def test_corrupted_weight_file_is_caught(tmp_path: Path) -> None:
+    spec = teachers.TEACHER_SPECS["minilm-l6"]
+    good = teachers.resolve_teacher("minilm-l6") / "model.safetensors"
+    flipped = tmp_path / "flipped.safetensors"
+    shutil.copyfile(good, flipped)
+    with open(flipped, "r+b") as f:  # same size, one byte changed
+        f.seek(1_000_000)
+        byte = f.read(1)
+        f.seek(1_000_000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(AssetError, match="sha256"):
+        teachers.check_weights_file(flipped, spec, "reinstall")
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(AssetError, match="corrupted or truncated"):
+        teachers.check_weights_file(truncated, spec, "reinstall")
+    with pytest.raises(AssetError, match="missing"):
+        teachers.check_weights_file(tmp_path / "absent.safetensors", spec, "reinstall")
+
+
+# --------------------------------------------------------------------------- fine-tuning
+
+
+def test_fine_tune_saves_a_complete_model(tiny_teacher: teachers.TeacherResult, rt_splits: Splits) -> None:
+    d = tiny_teacher.model_dir
+    assert {"model.safetensors", "config.json", "tokenizer.json", "kdmodel.json"} <= {p.name for p in d.iterdir()}
+    assert not (d.parent / "scratch").exists(), "checkpoints are removed once the model is saved"
+    meta = read_json(d / "kdmodel.json")
+    assert meta["kind"] == "teacher" and meta["label_names"] == rt_splits.label_names
+    assert meta["num_layers"] == 1 and meta["max_length"] == 32 and meta["training"]["world_size"] == 1
+    assert meta["new_parameters"] == ["classifier.bias", "classifier.weight"], "only the head is new"
+    assert meta["params"] == tiny_teacher.params and 0 < meta["size_mb"] < 60
+    assert len(tiny_teacher.history) == tiny_teacher.epochs_run == 1
+    assert {"train_loss", "val_accuracy", "val_loss"} <= set(tiny_teacher.history[0])
+    config = json.loads((d / "config.json").read_text())
+    assert config["num_hidden_layers"] == 1 and config["id2label"] == {"0": "negative", "1": "positive"}
+
+
+class _CrashAfterFirstSave(TrainerCallback):
+    """Simulates an interrupted run: fails right after the first checkpoint is written."""
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
+        raise KeyboardInterrupt("simulated interruption")
+
+
+def test_interrupted_run_leaves_no_model_and_resumes(rt_splits: Splits, tmp_path: Path) -> None:
+    train, val = _slice(rt_splits, n_train=32, n_val=16)
+    settings = teachers.FineTuneSettings(**{**TINY.__dict__, "epochs": 2})
+    base = teachers.resolve_teacher("minilm-l6")
+    out, scratch = tmp_path / "model", tmp_path / "scratch"
+    with pytest.raises(KeyboardInterrupt):
+        teachers.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings,
+                           progress=False, callbacks=[_CrashAfterFirstSave()])
+    assert not out.exists(), "an interrupted run never leaves a model directory"
+    complete = teachers.complete_checkpoints(scratch)
+    assert [p.name for p in complete] == ["checkpoint-2"]
+    # A half-written later checkpoint (no trainer_state.json) must not be resumed from.
+    half = scratch / "checkpoint-4"
+    half.mkdir()
+    shutil.copyfile(complete[0] / "model.safetensors", half / "model.safetensors")
+    assert teachers.complete_checkpoints(scratch) == complete
+    other_scratch = tmp_path / "scratch_other"
+    shutil.copytree(scratch, other_scratch)
+
+    result = teachers.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False)
+    assert result.meta["training"]["resumed_from"] == "checkpoint-2"
+    assert [h["epoch"] for h in result.history] == [1, 2], "history of both epochs survives the resume"
+    # A run with other settings never resumes from those checkpoints: it starts afresh.
+    again = teachers.fine_tune(base, train, val, rt_splits.label_names, tmp_path / "other", other_scratch, TINY,
+                               progress=False)
+    assert again.meta["training"]["resumed_from"] is None and again.epochs_run == 1
+
+
+def test_train_teacher_reuses_a_matching_saved_model(tiny_teacher: teachers.TeacherResult, rt_splits: Splits) -> None:
+    train, val = _slice(rt_splits)
+    result, reused = teachers.train_teacher("minilm-l6", train, val, rt_splits.label_names, tiny_teacher.model_dir,
+                                            tiny_teacher.model_dir.parent / "scratch2", TINY, name="teacher_L1")
+    assert reused and result.meta["weights_sha256"] == tiny_teacher.meta["weights_sha256"]
+
+
+def test_cli_flags_round_trip_settings() -> None:
+    settings = teachers.FineTuneSettings(max_length=48, epochs=3, learning_rate=3e-5, num_layers=4, seed=7)
+    args = build_parser().parse_args(["--output", "o", "--scratch", "s", *teachers.settings_to_args(settings)])
+    assert teachers.FineTuneSettings(**{k: getattr(args, k) for k in settings.__dict__}) == settings
+
+
+@pytest.mark.slow
+def test_two_process_training_runs_both_ranks(rt_splits: Splits, tmp_path: Path) -> None:
+    train, val = _slice(rt_splits)
+    result, reused = teachers.train_teacher(
+        "minilm-l6", train, val, rt_splits.label_names, tmp_path / "model", tmp_path / "scratch", TINY,
+        name="teacher_L1", num_processes=2, log_path=tmp_path / "train.log", timeout=600,
+    )
+    assert not reused
+    training = result.meta["training"]
+    assert training["world_size"] == 2 and sorted(r["rank"] for r in training["ranks"]) == [0, 1]
+    assert len({r["pid"] for r in training["ranks"]}) == 2, "two separate processes"
+    assert training["per_device_batch_size"] == TINY.batch_size // 2
+    assert (result.model_dir / "model.safetensors").exists()
+    logits = TeacherScorer(result.model_dir, None).logits(val["text"].tolist())
+    assert logits.shape == (len(val), 2) and np.isfinite(logits).all()
+
+
+# --------------------------------------------------------------------------- scorer
+
+
+def test_scorer_caches_by_content_and_keeps_order(tiny_teacher: teachers.TeacherResult, rt_splits: Splits,
+                                                  tmp_path: Path) -> None:
+    texts = rt_splits.test["text"].tolist()[:40]
+    scorer = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8)
+    first = scorer.logits(texts)
+    assert scorer.last_stats["scored"] == 40 and scorer.last_stats["from_cache"] == 0
+    # Sorted batches come back in the caller's order: same as one unsorted pass.
+    np.testing.assert_allclose(first, scorer.score(texts), atol=1e-5)
+
+    again = scorer.logits(texts[::-1] + texts[:3])  # reordered, with duplicates
+    assert scorer.last_stats["scored"] == 0
+    np.testing.assert_allclose(again, np.concatenate([first[::-1], first[:3]]), atol=0)
+
+    more = rt_splits.test["text"].tolist()[40:50]
+    scorer.logits(texts[:10] + more)
+    assert scorer.last_stats == {**scorer.last_stats, "from_cache": 10, "scored": 10}
+
+    other_length = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8, max_length=8)
+    assert other_length.cache_file != scorer.cache_file
+    other_length.logits(texts[:5])
+    assert other_length.last_stats["scored"] == 5, "another max_length is another cache entry"
+
+
+def test_scorer_rebuilds_a_cache_that_does_not_match(tiny_teacher: teachers.TeacherResult, rt_splits: Splits,
+                                                     tmp_path: Path) -> None:
+    texts = rt_splits.test["text"].tolist()[:20]
+    scorer = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8)
+    truth = scorer.logits(texts)
+    path = scorer.cache_file
+
+    # Tampered rows under a valid-looking header: the content digest no longer matches.
+    with np.load(path) as data:
+        header, hashes, logits = str(data["header"]), data["hashes"], data["logits"]
+    np.savez(path, header=np.array(header), hashes=hashes, logits=logits + 5.0)
+    rebuilt = scorer.logits(texts)
+    assert scorer.last_stats["rebuilt"] and scorer.last_stats["scored"] == 20
+    np.testing.assert_allclose(rebuilt, truth, atol=1e-6)
+    scorer.logits(texts)
+    assert scorer.last_stats["scored"] == 0 and not scorer.last_stats["rebuilt"], "the rebuilt cache is valid"
+
+    # A file written for another model (key) is not used either.
+    np.savez(path, header=np.array(json.dumps({**json.loads(header), "key": "other"})), hashes=hashes, logits=logits)
+    scorer.logits(texts)
+    assert scorer.last_stats["rebuilt"] and scorer.last_stats["scored"] == 20
+
+    path.write_bytes(b"not a zip")
+    np.testing.assert_allclose(scorer.logits(texts), truth, atol=1e-6)
+    assert scorer.last_stats["rebuilt"]
+
+
+def test_costs_summary_and_figures(tiny_teacher: teachers.TeacherResult, rt_splits: Splits, tmp_path: Path) -> None:
+    test = rt_splits.test.iloc[:30]
+    metrics, logits = teachers.evaluate_teacher(tiny_teacher.model_dir, test, tmp_path, batch_size=16)
+    assert logits.shape == (30, 2) and metrics["n"] == 30 and 0 <= metrics["accuracy"] <= 1
+    latency = teachers.measure_latency(tiny_teacher.model_dir, test["text"].tolist()[:8], 32, warmup=2, threads=1)
+    assert latency["latency_n"] == 8 and latency["torch_threads"] == 1 and latency["latency_ms_b1"] > 0
+    entry = teachers.summary_entry(tiny_teacher, metrics, latency)
+    assert {"accuracy", "macro_f1", "ece", "params", "size_mb", "train_seconds", "latency_ms_b1"} <= set(entry)
+    json.dumps(entry)
+    table = pd.DataFrame([{"model": "teacher_L1", "layers": 1, "params": tiny_teacher.params,
+                           "accuracy": metrics["accuracy"], "latency_ms_b1": latency["latency_ms_b1"]}])
+    for fig in (teachers.plot_training_curves({"teacher_L1": tiny_teacher}),
+                teachers.plot_reliability(test["label"].to_numpy(), logits, "teacher_L1"),
+                teachers.plot_depth_sweep(table)):
+        assert fig.axes
+
+
+# --------------------------------------------------------------------------- mpnet-12 (joined from five wheels)
+
+
+@pytest.fixture(scope="session")
+def mpnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MPNet joined from its five wheels into a fresh cache (once per session, ~10 s, 440 MB)."""
+    return teachers.resolve_teacher("mpnet-12", cache_root=tmp_path_factory.mktemp("kdcache"))
+
+
+@pytest.mark.slow
+def test_mpnet_is_joined_verified_and_found_again_fast(mpnet_dir: Path) -> None:
+    spec = teachers.TEACHER_SPECS["mpnet-12"]
+    weights = mpnet_dir / "model.safetensors"
+    assert weights.stat().st_size == spec.weights_bytes
+    assert read_json(mpnet_dir / teachers.VERIFIED_MARKER)["sha256"].startswith("78c0197b")
+    assert spec.weights_sha256.endswith("5615658")
+    info = teachers.read_teacher_info("mpnet-12", mpnet_dir)
+    assert (info.model_type, info.num_layers, info.position_limit) == ("mpnet", 12, 512)
+    mtime = weights.stat().st_mtime_ns
+    started = time.perf_counter()
+    assert teachers.resolve_teacher("mpnet-12", cache_root=mpnet_dir.parent) == mpnet_dir
+    assert time.perf_counter() - started < 1.0 and weights.stat().st_mtime_ns == mtime, "no second join"
+
+
+@pytest.mark.slow
+def test_damaged_mpnet_cache_is_rebuilt(tmp_path: Path) -> None:
+    target = tmp_path / "mpnet-12"
+    target.mkdir()
+    (target / "model.safetensors").write_bytes(b"\0" * 1000)
+    (target / teachers.VERIFIED_MARKER).write_text(json.dumps({"sha256": "78c0197b", "bytes": 1000}))
+    path = teachers.resolve_teacher("mpnet-12", cache_root=tmp_path)
+    assert (path / "model.safetensors").stat().st_size == teachers.TEACHER_SPECS["mpnet-12"].weights_bytes
+
+
+@pytest.mark.slow
+def test_mpnet_truncated_trains_one_step_and_scores(mpnet_dir: Path, rt_splits: Splits, tmp_path: Path) -> None:
+    train, val = _slice(rt_splits, n_train=16, n_val=8)
+    settings = teachers.FineTuneSettings(max_length=24, epochs=1, batch_size=16, num_layers=2, patience=0)
+    result = teachers.fine_tune(mpnet_dir, train, val, rt_splits.label_names, tmp_path / "model",
+                                tmp_path / "scratch", settings, name="teacher_L2", teacher="mpnet-12", progress=False)
+    assert result.num_layers == 2 and result.meta["model_type"] == "mpnet"
+    assert all(p.startswith("classifier.") for p in result.meta["new_parameters"])
+    assert 30e6 < result.params < 45e6, "embeddings plus two of twelve layers"
+    logits = TeacherScorer(result.model_dir, tmp_path / "cache").logits(val["text"].tolist())
+    assert logits.shape == (8, 2) and np.isfinite(logits).all()
