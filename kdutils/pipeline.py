@@ -190,13 +190,22 @@ def export_html(executed: Path, reports_dir: Path) -> list[Path]:
 
 
 def _failure_message(step: Step, err: Exception, partial: Path) -> str:
-    # papermill's PapermillExecutionError carries the cell index and the exception's name and value.
-    cell = getattr(err, "cell_index", None)
     ename = getattr(err, "ename", type(err).__name__)
     evalue = getattr(err, "evalue", str(err)).strip().splitlines()
     evalue = evalue[-1] if evalue else ""
-    where = f"cell {cell}" if cell is not None else "kernel"
-    return f"{step.name} failed at {where}: {ename}: {evalue}\n  partial executed notebook: {partial}"
+    where = "the kernel (no cell reported the error)"
+    # The failing cell is the one holding an error output in the partial notebook; count
+    # code cells from 1 as JupyterLab shows them, and quote its last line to find it.
+    try:
+        code_cells = [c for c in nbformat.read(partial, as_version=4).cells if c.cell_type == "code"]
+    except (OSError, ValueError):
+        code_cells = []
+    for number, cell in enumerate(code_cells, start=1):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            lines = [ln.strip() for ln in cell.source.splitlines() if ln.strip()]
+            where = f"code cell {number}" + (f" ({lines[-1][:80]!r})" if lines else "")
+            break
+    return f"{step.name} failed in {where}: {ename}: {evalue}\n  partial executed notebook: {partial}"
 
 
 def run_step(step: Step, run: RunDir, profile_arg: str, output_root: Path, overrides: dict | None) -> float:

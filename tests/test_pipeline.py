@@ -84,7 +84,8 @@ def test_failing_cell_names_notebook_cell_error_and_partial(notebooks: Path, tmp
     with pytest.raises(pipeline.PipelineError) as err:
         pipeline.run_pipeline("smoke", output_root=out, notebook_dir=notebooks, report=False)
     msg = str(err.value)
-    assert "02_second failed at cell 2: ValueError: teacher exploded" in msg
+    assert msg.startswith("02_second failed in code cell 3 (\"raise ValueError('teacher exploded')\")")
+    assert "ValueError: teacher exploded" in msg
     partial = Path(msg.split("partial executed notebook: ")[1].strip())
     assert partial.exists() and partial.name == "02_second.partial.ipynb"
     assert not (out / "smoke" / "notebooks" / "02_second.ipynb").exists(), "no trusted output from a failed step"
