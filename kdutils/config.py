@@ -210,10 +210,12 @@ class DeployConfig(_Section):
     warmup_s: float = Field(3.0, ge=0)
     latency_samples: int = Field(300, gt=0)
     throughput_batch: int = Field(64, gt=0)
-    # Intra-op threads (torch and onnxruntime) of the in-process micro-benchmark.
-    threads: int = Field(2, ge=1)
-    # Intra-op threads of each server replica. The load generator runs on the same cores;
-    # one thread per replica keeps OpenMP's thread barriers from stalling on a busy core.
+    # Intra-op threads (torch and onnxruntime) of the in-process micro-benchmark. One by
+    # default: on a 2-core machine that other work shares, a 2-thread eager model stalls at
+    # every OpenMP barrier whose second core is busy (seen: BiLSTM batch-1 p50 2 ms -> 430 ms
+    # with another process using half the cores). Raise it on a machine of your own.
+    threads: int = Field(1, ge=1)
+    # Intra-op threads of each server replica. The load generator runs on the same cores.
     server_threads: int = Field(1, ge=1)
     max_texts: int = Field(64, ge=1)
     max_chars: int = Field(5000, ge=1)

@@ -1,0 +1,588 @@
+"""Benchmarks: in-process latency and throughput per model and runtime, and HTTP load tests.
+
+In-process (:func:`micro_benchmark`): batch-1 latency p50/p95 over single test
+sentences after a warm-up, throughput at a fixed batch size over the test split,
+accuracy and agreement with eager PyTorch from that same pass, FLOPs per sentence
+(analytic, at the mean tokenized length of the test sentences) and the GFLOP/s
+this achieves, beside the machine's measured float32 matmul peak with the same
+thread count. Threads are set explicitly and recorded.
+
+Load (:func:`run_load`, :func:`sweep`, :func:`fault_test`): locust runs headless in
+its own process against a server or nginx (``kdutils/locustfile.py``), with closed-loop
+users (users = requests in flight) posting one real test sentence each. Every
+request is recorded with its start time and exact duration; the first ``warmup_s``
+seconds are discarded from latency and throughput but their failures still count.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kdutils.predictors import RUNTIMES, ModelEntry, Predictor, discover, make_predictor, split_name
+from kdutils.runs import REPO_ROOT
+
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def cpu_name() -> str:
+    """The CPU model name from /proc/cpuinfo (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown"
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask, which containers narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def configure_threads(threads: int) -> dict[str, int]:
+    """Set torch intra-op threads (and inter-op 1 where still possible); return what is in effect.
+
+    onnxruntime takes its thread count per session (``make_predictor(entry, threads)``).
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass  # only settable before the first parallel op; the value in effect is recorded below
+    return {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads(),
+            "ort_threads": threads}
+
+
+def matmul_peak_gflops(threads: int, n: int = 1024, repeats: int = 5) -> dict[str, float]:
+    """Best float32 GFLOP/s of an n x n matmul in torch and in numpy, with ``threads`` threads."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    flops = 2.0 * n**3
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.matmul(a, b)
+    best_t = min(_timed(lambda: torch.matmul(a, b)) for _ in range(repeats))
+    an, bn = a.numpy(), b.numpy()
+    with threadpool_limits(limits=threads):
+        an @ bn
+        best_n = min(_timed(lambda: an @ bn) for _ in range(repeats))
+    out = {"torch": flops / best_t / 1e9, "numpy": flops / best_n / 1e9}
+    out["peak"] = max(out.values())
+    return out
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def machine_info(threads: int, matmul: dict[str, float] | None = None) -> dict[str, Any]:
+    """CPU, cores, thread settings and matmul peak: the line every result table names."""
+    matmul = matmul or matmul_peak_gflops(threads)
+    return {"cpu": cpu_name(), "cores": cpu_count(), **configure_threads(threads),
+            "matmul_peak_gflops": matmul["peak"], "matmul_gflops": matmul}
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all processes have spent busy since boot (/proc/stat), or None off Linux."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    # user nice system idle iowait irq softirq steal ...: everything but idle and iowait is busy.
+    ticks = [int(f) for f in fields]
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class OtherLoad:
+    """Share of the machine's cores used by *other* processes while the block runs.
+
+    Machine-wide busy CPU time minus this process's own CPU time, over wall time x cores:
+    0 means the benchmark had the machine to itself; 0.5 on 2 cores means another
+    process kept one core busy throughout (multi-threaded latencies suffer most).
+    """
+
+    def __enter__(self) -> OtherLoad:
+        self.share: float | None = None
+        self._t, self._cpu, self._busy = time.perf_counter(), time.process_time(), _machine_busy_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy = _machine_busy_seconds()
+        if busy is None or self._busy is None:
+            return
+        wall = time.perf_counter() - self._t
+        others = (busy - self._busy) - (time.process_time() - self._cpu)
+        # Clamped: /proc/stat counts in 10 ms ticks, coarse over a short block.
+        self.share = min(1.0, max(0.0, others / (wall * cpu_count()))) if wall > 0 else None
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def flops_per_sentence(entry: ModelEntry, seq_len: float) -> float:
+    """Analytic FLOPs (2 x multiply-accumulates) of one forward pass over ``seq_len`` tokens.
+
+    Student: per token and layer, each direction's LSTM does 4 gates x (input x hidden +
+    hidden x hidden) MACs; plus the output layer. Transformer (BERT/MPNet config): per
+    layer 4 L d^2 (Q, K, V, output projections) + 2 L^2 d (scores, weighted values) +
+    2 L d d_ff (feed-forward) MACs; plus pooler d^2 and classifier d C. Embedding
+    lookups, norms, softmax and biases are left out (a few percent at these sizes).
+    """
+    cfg = json.loads((entry.source_dir / "config.json").read_text())
+    L = float(seq_len)
+    if entry.kind == "student":
+        h, layers = cfg["hidden_size"], cfg["num_layers"]
+        macs = 0.0
+        for layer in range(layers):
+            inp = cfg["embedding_dim"] if layer == 0 else 2 * h
+            macs += 2 * 4 * (inp * h + h * h) * L
+        pooled = 2 * h * (2 if cfg["pooling"] == "both" else 1)
+        macs += pooled * cfg["num_labels"]
+        return 2.0 * macs
+    d, layers, ff = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"]
+    num_labels = len(entry.label_names)
+    per_layer = 4 * L * d * d + 2 * L * L * d + 2 * L * d * ff
+    return 2.0 * (layers * per_layer + d * d + d * num_labels)
+
+
+# --------------------------------------------------------------------------- in-process benchmark
+
+
+def latency_ms(predictor: Predictor, texts: Sequence[str], samples: int, warmup: int = 10) -> dict[str, float]:
+    """Batch-1 latency percentiles over ``samples`` single sentences (cycling through ``texts``)."""
+    for i in range(warmup):
+        predictor.predict_logits([texts[i % len(texts)]])
+    times = np.empty(samples)
+    for i in range(samples):
+        text = texts[i % len(texts)]
+        t0 = time.perf_counter()
+        predictor.predict_logits([text])
+        times[i] = (time.perf_counter() - t0) * 1000
+    return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95)),
+            "mean": float(times.mean()), "n": samples}
+
+
+def batched_pass(predictor: Predictor, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, float]:
+    """Logits of ``texts`` in batches of ``batch_size`` in their given order, and sentences per second."""
+    predictor.predict_logits(list(texts[:batch_size]))  # warm-up at the batch shape
+    out = []
+    t0 = time.perf_counter()
+    for start in range(0, len(texts), batch_size):
+        out.append(predictor.predict_logits(list(texts[start:start + batch_size])))
+    seconds = time.perf_counter() - t0
+    return np.concatenate(out), len(texts) / seconds
+
+
+def benchmark_predictor(predictor: Predictor, texts: Sequence[str], labels: Sequence[int], *,
+                        latency_samples: int, batch_size: int,
+                        eager_predictions: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """One row of the inference table, and the predicted labels (for the agreement of other runtimes)."""
+    entry = predictor.entry
+    lat = latency_ms(predictor, texts, latency_samples)
+    logits, per_s = batched_pass(predictor, texts, batch_size)
+    preds = logits.argmax(axis=1)
+    seq_len = float(np.mean(predictor.encoder.lengths(list(texts))))
+    flops = flops_per_sentence(entry, seq_len)
+    row = {
+        "latency_ms_p50": lat["p50"], "latency_ms_p95": lat["p95"], "latency_ms_mean": lat["mean"],
+        "latency_samples": lat["n"],
+        # Named by its batch size: throughput_per_s_b64 at the default batch of 64.
+        f"throughput_per_s_b{batch_size}": per_s,
+        "throughput_batch": batch_size,
+        "accuracy": float((preds == np.asarray(labels)).mean()),
+        "size_mb": entry.size_mb, "params": entry.params,
+        "mean_tokens": seq_len, "flops_per_sentence": flops,
+        "gflops_achieved": flops * per_s / 1e9,
+        "gflops_achieved_b1": flops / (lat["p50"] / 1000) / 1e9,
+        "agreement_with_eager": (1.0 if eager_predictions is None
+                                 else float((preds == eager_predictions).mean())),
+    }
+    return row, preds
+
+
+def micro_benchmark(run_or_models: str | Path | Any, texts: Sequence[str], labels: Sequence[int], *,
+                    threads: int, latency_samples: int, batch_size: int = 64,
+                    models: Sequence[str] | None = None, runtimes: Sequence[str] = RUNTIMES,
+                    progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """``{model: {runtime: row}, "machine": {...}}`` for every discovered model and runtime.
+
+    Eager runs first for each model so the other runtimes' agreement is measured against it.
+    """
+    machine = machine_info(threads)
+    entries = discover(run_or_models)
+    bases = list(dict.fromkeys(split_name(n)[0] for n in entries))
+    if models is not None:
+        bases = [b for b in bases if b in models]
+    out: dict[str, Any] = {}
+    with OtherLoad() as other:
+        for base in bases:
+            eager_preds = None
+            for runtime in runtimes:
+                name = base if runtime == "torch" else f"{base}@{runtime}"
+                if name not in entries:
+                    continue
+                if progress:
+                    progress(name)
+                predictor = make_predictor(entries[name], threads)
+                row, preds = benchmark_predictor(predictor, texts, labels, latency_samples=latency_samples,
+                                                 batch_size=batch_size, eager_predictions=eager_preds)
+                if runtime == "torch":
+                    eager_preds = preds
+                out.setdefault(base, {})[runtime] = row
+    machine["other_processes_cpu_share"] = other.share
+    out["machine"] = machine
+    return out
+
+
+def inference_frame(inference: dict[str, Any]) -> pd.DataFrame:
+    """The inference section as a long table: one row per model and runtime."""
+    rows = [{"model": m, "runtime": rt, **vals} for m, by_rt in inference.items() if m != "machine"
+            for rt, vals in by_rt.items()]
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- load tests
+
+
+def write_texts(path: str | Path, texts: Sequence[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(list(texts), ensure_ascii=False))
+    return path
+
+
+def start_load(url: str, model: str, texts_path: Path, users: int, seconds: float,
+               prefix: Path) -> tuple[subprocess.Popen, Path]:
+    """Start ``locust --headless`` in its own process; returns it and the record file it will write."""
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    record = prefix.with_name(prefix.name + "_requests.jsonl")
+    started = prefix.with_name(prefix.name + "_started")
+    for p in (record, started):
+        p.unlink(missing_ok=True)
+    # -t is only a backstop: the locustfile stops `seconds` after its first request.
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users),
+           "-r", str(users), "-t", f"{math.ceil(seconds) + 60}s", "--host", url, "--csv", str(prefix),
+           "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING", "--exit-code-on-error", "0"]
+    env = {**os.environ, "KD_MODEL": model, "KD_TEXTS": str(texts_path), "KD_RECORD": str(record),
+           "KD_STARTED": str(started), "KD_RUN_SECONDS": str(seconds)}
+    log = open(prefix.with_name(prefix.name + "_locust.log"), "w")  # noqa: SIM115 - closed by finish_load
+    popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
+                             start_new_session=True)
+    popen.log_file = log  # type: ignore[attr-defined]
+    return popen, record
+
+
+def finish_load(popen: subprocess.Popen, record: Path, timeout: float) -> list[tuple[float, float, bool]]:
+    """Wait for locust to finish and read its per-request record."""
+    try:
+        popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGKILL)
+        popen.wait()
+        raise
+    finally:
+        popen.log_file.close()  # type: ignore[attr-defined]
+    if not record.exists():
+        log_text = Path(popen.log_file.name).read_text(errors="replace")[-2000:]  # type: ignore[attr-defined]
+        raise RuntimeError(f"locust wrote no request record (exit {popen.returncode}):\n{log_text}")
+    return [tuple(json.loads(line)) for line in record.read_text().splitlines() if line.strip()]
+
+
+def wait_started(record: Path, timeout: float = 60.0) -> float:
+    """Block until locust's first request has answered; the Unix time that request was sent."""
+    marker = record.with_name(record.name.replace("_requests.jsonl", "_started"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marker.exists() and (text := marker.read_text().strip()):
+            return float(text)
+        time.sleep(0.02)
+    raise TimeoutError(f"locust did not start within {timeout:.0f}s")
+
+
+def load_stats(records: Sequence[tuple[float, float, bool]], t_from: float | None = None,
+               t_to: float | None = None) -> dict[str, Any]:
+    """rps, latency percentiles of successful requests and failures, for requests started in [t_from, t_to)."""
+    if not records:
+        return {"requests": 0, "errors": 0, "rps": 0.0, "p50_ms": None, "p95_ms": None, "p99_ms": None}
+    start = np.array([r[0] for r in records])
+    ms = np.array([r[1] for r in records])
+    ok = np.array([bool(r[2]) for r in records])
+    t_from = start.min() if t_from is None else t_from
+    t_to = (start + ms / 1000).max() if t_to is None else t_to
+    sel = (start >= t_from) & (start < t_to)
+    good = ms[sel & ok]
+    pct = (lambda q: float(np.percentile(good, q))) if good.size else (lambda q: None)
+    return {"requests": int(sel.sum()), "errors": int((sel & ~ok).sum()),
+            "rps": float(sel.sum() / max(t_to - t_from, 1e-9)),
+            "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
+            "max_ms": float(good.max()) if good.size else None}
+
+
+def run_load(url: str, model: str, texts_path: Path, users: int, duration_s: float, warmup_s: float,
+             out_dir: Path, tag: str = "") -> dict[str, Any]:
+    """One locust run: ``warmup_s`` then ``duration_s`` measured seconds at ``users`` concurrent requests.
+
+    Latency and rps come from the measured window; ``errors`` counts every failed
+    request of the run, warm-up included.
+    """
+    prefix = Path(out_dir) / f"{tag or 'load'}_{model.replace('@', '_')}_c{users}"
+    popen, record = start_load(url, model, texts_path, users, warmup_s + duration_s, prefix)
+    records = finish_load(popen, record, timeout=warmup_s + duration_s + 180)
+    if not records:
+        raise RuntimeError(f"locust made no requests to {url} ({prefix}_locust.log)")
+    t0 = min(r[0] for r in records)
+    stats = load_stats(records, t0 + warmup_s, t0 + warmup_s + duration_s)
+    stats["errors"] = sum(not r[2] for r in records)
+    stats["requests_total"] = len(records)
+    stats["users"] = users
+    return stats
+
+
+def sweep(url: str, models: Sequence[str], texts_path: Path, concurrency: Sequence[int], duration_s: float,
+          warmup_s: float, out_dir: Path, tag: str = "",
+          progress: Callable[[str], None] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{model: {concurrency: stats}}`` for each model and concurrency level."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for model in models:
+        for c in concurrency:
+            if progress:
+                progress(f"{tag} {model} c={c}")
+            out.setdefault(model, {})[str(c)] = run_load(url, model, texts_path, c, duration_s, warmup_s,
+                                                         out_dir, tag)
+    return out
+
+
+def fault_test(deployment: Any, model: str, texts_path: Path, users: int, duration_s: float, warmup_s: float,
+               out_dir: Path, replica: int = 0) -> dict[str, Any]:
+    """Load through nginx and SIGKILL one replica halfway; compare the windows before and after.
+
+    Reports failed requests (the goal is 0: nginx retries a request whose replica
+    died on another), how many requests nginx had to retry, and p50/p95/p99
+    before the kill and after it.
+    """
+    prefix = Path(out_dir) / f"fault_{model.replace('@', '_')}_c{users}"
+    total = warmup_s + duration_s
+    popen, record = start_load(deployment.url, model, texts_path, users, total, prefix)
+    try:
+        started = wait_started(record)
+        time.sleep(max(0.0, started + warmup_s + duration_s / 2 - time.time()))
+        killed_at = time.time()
+        deployment.kill_replica(replica)
+    finally:
+        records = finish_load(popen, record, timeout=total + 180)
+    t0 = min(r[0] for r in records)
+    before = load_stats(records, t0 + warmup_s, killed_at)
+    after = load_stats(records, killed_at, t0 + total)
+    retried = [row for row in deployment.nginx_access_log() if len(row["upstreams"]) > 1]
+    return {
+        "model": model, "users": users, "replicas": len(deployment.servers), "killed_replica": replica,
+        "kill_at_s": killed_at - t0, "requests": len(records), "failed": sum(not r[2] for r in records),
+        "retried_by_nginx": len(retried), "before": before, "after": after,
+        "p95_ratio": (after["p95_ms"] / before["p95_ms"]) if before["p95_ms"] and after["p95_ms"] else None,
+        "p99_ratio": (after["p99_ms"] / before["p99_ms"]) if before["p99_ms"] and after["p99_ms"] else None,
+    }
+
+
+def serving_frame(serving: dict[str, Any]) -> pd.DataFrame:
+    """``{setup: {model: {concurrency: stats}}}`` as a long table."""
+    rows = []
+    for setup, by_model in serving.items():
+        if not isinstance(by_model, dict) or setup in ("fault_test", "http_overhead", "micro_batching", "settings"):
+            continue
+        for model, by_c in by_model.items():
+            for c, stats in by_c.items():
+                rows.append({"setup": setup, "model": model, "concurrency": int(c), **stats})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def plot_inference(inference: dict[str, Any]) -> Any:
+    """Batch-1 p50 latency (log scale) per model, one bar per runtime."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from kdutils import plots
+
+    plots.set_style()
+    df = inference_frame(inference)
+    fig, ax = plt.subplots(figsize=plots.DOUBLE_COLUMN)
+    sns.barplot(data=df, y="model", x="latency_ms_p50", hue="runtime", ax=ax, orient="h",
+                palette=dict(zip(RUNTIMES, ("#34495e", "#5dade2", "#c0392b"), strict=True)))
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency p50 (ms, log scale)")
+    ax.set_ylabel("")
+    ax.set_title(f"In-process inference time ({inference['machine']['cpu']}, "
+                 f"{inference['machine']['torch_threads']} threads)")
+    return fig
+
+
+def plot_pareto(inference: dict[str, Any]) -> Any:
+    """Test accuracy against batch-1 latency (log scale); the Pareto front joined by a line."""
+    import matplotlib.pyplot as plt
+
+    from kdutils import plots
+
+    plots.set_style()
+    df = inference_frame(inference).sort_values("latency_ms_p50")
+    fig, ax = plt.subplots(figsize=plots.SINGLE_COLUMN)
+    markers = {"torch": "o", "onnx": "s", "onnx-int8": "^"}
+    for _, r in df.iterrows():
+        ax.scatter(r["latency_ms_p50"], 100 * r["accuracy"], color=plots.model_color(r["model"]),
+                   marker=markers.get(r["runtime"], "o"), s=22, zorder=3)
+    front = df[100 * df["accuracy"] >= (100 * df["accuracy"]).cummax()]
+    ax.plot(front["latency_ms_p50"], 100 * front["accuracy"], color="0.6", lw=0.8, zorder=2, ls="--")
+    for model, g in df.groupby("model"):
+        r = g.iloc[0]
+        ax.annotate(model, (r["latency_ms_p50"], 100 * r["accuracy"]), fontsize=5, xytext=(3, 3),
+                    textcoords="offset points")
+    from matplotlib.lines import Line2D
+
+    ax.legend(handles=[Line2D([], [], marker=m, ls="", color="0.3", label=k) for k, m in markers.items()],
+              loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch-1 latency p50 (ms, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    return fig
+
+
+def plot_serving(serving: dict[str, Any]) -> Any:
+    """Throughput and p95 latency against concurrency, per model, for each setup."""
+    import matplotlib.pyplot as plt
+
+    from kdutils import plots
+
+    plots.set_style()
+    df = serving_frame(serving)
+    fig, axes = plt.subplots(1, 2, figsize=plots.DOUBLE_COLUMN)
+    styles = {"1_replica": "-", "N_replicas_nginx": "--"}
+    n = serving.get("settings", {}).get("replicas", "N")
+    names = {"1_replica": "1 replica", "N_replicas_nginx": f"{n} replicas + nginx"}
+    for (setup, model), g in df.groupby(["setup", "model"]):
+        g = g.sort_values("concurrency")
+        kw = {"color": plots.model_color(model), "ls": styles.get(setup, ":"), "marker": "o", "ms": 3,
+              "label": f"{model} ({names.get(setup, setup)})"}
+        axes[0].plot(g["concurrency"], g["rps"], **kw)
+        axes[1].plot(g["concurrency"], g["p95_ms"], **kw)
+    for ax, label in zip(axes, ("requests / s", "p95 latency (ms)"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrent requests (locust users)")
+        ax.set_ylabel(label)
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=5)
+    return fig
+
+
+def http_overhead(url: str, models: Sequence[str], texts_path: Path, duration_s: float, warmup_s: float,
+                  out_dir: Path) -> dict[str, Any]:
+    """The no-op endpoint, then each of ``models``, at one request in flight on one server.
+
+    ``p50_ratio[model]`` is the model's HTTP p50 over the no-op's: 1 would mean the model
+    costs nothing beside HTTP, JSON and request validation.
+    """
+    out: dict[str, Any] = {"users": 1, "noop": run_load(url, "noop", texts_path, 1, duration_s, warmup_s,
+                                                         out_dir, tag="overhead")}
+    out["predict"] = {m: run_load(url, m, texts_path, 1, duration_s, warmup_s, out_dir, tag="overhead")
+                      for m in models}
+    noop_p50 = out["noop"]["p50_ms"]
+    out["p50_ratio"] = {m: s["p50_ms"] / noop_p50 if s["p50_ms"] and noop_p50 else None
+                        for m, s in out["predict"].items()}
+    return out
+
+
+def compare_micro_batching(run_dir: str | Path, model: str, texts_path: Path, users: int, duration_s: float,
+                           warmup_s: float, micro_batching_ms: float, options: Any, out_dir: Path) -> dict[str, Any]:
+    """One replica with micro-batching off, then on (``micro_batching_ms``), at ``users`` in flight."""
+    from dataclasses import replace
+
+    from kdutils.deploy import Deployment
+
+    out: dict[str, Any] = {"model": model, "users": users, "micro_batching_ms": micro_batching_ms}
+    for label, ms in (("off", 0.0), ("on", micro_batching_ms)):
+        opts = replace(options, models=(model,), micro_batching_ms=ms)
+        with Deployment(run_dir, replicas=1, options=opts, log_dir=out_dir) as dep:
+            out[label] = run_load(dep.url, model, texts_path, users, duration_s, warmup_s, out_dir,
+                                  tag=f"microbatch_{label}")
+    if out["off"]["rps"]:
+        out["rps_ratio"] = out["on"]["rps"] / out["off"]["rps"]
+    return out
+
+
+def _load_runs(serving: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every load run's stats in the serving section (sweeps, HTTP overhead, micro-batching)."""
+    runs = serving_frame(serving).to_dict("records")
+    overhead = serving.get("http_overhead", {})
+    runs += [overhead["noop"], *overhead["predict"].values()] if overhead else []
+    mb = serving.get("micro_batching", {})
+    runs += [mb[k] for k in ("off", "on") if k in mb]
+    return runs
+
+
+# --------------------------------------------------------------------------- targets
+
+
+def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student: str = "student_distilled",
+                     teacher: str = "teacher") -> list[dict[str, Any]]:
+    """The study's deployment targets, each with the measured value and whether it was met.
+
+    1. the student's batch-1 p50 latency at least 10x below the teacher's, per runtime;
+    2. ONNX int8 student faster (p50) than ONNX fp32, accuracy within 0.5 points;
+    3. HTTP p50 at concurrency 1 of the student within 1.5x that of the no-op endpoint;
+    4. zero failed requests in the load and fault tests.
+    A target whose measurement is missing is reported with ``met: None``.
+    """
+    out: list[dict[str, Any]] = []
+    for rt in RUNTIMES:
+        s, t = inference.get(student, {}).get(rt), inference.get(teacher, {}).get(rt)
+        ratio = t["latency_ms_p50"] / s["latency_ms_p50"] if s and t else None
+        out.append({"target": f"{student} batch-1 latency >= 10x lower than {teacher} ({rt})",
+                    "value": ratio, "unit": "x", "met": None if ratio is None else ratio >= 10})
+    fp32, int8 = inference.get(student, {}).get("onnx"), inference.get(student, {}).get("onnx-int8")
+    if fp32 and int8:
+        speedup = fp32["latency_ms_p50"] / int8["latency_ms_p50"]
+        change = 100 * (int8["accuracy"] - fp32["accuracy"])
+        out.append({"target": f"{student} ONNX int8 faster than ONNX fp32", "value": speedup, "unit": "x",
+                    "met": speedup > 1})
+        out.append({"target": f"{student} ONNX int8 accuracy within 0.5 points of fp32", "value": change,
+                    "unit": "points", "met": abs(change) <= 0.5})
+    for model, ratio in serving.get("http_overhead", {}).get("p50_ratio", {}).items():
+        if split_name(model)[0] == student:
+            out.append({"target": f"HTTP p50 of {model} at concurrency 1 within 1.5x the no-op's",
+                        "value": ratio, "unit": "x", "met": None if ratio is None else ratio <= 1.5})
+    runs = _load_runs(serving)
+    load_errors = sum(r["errors"] for r in runs) if runs else None
+    fault = serving.get("fault_test", {})
+    fault_errors = fault.get("failed")
+    out.append({"target": "zero failed requests in the load tests", "value": load_errors, "unit": "requests",
+                "met": None if load_errors is None else load_errors == 0})
+    out.append({"target": "zero failed requests in the fault test (replica killed)", "value": fault_errors,
+                "unit": "requests", "met": None if fault_errors is None else fault_errors == 0})
+    return out

@@ -1,0 +1,97 @@
+"""Benchmarks: FLOP formulas checked against the models, the in-process benchmark, and locust load runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from serving_fixtures import LiveServer, ServingRun
+
+from kdutils import bench
+from kdutils.predictors import discover
+
+# Session fixtures (serving_run, live_server) shared by the serving tests.
+pytest_plugins = ("serving_fixtures",)
+
+
+def test_student_flops_equal_twice_the_lstm_and_head_weights(serving_run: ServingRun) -> None:
+    from kdutils.models import load_student
+
+    entry = discover(serving_run.run)["student_distilled"]
+    model, _, _ = load_student(entry.source_dir)
+    # Every LSTM weight (not bias) is one multiply-accumulate per token; the head one per sentence.
+    lstm_w = sum(p.numel() for n, p in model.named_parameters() if "lstm" in n and "weight" in n)
+    head_w = model.head.weight.numel()
+    for seq_len in (1.0, 17.5):
+        assert bench.flops_per_sentence(entry, seq_len) == pytest.approx(2 * (lstm_w * seq_len + head_w))
+
+
+def test_teacher_flops_match_torch_flop_counter(serving_run: ServingRun) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForSequenceClassification
+
+    entry = discover(serving_run.run)["teacher"]
+    model = AutoModelForSequenceClassification.from_pretrained(str(entry.source_dir)).eval()
+    seq_len = 24
+    ids = torch.randint(1000, 2000, (1, seq_len))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    assert bench.flops_per_sentence(entry, seq_len) == pytest.approx(counter.get_total_flops(), rel=0.02)
+
+
+def test_machine_info_names_cpu_threads_and_peak() -> None:
+    info = bench.machine_info(threads=1, matmul=bench.matmul_peak_gflops(1, n=256, repeats=2))
+    assert info["cpu"] and info["cpu"] != "unknown"
+    assert info["cores"] >= 1 and info["torch_threads"] == 1 and info["ort_threads"] == 1
+    assert info["matmul_peak_gflops"] > 0.1
+    with bench.OtherLoad() as other:
+        sum(range(200_000))
+    assert other.share is not None and 0 <= other.share <= 1
+
+
+def test_micro_benchmark_rows(serving_run: ServingRun) -> None:
+    texts, labels = serving_run.texts[:48], serving_run.labels[:48]
+    result = bench.micro_benchmark(serving_run.run, texts, labels, threads=1, latency_samples=8, batch_size=16)
+    assert set(result) == {"teacher", "student_distilled", "machine"}
+    assert 0 <= result["machine"]["other_processes_cpu_share"] <= 1
+    for model in ("teacher", "student_distilled"):
+        rows = result[model]
+        assert set(rows) == {"torch", "onnx", "onnx-int8"}
+        for row in rows.values():
+            assert 0 < row["latency_ms_p50"] <= row["latency_ms_p95"]
+            assert row["throughput_per_s_b16"] > 0 and row["flops_per_sentence"] > 0
+            assert row["gflops_achieved"] == pytest.approx(row["flops_per_sentence"] * row["throughput_per_s_b16"] / 1e9)
+            assert 0 <= row["accuracy"] <= 1 and 0 <= row["agreement_with_eager"] <= 1
+        assert rows["torch"]["agreement_with_eager"] == 1.0
+        assert rows["onnx"]["agreement_with_eager"] == 1.0 and rows["onnx"]["accuracy"] == rows["torch"]["accuracy"]
+        assert rows["onnx-int8"]["size_mb"] < rows["onnx"]["size_mb"]
+    # The 1-layer teacher still does far more arithmetic per sentence than the small BiLSTM.
+    assert result["teacher"]["torch"]["flops_per_sentence"] > 5 * result["student_distilled"]["torch"]["flops_per_sentence"]
+    frame = bench.inference_frame(result)
+    assert len(frame) == 6 and {"model", "runtime", "latency_ms_p50"} <= set(frame.columns)
+
+
+def test_load_stats_windows() -> None:
+    # (start unix s, response ms, ok): two warm-up requests, then four measured, one failed.
+    records = [(0.0, 50.0, True), (0.5, 40.0, False), (1.0, 10.0, True), (1.2, 20.0, True),
+               (1.6, 30.0, False), (1.8, 40.0, True)]
+    s = bench.load_stats(records, 1.0, 2.0)
+    assert s["requests"] == 4 and s["errors"] == 1 and s["rps"] == pytest.approx(4.0)
+    assert s["p50_ms"] == pytest.approx(20.0) and s["max_ms"] == 40.0
+    assert s["p99_ms"] == pytest.approx(np.percentile([10, 20, 40], 99))
+
+
+def test_locust_load_against_a_live_server(live_server: LiveServer, tmp_path) -> None:
+    texts_path = bench.write_texts(tmp_path / "texts.json", live_server.fixture.texts)
+    result = bench.sweep(live_server.url, ["noop", "student_distilled@onnx-int8"], texts_path, [1, 2],
+                         duration_s=1.5, warmup_s=0.5, out_dir=tmp_path)
+    for model, by_c in result.items():
+        for c, stats in by_c.items():
+            assert stats["errors"] == 0, (model, c, stats)
+            assert stats["requests"] > 5 and stats["rps"] > 0
+            assert stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
+            assert stats["requests_total"] >= stats["requests"]
+    # locust's own summary is kept beside the exact record
+    assert (tmp_path / "load_noop_c1_stats.csv").exists()
+    frame = bench.serving_frame({"1_replica": result})
+    assert len(frame) == 4 and set(frame["concurrency"]) == {1, 2}
