@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,26 +122,40 @@ def _machine_busy_seconds() -> float | None:
 
 
 class OtherLoad:
-    """Share of the machine's cores used by *other* processes while the block runs.
+    """Share of the machine's cores used by *other* processes between ``start()`` and ``stop()``.
 
-    Machine-wide busy CPU time minus this process's own CPU time, over wall time x cores:
-    0 means the benchmark had the machine to itself; 0.5 on 2 cores means another
-    process kept one core busy throughout (multi-threaded latencies suffer most).
+    Machine-wide busy CPU time minus this process's own CPU time and that of its reaped
+    children (servers, nginx, locust: stop them before ``stop()``), over wall time x cores.
+    0 means the measurement had the machine to itself; 0.5 on 2 cores means other work
+    kept one core busy throughout (multi-threaded latencies and thread hand-offs suffer most).
     """
 
-    def __enter__(self) -> OtherLoad:
-        self.share: float | None = None
-        self._t, self._cpu, self._busy = time.perf_counter(), time.process_time(), _machine_busy_seconds()
+    share: float | None = None
+
+    @staticmethod
+    def _own() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def start(self) -> OtherLoad:
+        self.share = None
+        self._t, self._cpu, self._busy = time.perf_counter(), self._own(), _machine_busy_seconds()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> float | None:
         busy = _machine_busy_seconds()
-        if busy is None or self._busy is None:
-            return
         wall = time.perf_counter() - self._t
-        others = (busy - self._busy) - (time.process_time() - self._cpu)
-        # Clamped: /proc/stat counts in 10 ms ticks, coarse over a short block.
-        self.share = min(1.0, max(0.0, others / (wall * cpu_count()))) if wall > 0 else None
+        if busy is not None and self._busy is not None and wall > 0:
+            others = (busy - self._busy) - (self._own() - self._cpu)
+            # Clamped: /proc/stat counts in 10 ms ticks, coarse over a short block.
+            self.share = min(1.0, max(0.0, others / (wall * cpu_count())))
+        return self.share
+
+    def __enter__(self) -> OtherLoad:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -278,12 +293,22 @@ def write_texts(path: str | Path, texts: Sequence[str]) -> Path:
     return path
 
 
-def start_load(url: str, model: str, texts_path: Path, users: int, seconds: float,
-               prefix: Path) -> tuple[subprocess.Popen, Path]:
-    """Start ``locust --headless`` in its own process; returns it and the record file it will write."""
+@dataclass
+class LoadProcess:
+    """A running locust process and the files it writes."""
+
+    popen: subprocess.Popen
+    record: Path  # one JSON line per request, written when locust exits
+    started: Path  # holds the send time of the first request, once it has answered
+    log_path: Path
+
+
+def start_load(url: str, model: str, texts_path: Path, users: int, seconds: float, prefix: Path) -> LoadProcess:
+    """Start ``locust --headless`` in its own process (and session) against ``url``."""
     prefix.parent.mkdir(parents=True, exist_ok=True)
     record = prefix.with_name(prefix.name + "_requests.jsonl")
     started = prefix.with_name(prefix.name + "_started")
+    log_path = prefix.with_name(prefix.name + "_locust.log")
     for p in (record, started):
         p.unlink(missing_ok=True)
     # -t is only a backstop: the locustfile stops `seconds` after its first request.
@@ -292,36 +317,35 @@ def start_load(url: str, model: str, texts_path: Path, users: int, seconds: floa
            "--only-summary", "--stop-timeout", "5", "--loglevel", "WARNING", "--exit-code-on-error", "0"]
     env = {**os.environ, "KD_MODEL": model, "KD_TEXTS": str(texts_path), "KD_RECORD": str(record),
            "KD_STARTED": str(started), "KD_RUN_SECONDS": str(seconds)}
-    log = open(prefix.with_name(prefix.name + "_locust.log"), "w")  # noqa: SIM115 - closed by finish_load
-    popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT,
-                             start_new_session=True)
-    popen.log_file = log  # type: ignore[attr-defined]
-    return popen, record
+    with open(log_path, "w") as log:
+        # stdin from /dev/null: headless locust still listens for keyboard commands on a terminal.
+        popen = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                 cwd=REPO_ROOT, start_new_session=True)
+    return LoadProcess(popen, record, started, log_path)
 
 
-def finish_load(popen: subprocess.Popen, record: Path, timeout: float) -> list[tuple[float, float, bool]]:
+def finish_load(load: LoadProcess, timeout: float) -> list[tuple[float, float, bool]]:
     """Wait for locust to finish and read its per-request record."""
     try:
-        popen.wait(timeout=timeout)
+        load.popen.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(popen.pid, signal.SIGKILL)
-        popen.wait()
+        os.killpg(load.popen.pid, signal.SIGKILL)
+        load.popen.wait()
         raise
-    finally:
-        popen.log_file.close()  # type: ignore[attr-defined]
-    if not record.exists():
-        log_text = Path(popen.log_file.name).read_text(errors="replace")[-2000:]  # type: ignore[attr-defined]
-        raise RuntimeError(f"locust wrote no request record (exit {popen.returncode}):\n{log_text}")
-    return [tuple(json.loads(line)) for line in record.read_text().splitlines() if line.strip()]
+    if not load.record.exists():
+        tail = load.log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"locust wrote no request record (exit {load.popen.returncode}):\n{tail}")
+    return [tuple(json.loads(line)) for line in load.record.read_text().splitlines() if line.strip()]
 
 
-def wait_started(record: Path, timeout: float = 60.0) -> float:
+def wait_started(load: LoadProcess, timeout: float = 60.0) -> float:
     """Block until locust's first request has answered; the Unix time that request was sent."""
-    marker = record.with_name(record.name.replace("_requests.jsonl", "_started"))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if marker.exists() and (text := marker.read_text().strip()):
+        if load.started.exists() and (text := load.started.read_text().strip()):
             return float(text)
+        if load.popen.poll() is not None:
+            raise RuntimeError(f"locust exited early: {load.log_path.read_text(errors='replace')[-2000:]}")
         time.sleep(0.02)
     raise TimeoutError(f"locust did not start within {timeout:.0f}s")
 
@@ -353,8 +377,8 @@ def run_load(url: str, model: str, texts_path: Path, users: int, duration_s: flo
     request of the run, warm-up included.
     """
     prefix = Path(out_dir) / f"{tag or 'load'}_{model.replace('@', '_')}_c{users}"
-    popen, record = start_load(url, model, texts_path, users, warmup_s + duration_s, prefix)
-    records = finish_load(popen, record, timeout=warmup_s + duration_s + 180)
+    load = start_load(url, model, texts_path, users, warmup_s + duration_s, prefix)
+    records = finish_load(load, timeout=warmup_s + duration_s + 180)
     if not records:
         raise RuntimeError(f"locust made no requests to {url} ({prefix}_locust.log)")
     t0 = min(r[0] for r in records)
@@ -389,14 +413,14 @@ def fault_test(deployment: Any, model: str, texts_path: Path, users: int, durati
     """
     prefix = Path(out_dir) / f"fault_{model.replace('@', '_')}_c{users}"
     total = warmup_s + duration_s
-    popen, record = start_load(deployment.url, model, texts_path, users, total, prefix)
+    load = start_load(deployment.url, model, texts_path, users, total, prefix)
     try:
-        started = wait_started(record)
+        started = wait_started(load)
         time.sleep(max(0.0, started + warmup_s + duration_s / 2 - time.time()))
         killed_at = time.time()
         deployment.kill_replica(replica)
     finally:
-        records = finish_load(popen, record, timeout=total + 180)
+        records = finish_load(load, timeout=total + 180)
     t0 = min(r[0] for r in records)
     before = load_stats(records, t0 + warmup_s, killed_at)
     after = load_stats(records, killed_at, t0 + total)
@@ -505,17 +529,21 @@ def http_overhead(url: str, models: Sequence[str], texts_path: Path, duration_s:
                   out_dir: Path) -> dict[str, Any]:
     """The no-op endpoint, then each of ``models``, at one request in flight on one server.
 
-    ``p50_ratio[model]`` is the model's HTTP p50 over the no-op's: 1 would mean the model
-    costs nothing beside HTTP, JSON and request validation.
+    ``noop``/``predict``/``p50_ratio`` describe the first model (its HTTP p50 over the
+    no-op's: 1 would mean the model costs nothing beside HTTP, JSON and validation);
+    ``runtimes`` holds the same for every model given.
     """
-    out: dict[str, Any] = {"users": 1, "noop": run_load(url, "noop", texts_path, 1, duration_s, warmup_s,
-                                                         out_dir, tag="overhead")}
-    out["predict"] = {m: run_load(url, m, texts_path, 1, duration_s, warmup_s, out_dir, tag="overhead")
-                      for m in models}
-    noop_p50 = out["noop"]["p50_ms"]
-    out["p50_ratio"] = {m: s["p50_ms"] / noop_p50 if s["p50_ms"] and noop_p50 else None
-                        for m, s in out["predict"].items()}
-    return out
+    if not models:
+        raise ValueError("http_overhead needs at least one model")
+    noop = run_load(url, "noop", texts_path, 1, duration_s, warmup_s, out_dir, tag="overhead")
+    runtimes: dict[str, Any] = {}
+    for model in models:
+        stats = run_load(url, model, texts_path, 1, duration_s, warmup_s, out_dir, tag="overhead")
+        ratio = stats["p50_ms"] / noop["p50_ms"] if stats["p50_ms"] and noop["p50_ms"] else None
+        runtimes[model] = {"stats": stats, "p50_ratio": ratio}
+    first = runtimes[models[0]]
+    return {"users": 1, "model": models[0], "noop": noop, "predict": first["stats"],
+            "p50_ratio": first["p50_ratio"], "runtimes": runtimes}
 
 
 def compare_micro_batching(run_dir: str | Path, model: str, texts_path: Path, users: int, duration_s: float,
@@ -540,7 +568,7 @@ def _load_runs(serving: dict[str, Any]) -> list[dict[str, Any]]:
     """Every load run's stats in the serving section (sweeps, HTTP overhead, micro-batching)."""
     runs = serving_frame(serving).to_dict("records")
     overhead = serving.get("http_overhead", {})
-    runs += [overhead["noop"], *overhead["predict"].values()] if overhead else []
+    runs += [overhead["noop"], *(r["stats"] for r in overhead["runtimes"].values())] if overhead else []
     mb = serving.get("micro_batching", {})
     runs += [mb[k] for k in ("off", "on") if k in mb]
     return runs
@@ -573,8 +601,9 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
                     "met": speedup > 1})
         out.append({"target": f"{student} ONNX int8 accuracy within 0.5 points of fp32", "value": change,
                     "unit": "points", "met": abs(change) <= 0.5})
-    for model, ratio in serving.get("http_overhead", {}).get("p50_ratio", {}).items():
+    for model, result in serving.get("http_overhead", {}).get("runtimes", {}).items():
         if split_name(model)[0] == student:
+            ratio = result["p50_ratio"]
             out.append({"target": f"HTTP p50 of {model} at concurrency 1 within 1.5x the no-op's",
                         "value": ratio, "unit": "x", "met": None if ratio is None else ratio <= 1.5})
     runs = _load_runs(serving)

@@ -39,8 +39,9 @@ from kdutils.predictors import (
     onnx_dir,
     quiet_transformers,
     source_key,
+    weights_digest,
 )
-from kdutils.runs import atomic_dir, sha256_file, write_json
+from kdutils.runs import atomic_dir, write_json
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def export_model(entry: ModelEntry, models_dir: str | Path, texts: Sequence[str]
         raise ValueError(f"export takes the eager model, got {entry.name}")
     target = onnx_dir(models_dir, entry.base)
     info: dict[str, Any] = {"model": entry.base, "source": source_key(entry.source_dir),
-                            "source_sha256": sha256_file(entry.weights), "kind": entry.kind,
+                            "source_sha256": weights_digest(entry.weights), "kind": entry.kind,
                             "opset": opset, "exporter": "torch.onnx.export(dynamo=True)"}
     with atomic_dir(target) as tmp:
         t0 = time.perf_counter()

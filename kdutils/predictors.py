@@ -19,6 +19,7 @@ model (runtime ``torch``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -141,7 +142,18 @@ def export_is_current(export_dir: Path, source_dir: Path) -> bool:
         return False
     meta = json.loads(meta_path.read_text())
     return (meta.get("source") == source_key(source_dir)
-            and meta.get("source_sha256") == sha256_file(_weights_file(source_dir)))
+            and meta.get("source_sha256") == weights_digest(_weights_file(source_dir)))
+
+
+def weights_digest(path: Path) -> str:
+    """sha256 of a weight file, remembered per (path, size, mtime): discovery runs often."""
+    st = path.stat()
+    return _digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
 
 
 def discover(run_or_models: str | Path | Any) -> dict[str, ModelEntry]:

@@ -83,15 +83,40 @@ def test_load_stats_windows() -> None:
 
 def test_locust_load_against_a_live_server(live_server: LiveServer, tmp_path) -> None:
     texts_path = bench.write_texts(tmp_path / "texts.json", live_server.fixture.texts)
-    result = bench.sweep(live_server.url, ["noop", "student_distilled@onnx-int8"], texts_path, [1, 2],
+    result = bench.sweep(live_server.url, ["student_distilled@onnx-int8"], texts_path, [1, 2],
                          duration_s=1.5, warmup_s=0.5, out_dir=tmp_path)
-    for model, by_c in result.items():
-        for c, stats in by_c.items():
-            assert stats["errors"] == 0, (model, c, stats)
-            assert stats["requests"] > 5 and stats["rps"] > 0
-            assert stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
-            assert stats["requests_total"] >= stats["requests"]
+    overhead = bench.http_overhead(live_server.url, ["student_distilled@onnx"], texts_path, duration_s=1.5,
+                                   warmup_s=0.5, out_dir=tmp_path)
+    runs = [*result["student_distilled@onnx-int8"].values(), overhead["noop"], overhead["predict"]]
+    for stats in runs:
+        assert stats["errors"] == 0, stats
+        assert stats["requests"] > 5 and stats["rps"] > 0
+        assert stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
+        assert stats["requests_total"] >= stats["requests"]
+    assert overhead["model"] == "student_distilled@onnx"
+    assert overhead["p50_ratio"] == pytest.approx(overhead["predict"]["p50_ms"] / overhead["noop"]["p50_ms"])
     # locust's own summary is kept beside the exact record
-    assert (tmp_path / "load_noop_c1_stats.csv").exists()
-    frame = bench.serving_frame({"1_replica": result})
-    assert len(frame) == 4 and set(frame["concurrency"]) == {1, 2}
+    assert (tmp_path / "overhead_noop_c1_stats.csv").exists()
+    frame = bench.serving_frame({"1_replica": result, "http_overhead": overhead})
+    assert len(frame) == 2 and set(frame["concurrency"]) == {1, 2}
+
+
+def test_targets_from_results() -> None:
+    row = {"latency_ms_p50": 1.0, "accuracy": 0.8}
+    inference = {"student_distilled": {"torch": row, "onnx": {**row, "latency_ms_p50": 0.5},
+                                       "onnx-int8": {"latency_ms_p50": 0.4, "accuracy": 0.797}},
+                 "teacher": {"torch": {"latency_ms_p50": 12.0}, "onnx": {"latency_ms_p50": 4.0},
+                             "onnx-int8": {"latency_ms_p50": 3.0}}}
+    ok = {"requests": 10, "errors": 0, "requests_total": 12}
+    serving = {"1_replica": {"student_distilled": {"1": ok}},
+               "http_overhead": {"noop": ok, "runtimes": {"student_distilled@onnx": {"stats": ok, "p50_ratio": 1.4}}},
+               "micro_batching": {"off": ok, "on": {**ok, "errors": 2}}, "fault_test": {"failed": 0}}
+    got = {t["target"]: t for t in bench.evaluate_targets(inference, serving)}
+    met = {k: t["met"] for k, t in got.items()}
+    assert met["student_distilled batch-1 latency >= 10x lower than teacher (torch)"] is True
+    assert met["student_distilled batch-1 latency >= 10x lower than teacher (onnx)"] is False  # 8x
+    assert met["student_distilled ONNX int8 faster than ONNX fp32"] is True
+    assert got["student_distilled ONNX int8 accuracy within 0.5 points of fp32"]["value"] == pytest.approx(-0.3)
+    assert met["HTTP p50 of student_distilled@onnx at concurrency 1 within 1.5x the no-op's"] is True
+    assert got["zero failed requests in the load tests"]["value"] == 2  # the micro-batching run counts too
+    assert met["zero failed requests in the fault test (replica killed)"] is True
