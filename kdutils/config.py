@@ -173,6 +173,8 @@ class DistillConfig(_Section):
     grid_temperature: tuple[float, ...] = (2.0,)
     # Seeds used by ablation rows (the headline uses every seed of the profile).
     ablation_seeds: int = Field(2, ge=1)
+    # Students trained side by side, one thread each (processes): 2 fills a 2-core machine.
+    workers: int = Field(2, ge=1)
     bootstrap: int = Field(2000, ge=100)
     augment_seed: int = 7
 

@@ -407,6 +407,16 @@ def _data_dir(run: RunDir | str | Path) -> Path:
     return path if (path / "meta.json").exists() and not (path / "data").is_dir() else path / "data"
 
 
+def _card(splits: Splits) -> dict[str, Any]:
+    """The identity of a split set, shared by ``meta.json`` and the summary's data section."""
+    return {
+        "dataset": splits.dataset,
+        "num_labels": splits.num_labels,
+        "label_names": splits.label_names,
+        **{f"n_{name}": len(part) for name, part in splits.items()},
+    }
+
+
 def write_splits(splits: Splits, run: RunDir | str | Path) -> Path:
     """Write ``data/{train,val,test}.parquet`` and ``data/meta.json`` atomically; return meta path."""
     directory = _data_dir(run)
@@ -420,16 +430,7 @@ def write_splits(splits: Splits, run: RunDir | str | Path) -> Path:
         with atomic_path(target) as tmp:
             table.to_parquet(tmp, index=False)
         files[target.name] = sha256_file(target)
-    meta = {
-        "dataset": splits.dataset,
-        "num_labels": splits.num_labels,
-        "label_names": splits.label_names,
-        "n_train": len(splits.train),
-        "n_val": len(splits.val),
-        "n_test": len(splits.test),
-        "files": files,
-        "info": splits.info,
-    }
+    meta = {**_card(splits), "files": files, "info": splits.info}
     return write_json(directory / "meta.json", meta)
 
 
@@ -577,12 +578,7 @@ def summary_section(splits: Splits, **extra: Any) -> dict[str, Any]:
     """The ``data`` section of ``summary.json``."""
     info = splits.info
     return {
-        "dataset": splits.dataset,
-        "num_labels": splits.num_labels,
-        "label_names": splits.label_names,
-        "n_train": len(splits.train),
-        "n_val": len(splits.val),
-        "n_test": len(splits.test),
+        **_card(splits),
         "duplicates_removed": info.get("duplicates_removed", 0),
         "conflicting_removed": info.get("conflicting_removed", 0),
         "split_method": info.get("split_method", ""),

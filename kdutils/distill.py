@@ -458,18 +458,42 @@ def run_setting(
     cache_dir: str | Path | None = None,
     cache_key: str = "",
     keep_models: bool = False,
+    workers: int = 1,
 ) -> list[StudentRun]:
     """:func:`train_student` over ``seeds``. With ``cache_dir``, a run whose setting, seed, data
-    (``cache_key``), training parameters and code are unchanged is loaded instead of retrained."""
-    runs = []
+    (``cache_key``), training parameters and code are unchanged is loaded instead of retrained.
+
+    With ``workers > 1``, seeds still to train run in that many spawned processes at once: each
+    student trains on one thread (small LSTMs scale poorly across threads), so on a 2-core machine
+    two seeds side by side take about the time of one. ``make_model`` must then be picklable
+    (a module-level function or a ``functools.partial`` of one, not a closure). A seed gives the
+    same weights in a worker as in this process.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    paths: dict[int, Path | None] = {}
     for seed in seeds:
-        path = None
+        paths[seed] = None
         if cache_dir is not None:
             key = fingerprint(setting.describe(), seed, epochs, batch_size, lr, patience, cache_key,
                               code_fingerprint())
-            path = Path(cache_dir) / f"{key[:40]}.pt"
-        run = train_student(setting, seed, make_model, train, val, test, epochs=epochs, batch_size=batch_size,
-                            lr=lr, patience=patience, cache_path=path)
+            paths[seed] = Path(cache_dir) / f"{key[:40]}.pt"
+    kwargs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience}
+    todo = [s for s in seeds if paths[s] is None or not paths[s].exists()]  # type: ignore[union-attr]
+    done: dict[int, StudentRun] = {}
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: a forked child of a process that already ran OpenMP can hang in torch.
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {s: pool.submit(train_student, setting, s, make_model, train, val, test,
+                                      cache_path=paths[s], **kwargs) for s in todo}
+            done = {s: f.result() for s, f in futures.items()}
+    runs = []
+    for seed in seeds:
+        run = done.get(seed) or train_student(setting, seed, make_model, train, val, test, cache_path=paths[seed],
+                                              **kwargs)
         if not keep_models:
             run.model = None
         runs.append(run)

@@ -9,6 +9,8 @@ import pytest
 from kdutils.config import DataConfig
 from kdutils.data import Splits, load_dataset, make_splits
 from kdutils.runs import RunDir
+from kdutils.text import Vocab
+from kdutils.train import build_vocab, torch_threads
 
 # Small enough for a test on 2 shared cores, large enough for stratification and a few batches.
 RT_SLICE = DataConfig(dataset="rotten_tomatoes", max_train=400, max_val=100, max_test=100)
@@ -28,3 +30,16 @@ def rt_splits() -> Splits:
 def tmp_run(tmp_path: Path) -> RunDir:
     """An empty run directory (``RunDir``) under pytest's ``tmp_path``."""
     return RunDir(tmp_path / "run")
+
+
+@pytest.fixture(scope="session")
+def vocab(rt_splits: Splits) -> Vocab:
+    """The student vocabulary of the training slice (every word of it fits under 5,000)."""
+    return build_vocab(rt_splits.train["text"], max_size=5000)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small LSTMs on a shared 2-core machine: one thread avoids OpenMP spin contention."""
+    with torch_threads(1):
+        yield

@@ -34,7 +34,7 @@ from kdutils.distill import (
     teacher_unk_token,
 )
 from kdutils.text import tokenize
-from kdutils.train import build_vocab, encode_texts, init_student
+from kdutils.train import encode_texts, init_student
 
 matplotlib.use("Agg")
 
@@ -54,11 +54,6 @@ def teacher_dir(tmp_path_factory) -> Path:
     tokenizer.save_pretrained(out)
     (out / "kdmodel.json").write_text(json.dumps({"kind": "teacher", "name": "teacher", "max_length": 32}))
     return out
-
-
-@pytest.fixture(scope="module")
-def vocab(rt_splits):
-    return build_vocab(rt_splits.train["text"], max_size=5000)
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +206,19 @@ def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, 
                         small_runs["test"], cache_dir=small_runs["cache"], cache_key="other",
                         **small_runs["kwargs"])[0]
     assert not other.from_cache
+
+
+def test_seeds_trained_in_worker_processes_match_in_process_training(small_runs, vocab) -> None:
+    from functools import partial
+
+    runs = run_setting(small_runs["mse"], [0, 1], partial(init_student, vocab, 2, ARCH), small_runs["data"],
+                       small_runs["val"], small_runs["test"], workers=2, **small_runs["kwargs"])
+    for worker_run, local_run in zip(runs, small_runs["distilled"], strict=True):
+        assert (worker_run.seed, worker_run.from_cache) == (local_run.seed, False)
+        np.testing.assert_allclose(worker_run.test_logits, local_run.test_logits, atol=1e-5)
+    with pytest.raises(ValueError, match="workers must be"):
+        run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
+                    small_runs["test"], workers=0, **small_runs["kwargs"])
 
 
 def test_save_distilled_writes_what_later_notebooks_read(tmp_path, small_runs, vocab, rt_splits) -> None:

@@ -27,21 +27,12 @@ from kdutils.models import (
     save_student,
 )
 from kdutils.text import Vocab
-from kdutils.train import build_vocab, init_student, torch_threads
+from kdutils.train import build_vocab, init_student
 
 MINILM_PARAMS = 22_700_000
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Small LSTMs on a shared 2-core machine: one thread avoids OpenMP spin contention.
-    with torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def vocab(rt_splits) -> Vocab:
-    return build_vocab(rt_splits.train.text, max_size=2000)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

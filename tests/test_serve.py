@@ -178,19 +178,25 @@ def test_one_log_line_per_request(client: httpx.Client, live_server: LiveServer)
 def test_micro_batching_batches_and_isolates_a_failing_request(live_server: LiveServer) -> None:
     import asyncio
 
-    from kdutils.serve import MicroBatcher
+    from kdutils.serve import MicroBatcher, ModelRunner
 
     predictor = load_predictor(live_server.run, BROKEN, threads=1)
     good = [[t] for t in live_server.fixture.texts[:3]]
     bad = ["good " * 700]  # beyond the 512 positions: fails inside the model
 
+    runner = ModelRunner(workers=2)
+
     async def run() -> list:
-        batcher = MicroBatcher(predictor, max_wait_s=0.05, max_batch=64)
+        with pytest.raises(RuntimeError, match="not started"):
+            await runner(predictor.predict_logits, good[0])
+        runner.start()
+        batcher = MicroBatcher(predictor, max_wait_s=0.05, max_batch=64, runner=runner)
         try:
             return await asyncio.gather(*(batcher.submit(t) for t in [good[0], bad, good[1], good[2]]),
                                         return_exceptions=True)
         finally:
             batcher.task.cancel()
+            runner.stop()
 
     results = asyncio.run(run())
     assert isinstance(results[1], Exception)

@@ -13,7 +13,6 @@ from kdutils.models import BiLSTMClassifier, load_student
 from kdutils.text import Vocab
 from kdutils.train import (
     EncodedSet,
-    build_vocab,
     cross_entropy_loss,
     encode_texts,
     fit_student,
@@ -21,7 +20,6 @@ from kdutils.train import (
     length_bucketed_batches,
     predict_logits,
     summarise_seeds,
-    torch_threads,
     train_classifier,
 )
 
@@ -29,16 +27,7 @@ SMALL = StudentArch(embedding="random", embedding_dim=16, hidden_size=16, dropou
 LABELS = ["negative", "positive"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Small LSTMs on a shared 2-core machine: one thread avoids OpenMP spin contention.
-    with torch_threads(1):
-        yield
-
-
-@pytest.fixture(scope="module")
-def vocab(rt_splits) -> Vocab:
-    return build_vocab(rt_splits.train.text, max_size=3000)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
