@@ -192,16 +192,36 @@ def flops_per_sentence(entry: ModelEntry, seq_len: float) -> float:
 
 def latency_ms(predictor: Predictor, texts: Sequence[str], samples: int, warmup: int = 10) -> dict[str, float]:
     """Batch-1 latency percentiles over ``samples`` single sentences (cycling through ``texts``)."""
-    for i in range(warmup):
-        predictor.predict_logits([texts[i % len(texts)]])
-    times = np.empty(samples)
-    for i in range(samples):
-        text = texts[i % len(texts)]
-        t0 = time.perf_counter()
-        predictor.predict_logits([text])
-        times[i] = (time.perf_counter() - t0) * 1000
-    return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95)),
-            "mean": float(times.mean()), "n": samples}
+    return interleaved_latency({"model": predictor}, texts, samples, rounds=1, warmup=warmup)["model"]
+
+
+def interleaved_latency(predictors: dict[str, Predictor], texts: Sequence[str], samples: int, rounds: int = 10,
+                        warmup: int = 10) -> dict[str, dict[str, float]]:
+    """Batch-1 latency percentiles of several predictors, measured in interleaved rounds.
+
+    On a shared (virtual) machine the speed of the cores drifts by up to 2x over minutes; timed
+    one after another, two models would be compared across different machine states. Here each
+    round times a slice of the sentences on every predictor in turn (the order rotating between
+    rounds), so drift hits every predictor alike and ratios between them stay fair.
+    """
+    names = list(predictors)
+    for name in names:
+        for i in range(warmup):
+            predictors[name].predict_logits([texts[i % len(texts)]])
+    times: dict[str, list[float]] = {name: [] for name in names}
+    rounds = max(1, min(rounds, samples))
+    bounds = np.linspace(0, samples, rounds + 1).astype(int)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            predictor = predictors[name]
+            for i in range(bounds[r], bounds[r + 1]):
+                text = texts[i % len(texts)]
+                t0 = time.perf_counter()
+                predictor.predict_logits([text])
+                times[name].append((time.perf_counter() - t0) * 1000)
+    return {name: {"p50": float(np.percentile(t, 50)), "p95": float(np.percentile(t, 95)),
+                   "mean": float(np.mean(t)), "n": len(t)} for name, t in times.items()}
 
 
 def batched_pass(predictor: Predictor, texts: Sequence[str], batch_size: int) -> tuple[np.ndarray, float]:
@@ -217,10 +237,14 @@ def batched_pass(predictor: Predictor, texts: Sequence[str], batch_size: int) ->
 
 def benchmark_predictor(predictor: Predictor, texts: Sequence[str], labels: Sequence[int], *,
                         latency_samples: int, batch_size: int,
-                        eager_predictions: np.ndarray | None = None) -> tuple[dict[str, Any], np.ndarray]:
-    """One row of the inference table, and the predicted labels (for the agreement of other runtimes)."""
+                        eager_predictions: np.ndarray | None = None,
+                        latency: dict[str, float] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """One row of the inference table, and the predicted labels (for the agreement of other runtimes).
+
+    ``latency``: percentiles already measured (by :func:`interleaved_latency`); else measured here.
+    """
     entry = predictor.entry
-    lat = latency_ms(predictor, texts, latency_samples)
+    lat = latency if latency is not None else latency_ms(predictor, texts, latency_samples)
     logits, per_s = batched_pass(predictor, texts, batch_size)
     preds = logits.argmax(axis=1)
     seq_len = float(np.mean(predictor.encoder.lengths(list(texts))))
@@ -248,30 +272,36 @@ def micro_benchmark(run_or_models: str | Path | Any, texts: Sequence[str], label
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``{model: {runtime: row}, "machine": {...}}`` for every discovered model and runtime.
 
-    Eager runs first for each model so the other runtimes' agreement is measured against it.
+    Batch-1 latency is measured for all of them together in interleaved rounds
+    (:func:`interleaved_latency`); throughput and accuracy then model by model, eager first so
+    the other runtimes' agreement is measured against it.
     """
     machine = machine_info(threads)
     entries = discover(run_or_models)
     bases = list(dict.fromkeys(split_name(n)[0] for n in entries))
     if models is not None:
         bases = [b for b in bases if b in models]
+    plan = [(base, runtime, base if runtime == "torch" else f"{base}@{runtime}") for base in bases
+            for runtime in runtimes]
+    plan = [(base, runtime, name) for base, runtime, name in plan if name in entries]
     out: dict[str, Any] = {}
     with OtherLoad() as other:
-        for base in bases:
-            eager_preds = None
-            for runtime in runtimes:
-                name = base if runtime == "torch" else f"{base}@{runtime}"
-                if name not in entries:
-                    continue
-                if progress:
-                    progress(name)
-                predictor = make_predictor(entries[name], threads)
-                row, preds = benchmark_predictor(predictor, texts, labels, latency_samples=latency_samples,
-                                                 batch_size=batch_size, eager_predictions=eager_preds)
-                if runtime == "torch":
-                    eager_preds = preds
-                out.setdefault(base, {})[runtime] = row
+        predictors = {name: make_predictor(entries[name], threads) for _, _, name in plan}
+        if progress:
+            progress(f"batch-1 latency of {len(predictors)} model/runtime pairs, interleaved")
+        latencies = interleaved_latency(predictors, texts, latency_samples)
+        eager_preds: dict[str, np.ndarray] = {}
+        for base, runtime, name in plan:
+            if progress:
+                progress(name)
+            row, preds = benchmark_predictor(predictors[name], texts, labels, latency_samples=latency_samples,
+                                             batch_size=batch_size, eager_predictions=eager_preds.get(base),
+                                             latency=latencies[name])
+            if runtime == "torch":
+                eager_preds[base] = preds
+            out.setdefault(base, {})[runtime] = row
     machine["other_processes_cpu_share"] = other.share
+    machine["latency_measurement"] = "interleaved rounds over all model/runtime pairs"
     out["machine"] = machine
     return out
 

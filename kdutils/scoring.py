@@ -162,7 +162,7 @@ class TeacherScorer:
         out = np.zeros((len(texts), self._model.config.num_labels), dtype=np.float32)
         batches = range(0, len(order), self.batch_size)
         if self.progress:
-            from tqdm.auto import tqdm
+            from tqdm import tqdm  # text bars: no ipywidgets in the pinned environment
 
             batches = tqdm(batches, desc="teacher logits", leave=False, mininterval=5)
         with torch.inference_mode():

@@ -468,7 +468,7 @@ def complete_checkpoints(scratch_dir: Path) -> list[Path]:
 
 
 def _make_progress_callback(total_desc: str) -> Any:
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text bars: no ipywidgets in the pinned environment
     from transformers import TrainerCallback
 
     class _Progress(TrainerCallback):

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets (not pinned)
 
 from kdutils.embeddings import glove_embedding_matrix
 from kdutils.metrics import classification_metrics

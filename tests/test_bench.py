@@ -49,6 +49,32 @@ def test_machine_info_names_cpu_threads_and_peak() -> None:
     assert other.share is not None and 0 <= other.share <= 1
 
 
+def test_interleaved_latency_rotates_models_within_each_round(serving_run: ServingRun) -> None:
+    from kdutils.predictors import load_predictor
+
+    calls: list[str] = []
+
+    class Recorded:
+        """A real predictor that notes each call, to see the measuring order."""
+
+        def __init__(self, name: str) -> None:
+            self.name, self.inner = name, load_predictor(serving_run.run, name, threads=1)
+
+        def predict_logits(self, texts):  # noqa: ANN001, ANN201
+            calls.append(self.name)
+            return self.inner.predict_logits(texts)
+
+    names = ["student_distilled", "student_distilled@onnx", "teacher"]
+    result = bench.interleaved_latency({n: Recorded(n) for n in names}, serving_run.texts, samples=6, rounds=3,
+                                       warmup=1)
+    assert {n: r["n"] for n, r in result.items()} == dict.fromkeys(names, 6)
+    assert all(0 < r["p50"] <= r["p95"] for r in result.values())
+    timed = calls[len(names):]  # after one warm-up call each
+    # Two sentences per model per round; each round starts one model further along.
+    assert [timed[6 * r] for r in range(3)] == names
+    assert timed[:6] == [n for n in names for _ in range(2)]
+
+
 def test_micro_benchmark_rows(serving_run: ServingRun) -> None:
     texts, labels = serving_run.texts[:48], serving_run.labels[:48]
     result = bench.micro_benchmark(serving_run.run, texts, labels, threads=1, latency_samples=8, batch_size=16)

@@ -448,3 +448,18 @@ def test_index_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
     dom = subprocess.run([*base, "--dump-dom", (run_dir / "paper" / "paper.html").resolve().as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
     assert dom.count("data:image/png;base64,") == len(report.PAPER_FIGURES)
+
+
+def test_committed_paper_is_what_its_summary_gives() -> None:
+    """``paper/`` on main is the published default run: regenerating it from its own summary changes nothing."""
+    published = REPO_ROOT / "paper"
+    assert (published / "summary.json").exists(), "paper/ holds no published run: make study (or make paper PROFILE=default)"
+    manifest = read_json(published / "manifest.json")
+    assert manifest["profile"] == "default"
+    diffs, notes = report.check(published)
+    assert diffs == [], "paper/ differs from a re-render of paper/summary.json:\n" + "\n".join(diffs)
+    assert report.broken_links(published / "paper.html") == []
+    named = set(re.findall(r"figures/([\w-]+)\.png", (published / "paper.md").read_text()))
+    assert named, "the paper names no figure"
+    for name in named:
+        assert (published / "figures" / f"{name}.png").exists() and (published / "figures" / f"{name}.pdf").exists(), name
