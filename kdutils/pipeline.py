@@ -310,11 +310,28 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--set", dest="overrides", default=None,
                        help='JSON overrides, e.g. \'{"teacher": {"epochs": 1}}\'')
     p_run.add_argument("--no-report", action="store_true", help="skip the paper render and HTML index")
+    p_rate = sub.add_parser("teacher-rate", help="time a profile's teacher for a few steps and project notebook 02")
+    p_rate.add_argument("--profile", default="paper", help="profile name or YAML path (default: paper)")
+    p_rate.add_argument("--steps", type=int, default=8, help="timed training steps per depth")
+    p_rate.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
+    p_rate.add_argument("--score-rows", type=int, default=256, help="validation sentences scored for the rate")
+    p_rate.add_argument("--output-root", default=None, help="defaults to <repo>/outputs")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if args.command == "teacher-rate":
+        from kdutils import teacher_rate
+
+        try:
+            result = teacher_rate.probe(load_profile(args.profile), steps=args.steps, warmup=args.warmup,
+                                        score_rows=args.score_rows, output_root=args.output_root)
+        except (ConfigError, AssetError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(teacher_rate.describe(result))
+        return 0
     try:
         overrides = json.loads(args.overrides) if args.overrides else None
         run = run_pipeline(args.profile, args.only, args.force, args.output_root, overrides, not args.no_report)

@@ -5,7 +5,7 @@ real fine-tuning code (:func:`kdutils.teachers.fine_tune`, same Trainer, collato
 sequence length) for a few optimiser steps at every depth of the profile, times them after a
 warm-up, times the scorer on validation sentences, and projects::
 
-    python -m kdutils.teacher_rate --profile paper [--steps 8] [--warmup 2]
+    python -m kdutils.pipeline teacher-rate --profile paper [--steps 8] [--warmup 2]
 
 The result goes to ``outputs/<profile>/metrics/teacher_rate.json`` (atomically) and is printed as a
 table. Projections count training steps and evaluation passes only (model loading, saving and the
@@ -15,7 +15,6 @@ copies that repeat another sentence are dropped before scoring.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import tempfile
@@ -25,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from kdutils.config import Profile, load_profile
+from kdutils.config import Profile
 from kdutils.runs import RunDir, write_json
 
 RATE_FILE = "teacher_rate.json"
@@ -168,25 +167,13 @@ def rate_table(result: dict[str, Any]) -> pd.DataFrame:
     } for r in result["depths"]])
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m kdutils.teacher_rate", description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", default="paper", help="profile name or YAML path (default: paper)")
-    parser.add_argument("--steps", type=int, default=8, help="timed training steps per depth")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
-    parser.add_argument("--score-rows", type=int, default=256, help="validation sentences scored for the rate")
-    parser.add_argument("--output-root", help="defaults to <repo>/outputs")
-    args = parser.parse_args(argv)
-    result = probe(load_profile(args.profile), steps=args.steps, warmup=args.warmup, score_rows=args.score_rows,
-                   output_root=args.output_root)
-    print(rate_table(result).to_string(index=False))
-    print(f"{result['teacher']} on {result['machine']['cpu']} ({result['machine']['cores']} cores), "
-          f"{result['torch_threads']} torch threads, other load {result['other_load_share'] or 0:.0%}: "
-          f"notebook 02 projected {result['projected_notebook02_seconds'] / 3600:.2f} h "
-          f"(teacher {result['projected_teacher_seconds'] / 3600:.2f} h, depth sweep "
-          f"{result['projected_depth_sweep_seconds'] / 3600:.2f} h); scoring the transfer set of notebook 04 "
-          f"(<= {result['transfer_set_rows_upper_bound']:,} rows) {result['projected_transfer_scoring_seconds'] / 60:.0f} min")
-    return result
-
-
-if __name__ == "__main__":
-    main()
+def describe(result: dict[str, Any]) -> str:
+    """The rate table and a one-line projection, as the command line prints them."""
+    return (rate_table(result).to_string(index=False) + "\n"
+            f"{result['teacher']} on {result['machine']['cpu']} ({result['machine']['cores']} cores), "
+            f"{result['torch_threads']} torch threads, other load {result['other_load_share'] or 0:.0%}: "
+            f"notebook 02 projected {result['projected_notebook02_seconds'] / 3600:.2f} h "
+            f"(teacher {result['projected_teacher_seconds'] / 3600:.2f} h, depth sweep "
+            f"{result['projected_depth_sweep_seconds'] / 3600:.2f} h); scoring the transfer set of notebook 04 "
+            f"(<= {result['transfer_set_rows_upper_bound']:,} rows) "
+            f"{result['projected_transfer_scoring_seconds'] / 60:.0f} min")

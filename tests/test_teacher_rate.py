@@ -35,3 +35,21 @@ def test_probe_times_steps_per_depth_and_projects(tmp_path: Path) -> None:
 def test_probe_rejects_zero_steps() -> None:
     with pytest.raises(ValueError, match="steps must be"):
         teacher_rate.probe(load_profile("smoke"), steps=0, write=False)
+
+
+def test_command_line_reports_a_bad_profile(capsys: pytest.CaptureFixture) -> None:
+    from kdutils import pipeline
+
+    assert pipeline.main(["teacher-rate", "--profile", "no-such-profile"]) == 1
+    assert "no-such-profile" in capsys.readouterr().err
+
+
+def test_describe_names_machine_and_projection() -> None:
+    depth = {"depth": 12, "params": 109_488_002, "epochs": 3, "step_seconds_median": 6.33, "train_rows_per_s": 5.06,
+             "score_rows_per_s": 11.7, "projected_seconds": 4356.0}
+    result = {"teacher": "mpnet-12", "machine": {"cpu": "AMD EPYC", "cores": 2}, "torch_threads": 2,
+              "other_load_share": 0.01, "depths": [depth], "projected_notebook02_seconds": 4356.0,
+              "projected_teacher_seconds": 4356.0, "projected_depth_sweep_seconds": 0.0,
+              "transfer_set_rows_upper_bound": 173_283, "projected_transfer_scoring_seconds": 14_810.0}
+    text = teacher_rate.describe(result)
+    assert "mpnet-12 on AMD EPYC (2 cores)" in text and "projected 1.21 h" in text and "173,283 rows" in text
