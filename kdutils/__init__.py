@@ -16,3 +16,9 @@ import os as _os
 # immediate error instead of a long network time-out on an air-gapped machine.
 _os.environ.setdefault("HF_HUB_OFFLINE", "1")
 _os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import warnings as _warnings
+
+# transformers and huggingface_hub import tqdm.auto, which in a Jupyter kernel without ipywidgets
+# (not pinned: progress bars stay text) warns "IProgress not found" into every executed notebook.
+_warnings.filterwarnings("ignore", message="IProgress not found")
