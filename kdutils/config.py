@@ -89,6 +89,12 @@ class TeacherConfig(_Section):
     # Data-parallel processes for fine-tuning: 1 = in the notebook's process, more = under torchrun.
     num_processes: int = Field(1, ge=1)
     seed: int = 42
+    # Numeric mode for fine-tuning and scoring: auto = bf16 autocast where the CPU has native bf16
+    # (avx512_bf16/amx_bf16), fp32 elsewhere (kdutils.machine). bf16 without support falls back.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Scoring runtime for the transfer set: auto = ONNX Runtime where a timed calibration on the
+    # first sentences finds it faster than eager PyTorch with identical predictions (kdutils.scoring).
+    scoring_runtime: Literal["auto", "torch", "onnx"] = "auto"
 
     @field_validator("name")
     @classmethod

@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     p_rate.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     p_rate.add_argument("--score-rows", type=int, default=256, help="validation sentences scored for the rate")
     p_rate.add_argument("--output-root", default=None, help="defaults to <repo>/outputs")
+    p_rate.add_argument("--modes", action="store_true",
+                        help="instead: compare fp32, bf16 and ONNX for every teacher (rates, accuracy, agreement)")
+    p_rate.add_argument("--teachers", nargs="+", default=None, help="with --modes: teachers to compare (default all)")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -325,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         from kdutils import teacher_rate
 
         try:
+            if args.modes:
+                modes = teacher_rate.compare_modes(load_profile(args.profile), args.teachers, steps=args.steps,
+                                                   output_root=args.output_root)
+                print(teacher_rate.modes_table(modes).to_string(index=False))
+                print(f"detected: {modes['detected']['mode']} ({modes['detected']['reason']})")
+                return 0
             result = teacher_rate.probe(load_profile(args.profile), steps=args.steps, warmup=args.warmup,
                                         score_rows=args.score_rows, output_root=args.output_root)
         except (ConfigError, AssetError, ValueError) as err:

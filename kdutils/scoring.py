@@ -1,14 +1,23 @@
 """Teacher logits for many sentences, fast and cached on disk by content.
 
 ``TeacherScorer(model_dir, cache_dir, batch_size, max_length).logits(texts) -> np.ndarray [N, C]``
-tokenises every text once, scores them in batches of similar length (little padding) under
-``torch.inference_mode`` and returns the rows in the order given.
+tokenises every text once, scores them in batches of similar length (little padding) and returns
+the rows in the order given.
 
-The cache holds one file per (weights sha256, ``config.json``, ``max_length``) key, mapping the
-sha256 of each text to its logits, so any later call reuses the rows it already has (the test
-set, then the transfer set, ...). Each file carries its key and a digest of its contents; a file
-whose key or digest does not match, or that cannot be read, is ignored and rebuilt, never used.
-Writes are atomic and merged under a lock, so concurrent scorers never lose or mix rows.
+Speed: the scorer runs in the machine's numeric mode (:func:`kdutils.machine.resolve_precision`:
+bf16 autocast on CPUs with native bf16, fp32 elsewhere) and, for large jobs with
+``runtime="auto"``, exports the teacher to ONNX once and times both runtimes on a few batches of
+the job itself (interleaved, so a busy machine slows both alike). ONNX Runtime is used only where
+it is faster *and* gives the same predictions (same argmax, logits within ``ONNX_TOLERANCE``).
+``last_stats`` records the mode, the runtime and the calibration.
+
+The cache holds one file per (weights sha256, ``config.json``, ``max_length``, mode) key, mapping
+the sha256 of each text to its logits, so any later call reuses the rows it already has (the test
+set, then the transfer set, ...). Rows are merged into the cache every ``chunk_rows`` scored
+sentences, so an interrupted job loses at most one chunk. Each file carries its key and a digest
+of its contents; a file whose key or digest does not match, or that cannot be read, is ignored and
+rebuilt, never used. Writes are atomic and merged under a lock, so concurrent scorers never lose
+or mix rows.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +41,10 @@ from kdutils.runs import atomic_path, read_json, sha256_file, sha256_text
 
 WEIGHTS_FILE = "model.safetensors"
 CACHE_FORMAT = 1
+# ONNX Runtime and eager PyTorch (both fp32) must agree this closely to share cached rows.
+ONNX_TOLERANCE = 1e-3
+# A job smaller than this is scored in eager PyTorch: exporting would cost more than it saves.
+ONNX_MIN_ROWS = 2000
 
 
 @functools.lru_cache(maxsize=16)
@@ -63,15 +76,26 @@ class TeacherScorer:
     """Batched, length-sorted, disk-cached logits of a saved teacher (``save_pretrained`` folder).
 
     ``max_length`` defaults to the one recorded in the folder's ``kdmodel.json``. ``cache_dir=None``
-    disables the cache. After each call, ``last_stats`` says how many rows came from the cache,
-    how many were scored, whether a bad cache file was rebuilt, and the scoring rate.
+    disables the cache. ``precision`` is ``auto``/``fp32``/``bf16`` (resolved once, see
+    :mod:`kdutils.machine`); ``runtime`` is ``auto``/``torch``/``onnx`` (``auto``: ONNX Runtime for
+    jobs of at least ``ONNX_MIN_ROWS`` sentences where a calibration finds it faster and equal in
+    its predictions; ``onnx`` needs ``onnxruntime`` and exports into ``cache_dir``). After each call,
+    ``last_stats`` says how many rows came from the cache, how many were scored, whether a bad cache
+    file was rebuilt, the scoring rate, and the mode and runtime used.
     """
 
     def __init__(self, model_dir: str | Path, cache_dir: str | Path | None = None, batch_size: int = 128,
-                 max_length: int | None = None, device: str | None = None, progress: bool = False) -> None:
+                 max_length: int | None = None, device: str | None = None, progress: bool = False,
+                 precision: str = "auto", runtime: str = "auto", chunk_rows: int = 4096) -> None:
+        from kdutils.machine import resolve_precision
+
         self.model_dir = Path(model_dir)
         if not (self.model_dir / WEIGHTS_FILE).exists():
             raise FileNotFoundError(f"{self.model_dir / WEIGHTS_FILE} not found: train the teacher first")
+        if runtime not in ("auto", "torch", "onnx"):
+            raise ValueError(f"runtime must be auto, torch or onnx, got {runtime!r}")
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         meta_path = self.model_dir / "kdmodel.json"
         self.meta: dict[str, Any] = read_json(meta_path) if meta_path.exists() else {}
         if max_length is None:
@@ -83,20 +107,27 @@ class TeacherScorer:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.device = device
         self.progress = progress
+        self.precision = resolve_precision(precision, device)
+        self.runtime = runtime
+        self.chunk_rows = int(chunk_rows)
         self._key: str | None = None
         self._model: Any = None
         self._tokenizer: Any = None
+        self._onnx: Any = None
+        self.calibration: dict[str, Any] | None = None
         self.last_stats: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ identity and cache files
 
     @property
     def key(self) -> str:
-        """Cache key: the weights' sha256, the model config and ``max_length``."""
+        """Cache key: the weights' sha256, the model config, ``max_length`` and (if not fp32) the mode."""
         if self._key is None:
             config = (self.model_dir / "config.json").read_text()
+            # fp32 keys are those of earlier versions: cached fp32 rows stay valid.
+            mode = () if self.precision.mode == "fp32" else (self.precision.mode,)
             self._key = sha256_text(f"format{CACHE_FORMAT}", weights_identity(self.model_dir), config,
-                                    str(self.max_length))
+                                    str(self.max_length), *mode)
         return self._key
 
     @property
@@ -147,35 +178,111 @@ class TeacherScorer:
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self._model = AutoModelForSequenceClassification.from_pretrained(self.model_dir).to(self.device).eval()
 
-    def score(self, texts: Sequence[str]) -> np.ndarray:
-        """Logits of ``texts`` straight from the model (no cache), in the order given."""
+    def _torch_batch(self, batch: dict[str, Any]) -> np.ndarray:
         import torch
 
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                                    enabled=self.precision.mode == "bf16" and self.device == "cpu"):
+            logits = self._model(**{k: torch.as_tensor(v).to(self.device) for k, v in batch.items()}).logits
+        return logits.float().cpu().numpy()
+
+    def _onnx_batch(self, batch: dict[str, Any]) -> np.ndarray:
+        feed = {name: np.asarray(batch[name], dtype=np.int64) for name in ("input_ids", "attention_mask")}
+        return self._onnx.run(None, feed)[0]
+
+    def _onnx_session(self) -> Any:
+        """Export the teacher to ONNX once (kept beside the cache, keyed by its weights) and open it."""
+        import torch
+
+        from kdutils.export import export_onnx
+        from kdutils.predictors import ort_session
+
+        folder = self.cache_dir if self.cache_dir is not None else self.model_dir
+        path = Path(folder) / f"teacher-{weights_identity(self.model_dir)[:24]}.onnx"
+        started = time.perf_counter()
+        if not path.exists():
+            with atomic_path(path) as tmp:
+                export_onnx(self.model_dir, tmp)
+        export_seconds = time.perf_counter() - started
+        return ort_session(path, torch.get_num_threads()), path, export_seconds
+
+    def _choose_runtime(self, enc: Any, order: np.ndarray, n_rows: int) -> str:
+        """``torch`` or ``onnx`` for this job, by an interleaved timing on batches of the job."""
+        if self.device != "cpu" or self.runtime == "torch" or (self.runtime == "auto" and n_rows < ONNX_MIN_ROWS):
+            return "torch"
+        if self._onnx is None:
+            self._onnx, path, export_seconds = self._onnx_session()
+            self.calibration = {"onnx_file": str(path), "export_seconds": round(export_seconds, 2)}
+        if self.runtime == "onnx":
+            return "onnx"
+        # Three batches from the middle of the length order: typical of the job, not its extremes.
+        mid = max(0, len(order) // 2 - 3 * self.batch_size // 2)
+        batches = [self._pad(enc, order[i:i + self.batch_size])
+                   for i in range(mid, min(len(order), mid + 3 * self.batch_size), self.batch_size)]
+        seconds = {"torch": 0.0, "onnx": 0.0}
+        worst, same = 0.0, True
+        for _ in range(2):
+            for batch in batches:
+                outs = {}
+                for name, fn in (("torch", self._torch_batch), ("onnx", self._onnx_batch)):
+                    t0 = time.perf_counter()
+                    outs[name] = fn(batch)
+                    seconds[name] += time.perf_counter() - t0
+                worst = max(worst, float(np.abs(outs["torch"] - outs["onnx"]).max()))
+                same = same and bool((outs["torch"].argmax(1) == outs["onnx"].argmax(1)).all())
+        # Against bf16 eager the tolerance is bf16's own error: only the argmax must agree.
+        close = same and (worst <= ONNX_TOLERANCE or self.precision.mode != "fp32")
+        choice = "onnx" if close and seconds["onnx"] < 0.95 * seconds["torch"] else "torch"
+        self.calibration.update({"torch_seconds": round(seconds["torch"], 3), "onnx_seconds": round(seconds["onnx"], 3),
+                                 "speedup": round(seconds["torch"] / max(seconds["onnx"], 1e-9), 3),
+                                 "max_abs_logit_diff": worst, "same_argmax": same, "chosen": choice})
+        return choice
+
+    def _pad(self, enc: Any, idx: np.ndarray) -> dict[str, Any]:
+        keys = list(enc.keys())
+        return self._tokenizer.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors="np")
+
+    def score(self, texts: Sequence[str],
+              on_chunk: Callable[[np.ndarray, np.ndarray], None] | None = None) -> np.ndarray:
+        """Logits [N, C] of ``texts`` straight from the model (no cache), in the order given.
+
+        ``on_chunk(rows, logits)`` is called after every ``chunk_rows`` scored sentences (and at the
+        end) with the positions in ``texts`` and their logits, so a caller can persist them.
+        """
         texts = [str(t) for t in texts]
         self._load_model()
         if not texts:
             return np.zeros((0, self._model.config.num_labels), dtype=np.float32)
-        enc = self._tokenizer(texts, truncation=True, max_length=self.max_length)
-        keys = list(enc.keys())
+        enc = self._tokenizer(texts, truncation=True, max_length=self.max_length, return_token_type_ids=False)
         # Longest first: a memory problem shows at once, and batches of equal length pad little.
         order = np.argsort([-len(ids) for ids in enc["input_ids"]], kind="stable")
+        runtime = self._choose_runtime(enc, order, len(texts))
+        forward = self._onnx_batch if runtime == "onnx" else self._torch_batch
+        self._last_runtime = runtime
         out = np.zeros((len(texts), self._model.config.num_labels), dtype=np.float32)
-        batches = range(0, len(order), self.batch_size)
+        batches: Any = range(0, len(order), self.batch_size)
         if self.progress:
             from tqdm import tqdm  # text bars: no ipywidgets in the pinned environment
 
-            batches = tqdm(batches, desc="teacher logits", leave=False, mininterval=5)
-        with torch.inference_mode():
-            for start in batches:
-                idx = order[start:start + self.batch_size]
-                batch = self._tokenizer.pad([{k: enc[k][i] for k in keys} for i in idx], return_tensors="pt")
-                logits = self._model(**{k: v.to(self.device) for k, v in batch.items()}).logits
-                out[idx] = logits.float().cpu().numpy()
+            batches = tqdm(batches, desc=f"teacher logits ({runtime}, {self.precision.mode})", leave=False,
+                           mininterval=5, unit="batch")
+        pending: list[np.ndarray] = []
+        n_pending = 0
+        for start in batches:
+            idx = order[start:start + self.batch_size]
+            out[idx] = forward(self._pad(enc, idx))
+            pending.append(idx)
+            n_pending += len(idx)
+            if on_chunk is not None and (n_pending >= self.chunk_rows or start + self.batch_size >= len(order)):
+                rows = np.concatenate(pending)
+                on_chunk(rows, out[rows])
+                pending, n_pending = [], 0
         return out
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Logits [N, C] of ``texts`` in the order given; rows already cached are not rescored."""
         texts = [str(t) for t in texts]
+        self._last_runtime = None
         if not texts:
             return self.score([])
         started = time.perf_counter()
@@ -187,14 +294,20 @@ class TeacherScorer:
         for i, h in enumerate(hashes.tolist()):
             if h not in index and h not in missing:
                 missing[h] = i
-        new_l = self.score([texts[i] for i in missing.values()]) if missing else None
+        new_l = None
+        if missing:
+            keys = np.array(list(missing.keys()), dtype="S32")
+
+            def persist(rows: np.ndarray, logits: np.ndarray) -> None:
+                if self.cache_file is not None:
+                    self._merge_into_cache(keys[rows], logits)
+
+            new_l = self.score([texts[i] for i in missing.values()], on_chunk=persist)
         scored_at = time.perf_counter()
 
         table: dict[bytes, np.ndarray] = {}
         if new_l is not None:
             table.update(zip(missing.keys(), new_l, strict=True))
-            if self.cache_file is not None:
-                self._merge_into_cache(np.array(list(missing.keys()), dtype="S32"), new_l)
         num_labels = new_l.shape[1] if new_l is not None else cached_l.shape[1]
         out = np.empty((len(texts), num_labels), dtype=np.float32)
         for row, h in enumerate(hashes.tolist()):
@@ -207,6 +320,10 @@ class TeacherScorer:
             "rebuilt": rejected,
             "seconds": round(time.perf_counter() - started, 3),
             "sentences_per_s": round(n_scored / max(scored_at - started, 1e-9), 1) if n_scored else None,
+            "precision": self.precision.mode,
+            "precision_reason": self.precision.reason,
+            "runtime": self._last_runtime,
+            "runtime_calibration": self.calibration if self._last_runtime else None,
         }
         return out
 

@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     defaults = FineTuneSettings()
     for f in fields(FineTuneSettings):
-        kind = float if isinstance(getattr(defaults, f.name), float) else int
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=getattr(defaults, f.name))
+        default = getattr(defaults, f.name)
+        kind = type(default) if default is not None else int  # num_layers: None = full depth
+        extra = {"choices": ("fp32", "bf16")} if f.name == "precision" else {}
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default, **extra)
     return parser
 
 

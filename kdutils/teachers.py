@@ -336,9 +336,25 @@ class FineTuneSettings:
     seed: int = 42
     num_layers: int | None = None  # keep the first k layers; None = full depth
     eval_batch_size: int = 128
+    # "fp32" or "bf16" (CPU autocast), already resolved for this machine (kdutils.machine).
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16 (resolved), got {self.precision!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """The settings as they enter a run's fingerprint (fp32 runs keep their earlier fingerprints)."""
+        out = asdict(self)
+        if out["precision"] == "fp32":
+            del out["precision"]
+        return out
 
     @classmethod
     def from_config(cls, cfg: TeacherConfig, num_layers: int | None = None, epochs: int | None = None) -> FineTuneSettings:
+        """Settings from a profile's teacher section; ``precision`` resolved on this machine."""
+        from kdutils.machine import resolve_precision
+
         return cls(
             max_length=cfg.max_length,
             epochs=epochs or cfg.epochs,
@@ -350,6 +366,7 @@ class FineTuneSettings:
             seed=cfg.seed,
             num_layers=num_layers,
             eval_batch_size=cfg.score_batch_size,
+            precision=resolve_precision(cfg.precision).mode,
         )
 
 
@@ -444,7 +461,7 @@ def run_fingerprint(base_dir: Path, train: pd.DataFrame, val: pd.DataFrame, sett
                     label_names: Sequence[str]) -> str:
     """Identity of a run: base weights, data, labels and settings. A saved model with it is reused."""
     return sha256_text(weights_identity(base_dir), _frame_digest(train), _frame_digest(val),
-                       json.dumps(list(label_names)), json.dumps(asdict(settings), sort_keys=True))
+                       json.dumps(list(label_names)), json.dumps(settings.identity(), sort_keys=True))
 
 
 def complete_checkpoints(scratch_dir: Path) -> list[Path]:
@@ -615,6 +632,8 @@ def fine_tune(
         dataloader_pin_memory=torch.cuda.is_available(),
         # Only name a backend for real multi-process runs: naming one alone makes accelerate expect a group.
         ddp_backend="gloo" if world_size > 1 and not torch.cuda.is_available() else None,
+        # CPU autocast to bfloat16 (fp32 master weights), only where kdutils.machine found native bf16.
+        bf16=settings.precision == "bf16",
     )
 
     def compute_metrics(pred: Any) -> dict[str, float]:
@@ -684,6 +703,7 @@ def fine_tune(
                     "device": str(trainer.args.device),
                     "torch_threads": torch.get_num_threads(),
                     "train_examples": len(train_set),
+                    "precision": settings.precision,
                 },
             }
             write_json(tmp / META_FILE, meta)

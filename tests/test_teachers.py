@@ -303,3 +303,48 @@ def test_mpnet_truncated_trains_one_step_and_scores(mpnet_dir: Path, rt_splits: 
     assert 30e6 < result.params < 45e6, "embeddings plus two of twelve layers"
     logits = TeacherScorer(result.model_dir, tmp_path / "cache").logits(val["text"].tolist())
     assert logits.shape == (8, 2) and np.isfinite(logits).all()
+
+
+def test_scorer_in_onnx_and_bf16_agrees_with_fp32(tiny_teacher: teachers.TeacherResult, rt_splits: Splits,
+                                                  tmp_path: Path) -> None:
+    from kdutils.machine import PrecisionChoice
+
+    texts = rt_splits.test["text"].tolist()[:40]
+    fp32 = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8, runtime="torch", precision="fp32")
+    truth = fp32.logits(texts)
+    assert fp32.last_stats["runtime"] == "torch" and fp32.last_stats["precision"] == "fp32"
+
+    onnx = TeacherScorer(tiny_teacher.model_dir, tmp_path / "onnx", batch_size=8, runtime="onnx", precision="fp32")
+    np.testing.assert_allclose(onnx.logits(texts), truth, atol=1e-4)
+    assert onnx.last_stats["runtime"] == "onnx" and list((tmp_path / "onnx").glob("teacher-*.onnx"))
+
+    auto = TeacherScorer(tiny_teacher.model_dir, None, batch_size=8, runtime="auto", precision="fp32")
+    auto.logits(texts)
+    assert auto.last_stats["runtime"] == "torch", "a small job is not worth an export"
+
+    bf16 = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8, runtime="torch", precision="fp32")
+    bf16.precision = PrecisionChoice("bf16", "bf16", "cpu", "forced by the test")
+    assert bf16.cache_file != fp32.cache_file, "bf16 logits never mix with fp32 ones in the cache"
+    low = bf16.logits(texts)
+    assert np.abs(low - truth).max() < 0.1 and (low.argmax(1) == truth.argmax(1)).mean() >= 0.9
+
+
+def test_interrupted_scoring_keeps_the_chunks_already_scored(tiny_teacher: teachers.TeacherResult,
+                                                             rt_splits: Splits, tmp_path: Path) -> None:
+    texts = rt_splits.test["text"].tolist()[:48]
+    scorer = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8, chunk_rows=16, runtime="torch")
+    real, calls = scorer._torch_batch, []
+
+    def dies_on_the_fifth_batch(batch: dict) -> np.ndarray:
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(batch)
+
+    scorer._torch_batch = dies_on_the_fifth_batch
+    with pytest.raises(KeyboardInterrupt):
+        scorer.logits(texts)
+    again = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8, chunk_rows=16, runtime="torch")
+    again.logits(texts)
+    assert again.last_stats["from_cache"] == 32 and again.last_stats["scored"] == 16, \
+        "the two chunks finished before the interruption come back from the cache"

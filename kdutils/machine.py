@@ -1,0 +1,112 @@
+"""What this machine's CPU can do, and the numeric mode the teacher runs in because of it.
+
+The teacher fine-tunes and scores in the fastest numerically safe mode the machine offers, chosen
+by detection, never by hand:
+
+* ``bf16``: ``torch.autocast("cpu", dtype=torch.bfloat16)`` (fp32 master weights, bf16 matrix
+  products) on CPUs with native bfloat16 dot products (x86 ``avx512_bf16`` or ``amx_bf16``, and
+  oneDNN agreeing that it can use them). On a CPU without them bf16 is emulated and several times
+  *slower* than fp32 (measured 4x on an AVX2-only EPYC), so it is never chosen there.
+* ``fp32`` everywhere else, and on a CUDA GPU (what the Hugging Face ``Trainer`` does by default).
+
+A profile may ask for ``auto`` (the default), ``fp32`` or ``bf16``; ``bf16`` on a CPU without
+native support falls back to ``fp32`` with one warning line in the log, never an error.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "bf16"]
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+# CPU flags (as /proc/cpuinfo spells them) that give native bfloat16 dot products.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of the first processor in ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU model name from ``/proc/cpuinfo`` (Linux), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def cpu_description() -> str:
+    """The CPU model and logical core count, for stating where a time was measured."""
+    return f"{cpu_name()} ({os.cpu_count()} logical cores)"
+
+
+def native_bf16() -> bool:
+    """True when the CPU has native bfloat16 dot products and torch's oneDNN will use them."""
+    import torch
+
+    if not any(flag in cpu_flags() for flag in BF16_FLAGS):
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The mode a teacher runs in, what was asked for, and why this mode was chosen."""
+
+    mode: Precision
+    requested: str
+    device: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"mode": self.mode, "requested": self.requested, "device": self.device, "reason": self.reason}
+
+
+def resolve_precision(requested: str = "auto", device: str | None = None) -> PrecisionChoice:
+    """The teacher's numeric mode on ``device`` (default: ``cuda`` when visible, else ``cpu``).
+
+    ``requested`` is ``auto``, ``fp32`` or ``bf16``. ``auto`` gives ``bf16`` on a CPU with native
+    bf16 (see :func:`native_bf16`) and ``fp32`` otherwise; ``bf16`` without native support falls
+    back to ``fp32`` and logs one warning. Raises ``ValueError`` for any other ``requested``.
+    """
+    if requested not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, got {requested!r}")
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "fp32":
+        return PrecisionChoice("fp32", requested, device, "fp32 requested")
+    if device != "cpu":
+        # On a GPU the Trainer's own default (fp32) stands; this study's GPU path is not tuned.
+        return PrecisionChoice("fp32", requested, device, f"{device}: the Trainer's default (fp32)")
+    if native_bf16():
+        flags = ", ".join(f for f in BF16_FLAGS if f in cpu_flags())
+        return PrecisionChoice("bf16", requested, device, f"CPU has native bf16 ({flags})")
+    reason = "CPU lacks native bf16 (no avx512_bf16/amx_bf16): emulated bf16 is slower than fp32"
+    if requested == "bf16":
+        log.warning("bf16 requested but %s; running in fp32", reason)
+    return PrecisionChoice("fp32", requested, device, reason)
