@@ -269,6 +269,17 @@ class Profile(_Section):
             raise ValueError(f"seeds must be a non-empty list of distinct integers, got {list(v)}")
         return v
 
+    @model_validator(mode="after")
+    def _served_depths_are_trained(self) -> Profile:
+        # A load test of teacher_L<k> needs notebook 02 to have trained that truncation.
+        served = {int(m.split("@")[0][len("teacher_L"):]) for m in self.deploy.load_models
+                  if m.startswith("teacher_L")}
+        missing = sorted(served - set(self.teacher.depths))
+        if missing:
+            raise ValueError(f"deploy.load_models serves teacher_L{missing[0]}, but teacher.depths "
+                             f"{list(self.teacher.depths)} does not train it: add {missing} to teacher.depths")
+        return self
+
     def section(self, name: str) -> dict[str, Any]:
         return self.model_dump(mode="json")[name]
 

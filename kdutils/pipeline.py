@@ -31,6 +31,7 @@ import nbformat
 
 from kdutils.assets import AssetError
 from kdutils.config import ConfigError, Profile, load_profile
+from kdutils.machine import resolve_precision
 from kdutils.runs import (
     REPO_ROOT,
     RunDir,
@@ -166,6 +167,8 @@ def write_manifest(run: RunDir, cfg: Profile, profile_arg: str, timings: dict[st
         "cores": os.cpu_count(),
         "packages": package_versions(),
         "parameters": cfg.model_dump(mode="json"),
+        # The teacher's numeric mode on this machine (kdutils.machine): what `precision: auto` became.
+        "teacher_precision": resolve_precision(cfg.teacher.precision).as_dict(),
         "inputs": _input_hashes(run),
         "notebooks": notebooks,
     }

@@ -869,6 +869,7 @@ def summary_entry(result: TeacherResult, metrics: dict[str, Any], latency: dict[
         "max_length": result.max_length,
         "num_layers": result.num_layers,
         "world_size": result.world_size,
+        "precision": result.meta.get("training", {}).get("precision", "fp32"),
     }
     if latency:
         entry.update({k: latency[k] for k in ("latency_ms_b1", "torch_threads")})

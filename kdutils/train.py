@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import math
 import random
 import time
@@ -305,22 +306,70 @@ def save_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -
     return path
 
 
+def _fit_fingerprint(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val: EncodedSet, test: EncodedSet,
+                     loss_fn: LossFn, **settings: Any) -> str:
+    """Identity of one student run: data, vocabulary, architecture, loss, settings and training code."""
+    import hashlib
+
+    from kdutils.runs import sha256_text
+
+    h = hashlib.sha256()
+    for part in (train.ids, train.labels, val.ids, val.labels, test.ids, test.labels):
+        h.update(np.ascontiguousarray(part.numpy()).tobytes())
+    here = Path(__file__).parent
+    code = sha256_text(*(p.read_text() for p in (here / f"{m}.py" for m in ("train", "models", "losses", "text"))))
+    arch_dump = arch.model_dump() if hasattr(arch, "model_dump") else dict(arch)
+    return sha256_text(name, h.hexdigest(), json.dumps(vocab.itos), json.dumps(arch_dump, sort_keys=True),
+                       getattr(loss_fn, "__qualname__", repr(loss_fn)), json.dumps(settings, sort_keys=True), code)
+
+
+def _saved_record(model_dir: Path, metrics_dir: Path, name: str, seed: int, fingerprint: str) -> dict[str, Any] | None:
+    """The record of a finished run with this fingerprint, read back from its files; None if absent or partial."""
+    meta_path = model_dir / "kdmodel.json"
+    files = {split: metrics_dir / f"{name}_seed{seed}_{split}.npz" for split in ("val", "test")}
+    history_path = metrics_dir / f"{name}_seed{seed}_history.json"
+    if not (meta_path.exists() and history_path.exists() and all(p.exists() for p in files.values())):
+        return None
+    meta = read_json(meta_path)
+    if meta.get("fingerprint") != fingerprint:
+        return None
+    scores = {}
+    for split, path in files.items():
+        with np.load(path) as saved:
+            scores[split] = classification_metrics(saved["labels"], saved["logits"])
+    history = read_json(history_path)
+    return {"seed": seed, "accuracy": scores["test"]["accuracy"], "macro_f1": scores["test"]["macro_f1"],
+            "ece": scores["test"]["ece"], "val_accuracy": scores["val"]["accuracy"],
+            "best_epoch": meta["best_epoch"], "epochs_run": len(history),
+            "train_seconds": meta["train_seconds"], "params": meta["params"], "size_mb": meta["size_mb"],
+            "history": history}
+
+
 def fit_student(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val: EncodedSet, test: EncodedSet, *,
                 seed: int, epochs: int, batch_size: int, lr: float, patience: int | None,
                 label_names: Sequence[str], max_length: int, model_dir: str | Path,
                 metrics_dir: str | Path, loss_fn: LossFn = cross_entropy_loss,
-                extra_meta: dict[str, Any] | None = None, num_threads: int | None = 1) -> dict[str, Any]:
+                extra_meta: dict[str, Any] | None = None, num_threads: int | None = 1,
+                reuse: bool = True) -> dict[str, Any]:
     """Train one student for one seed, save it and its val/test logits; return the seed's record.
 
     Writes ``model_dir`` (:func:`~kdutils.models.save_student`),
     ``metrics_dir/<name>_seed<k>_{val,test}.npz`` and ``..._history.json``.
     ``patience=None`` trains every epoch (the best validation epoch is still kept).
+    With ``reuse``, a run already saved with the same data, vocabulary, architecture, loss, settings
+    and training code (its fingerprint in ``kdmodel.json``) is read back instead of retrained, so an
+    interrupted notebook resumes with the seeds it had not finished.
     """
+    model_dir, metrics_dir = Path(model_dir), Path(metrics_dir)
+    fingerprint = _fit_fingerprint(name, arch, vocab, train, val, test, loss_fn, seed=seed, epochs=epochs,
+                                   batch_size=batch_size, lr=lr, patience=patience, max_length=max_length,
+                                   label_names=list(label_names), extra_meta=extra_meta or {})
+    if reuse and (saved := _saved_record(model_dir, metrics_dir, name, seed, fingerprint)) is not None:
+        return saved
     model = init_student(vocab, len(label_names), arch, seed)
     result = train_classifier(model, train, val, loss_fn=loss_fn, epochs=epochs, batch_size=batch_size,
                               lr=lr, patience=patience or epochs, seed=seed, desc=f"{name} seed {seed}",
                               num_threads=num_threads)
-    metrics_dir = Path(metrics_dir)
     scores = {}
     for split, data in (("val", val), ("test", test)):
         with torch_threads(num_threads):
@@ -331,14 +380,16 @@ def fit_student(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val: Enco
     meta = {"name": name, "label_names": list(label_names), "max_length": max_length, "seed": seed,
             "best_epoch": result.best_epoch, "val_accuracy": scores["val"]["accuracy"],
             "test_accuracy": scores["test"]["accuracy"], "train_seconds": result.seconds,
-            "arch": arch.model_dump() if hasattr(arch, "model_dump") else dict(arch), **(extra_meta or {})}
+            "arch": arch.model_dump() if hasattr(arch, "model_dump") else dict(arch), **(extra_meta or {}),
+            "fingerprint": fingerprint}
+    # The model (with its fingerprint) is written last: a run interrupted before this is retrained.
     save_student(model_dir, model, vocab, meta)
-    saved = read_json(Path(model_dir) / "kdmodel.json")
+    saved = read_json(model_dir / "kdmodel.json")
     return {"seed": seed, "accuracy": scores["test"]["accuracy"], "macro_f1": scores["test"]["macro_f1"],
             "ece": scores["test"]["ece"], "val_accuracy": scores["val"]["accuracy"],
-            "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+            "best_epoch": result.best_epoch, "epochs_run": len(history := result.history),
             "train_seconds": result.seconds, "params": saved["params"], "size_mb": saved["size_mb"],
-            "history": result.history}
+            "history": history}
 
 
 def summarise_seeds(records: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -62,3 +62,11 @@ def test_precision_enters_the_fingerprint_only_when_not_fp32() -> None:
     assert bf16.identity()["precision"] == "bf16"
     cfg = load_profile("smoke", {"teacher": {"precision": "fp32"}})
     assert FineTuneSettings.from_config(cfg.teacher).precision == "fp32"
+
+
+def test_paper_profile_serves_every_trained_depth() -> None:
+    cfg = load_profile("paper")
+    served = {m for m in cfg.deploy.load_models if m.startswith("teacher")}
+    assert served == {"teacher", *(f"teacher_L{k}" for k in cfg.teacher.depths)}
+    with pytest.raises(ConfigError, match="teacher_L3"):
+        load_profile("smoke", {"deploy": {"load_models": ["teacher_L3"]}})

@@ -158,3 +158,22 @@ def test_tfidf_reference_picks_c_on_validation(rt_splits, tmp_path) -> None:
     assert (tmp_path / "tfidf" / "kdmodel.json").exists()
     with pytest.raises(ValueError, match="C_grid"):
         train_tfidf_logreg(tr.text, tr.label, va.text, va.label, C_grid=(0.0,))
+
+
+def test_fit_student_reads_back_a_finished_run_and_retrains_a_changed_one(vocab: Vocab, sets, tmp_run) -> None:
+    args = {"seed": 0, "epochs": 1, "batch_size": 32, "lr": 2e-3, "patience": 1, "label_names": LABELS,
+            "max_length": 48, "model_dir": tmp_run.model_dir("student_test", 0), "metrics_dir": tmp_run.metrics}
+    first = fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], **args)
+    weights = tmp_run.model_dir("student_test", 0) / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    again = fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], **args)
+    assert again == first, "a finished run (same data, settings and code) is read back, record for record"
+    assert weights.stat().st_mtime_ns == stamp, "and not retrained"
+
+    # A missing prediction file (interrupted before the model was saved) or changed settings retrain.
+    (tmp_run.metrics / "student_test_seed0_val.npz").unlink()
+    fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], **args)
+    assert weights.stat().st_mtime_ns != stamp
+    stamp = weights.stat().st_mtime_ns
+    fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], **(args | {"lr": 1e-3}))
+    assert weights.stat().st_mtime_ns != stamp
