@@ -1,7 +1,13 @@
 """End to end: the smoke profile through every notebook, as `make study PROFILE=smoke` runs it."""
 
+import contextlib
 import hashlib
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,3 +79,46 @@ def test_reports_and_paper_render_without_touching_published_paper(smoke_run: tu
             if link.startswith(("http://", "https://", "data:", "mailto:")):
                 continue
             assert (page.parent / link).exists(), f"{page.name} links a missing file: {link}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (papermill's kernel starts in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def test_a_run_killed_in_notebook_04_resumes_without_retraining(smoke_run: tuple[Path, str, str]) -> None:
+    run, _, _ = smoke_run
+    cache = run / "cache" / "distill_runs"
+    for old in cache.glob("*.pt"):
+        old.unlink()  # as if notebook 04 had not trained any student yet
+    args = ["run", "--profile", "smoke", "--output-root", str(run.parent), "--only", "04", "--no-report"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-m", "kdutils.pipeline", *args, "--force"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None and not list(cache.glob("*.pt")):
+        time.sleep(0.1)
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in cache.glob("*.pt")}
+    assert finished, "the kill came after notebook 04 had finished at least one student"
+    assert not (run / ".state" / "04_distillation.json").exists(), "a killed notebook is not marked done"
+
+    assert pipeline.main(args) == 0, "the same command finishes the run"
+    for path, stamp in finished.items():
+        assert path.stat().st_mtime_ns == stamp, f"{path.name} was retrained instead of read back"
+    assert read_json(run / ".state" / "04_distillation.json")["key"]
