@@ -262,6 +262,9 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
             started = time.perf_counter()
             scorers[mode].score(score_texts)
             score_s[mode] += time.perf_counter() - started
+    if model_dir is None:
+        # No fine-tuned head: only agreement is meaningful, and a few batches show it.
+        val_texts, val_labels = val_texts[: 2 * batch_size], val_labels[: 2 * batch_size]
     val_logits = {m: sc.score(val_texts) for m, sc in scorers.items()}
     labels = np.asarray(val_labels)
     ref = val_logits["fp32"]
