@@ -229,7 +229,7 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
             optims[mode].zero_grad()
             if i >= warmup:
                 train_s[mode].append(time.perf_counter() - started)
-            losses[mode].append(float(loss))
+            losses[mode].append(loss.item())
     del models, optims
 
     # Scoring: a fine-tuned teacher where the run has one (accuracy is then meaningful), else the
