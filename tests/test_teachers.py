@@ -348,3 +348,31 @@ def test_interrupted_scoring_keeps_the_chunks_already_scored(tiny_teacher: teach
     again.logits(texts)
     assert again.last_stats["from_cache"] == 32 and again.last_stats["scored"] == 16, \
         "the two chunks finished before the interruption come back from the cache"
+
+
+class _CrashOnStep(TrainerCallback):
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
+        if state.global_step == self.step:
+            raise KeyboardInterrupt("simulated interruption mid-epoch")
+
+
+def test_a_run_interrupted_mid_epoch_resumes_from_its_timed_checkpoint(rt_splits: Splits, tmp_path: Path) -> None:
+    train, val = _slice(rt_splits, n_train=64, n_val=16)  # 4 steps per epoch
+    settings = teachers.FineTuneSettings(**{**TINY.__dict__, "epochs": 2})
+    base = teachers.resolve_teacher("minilm-l6")
+    out, scratch = tmp_path / "model", tmp_path / "scratch"
+    with pytest.raises(KeyboardInterrupt):
+        # A save after every step: the crash comes right after the checkpoint of step 3 (mid-epoch 1).
+        teachers.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False,
+                           callbacks=[_CrashOnStep(3)], checkpoint_minutes=1e-9)
+    assert [p.name for p in teachers.complete_checkpoints(scratch)][-1] == "checkpoint-3"
+    resumed = teachers.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False)
+    assert resumed.meta["training"]["resumed_from"] == "checkpoint-3"
+    assert [h["epoch"] for h in resumed.history] == [1, 2], "both epochs evaluated, the first after the resume"
+    whole = teachers.fine_tune(base, train, val, rt_splits.label_names, tmp_path / "whole", tmp_path / "s2",
+                               settings, progress=False)
+    assert resumed.val_accuracy == pytest.approx(whole.val_accuracy, abs=1 / 16), \
+        "the resumed run trains on the same batches as an uninterrupted one"
