@@ -1,0 +1,470 @@
+"""The typed summary.json contract (kdutils.summary) against the committed default run.
+
+The published ``paper/summary.json`` is a complete real run, so it is the main fixture: it must
+validate, and dump back to the same bytes (so the report renders the same once it reads the
+typed summary). Damaged copies of it must fail with one message naming the dotted field path
+and the notebook to rerun. Nothing here trains or scores a model.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kdutils.runs import REPO_ROOT, RunDir, write_json
+from kdutils.summary import (
+    FaultTestSkipped,
+    Summary,
+    SummaryError,
+    field_path,
+    load_summary,
+    notebook_for,
+    validate_summary,
+)
+
+PUBLISHED = REPO_ROOT / "paper" / "summary.json"
+
+
+@pytest.fixture(scope="module")
+def published() -> dict[str, Any]:
+    return json.loads(PUBLISHED.read_text())
+
+
+@pytest.fixture
+def raw(published: dict[str, Any]) -> dict[str, Any]:
+    """A private copy of the published summary, free to damage."""
+    return copy.deepcopy(published)
+
+
+def _error(raw: dict[str, Any]) -> str:
+    with pytest.raises(SummaryError) as info:
+        Summary.from_dict(raw)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- valid summaries
+
+
+def test_published_summary_validates_with_precise_types() -> None:
+    summary = load_summary(PUBLISHED)
+    assert summary.data is not None and summary.data.n_test == 853
+    models = summary.models
+    assert (
+        models is not None and models.teacher is not None and models.student_distilled is not None
+    )
+    assert isinstance(models.teacher.params, int) and models.teacher.precision is None
+    assert list(models.depth_sweep()) == [2, 4]
+    baseline = models.student_baseline
+    assert baseline is not None and baseline.arch.embedding == "glove"
+    assert isinstance(baseline.accuracy_ci95, tuple) and len(baseline.accuracy_ci95) == 2
+    assert [r.seed for r in baseline.per_seed] == [0, 1, 2, 3, 4]
+    assert models.tfidf_logreg is not None and models.tfidf_logreg.per_seed[0].best_epoch is None
+    dist = summary.distillation
+    assert dist is not None and dist.loss == "kl" and dist.gain_ci95 is not None
+    assert dist.gain_ci95[0] > 0  # points: the published +2.72-point gain
+    assert dist.teacher_scoring.sentences_per_s is None and dist.teacher_scoring.runtime is None
+    assert summary.inference is not None
+    assert summary.inference.by_model()["student_distilled"]["onnx-int8"].throughput_per_s > 0
+    assert summary.inference.machine.cores == 2
+    serving = summary.serving
+    assert serving is not None and serving.peers is None
+    assert set(serving.sweeps()) == {"1_replica", "N_replicas_nginx"}
+    assert serving.one_replica["teacher"]["16"].users == 16
+    assert not isinstance(serving.fault_test, FaultTestSkipped) and serving.fault_test.failed == 0
+
+
+def test_published_summary_round_trips_byte_for_byte(published: dict[str, Any]) -> None:
+    dumped = Summary.from_dict(published).dump()
+    assert dumped == published
+    # Key order too (models and inference are open mappings): written back, it is the same file.
+    assert json.dumps(dumped, indent=2) + "\n" == PUBLISHED.read_text()
+
+
+def test_run_dir_writes_a_dump_that_reads_back(tmp_run: RunDir, published: dict[str, Any]) -> None:
+    summary = Summary.from_dict(published)
+    for section, value in summary.dump().items():
+        tmp_run.update_summary({section: value})
+    assert tmp_run.summary_path.read_text() == PUBLISHED.read_text()
+    assert load_summary(tmp_run.summary_path) == summary
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        (),
+        ("data",),  # notebook 01 only
+        ("data", "models"),
+        ("data", "models", "student", "distillation"),  # 01-04, no deployment yet
+    ],
+)
+def test_partial_runs_validate(published: dict[str, Any], sections: tuple[str, ...]) -> None:
+    raw = {k: published[k] for k in sections}
+    summary = Summary.from_dict(raw)
+    assert summary.dump() == raw
+    assert all(getattr(summary, k) is None for k in Summary.model_fields if k not in sections)
+
+
+def test_run_of_notebook_02_alone_has_only_teachers(published: dict[str, Any]) -> None:
+    teachers = {k: v for k, v in published["models"].items() if k.startswith("teacher")}
+    summary = Summary.from_dict({"data": published["data"], "models": teachers})
+    assert summary.models is not None and summary.models.student_baseline is None
+    assert list(summary.models.entries()) == ["teacher", "teacher_L2", "teacher_L4"]
+
+
+def test_sections_reset_to_null_by_notebook_05_validate(published: dict[str, Any]) -> None:
+    # Notebook 05 writes {"inference": null} before the new section; a crash in between leaves it.
+    raw = {"data": published["data"], "inference": None, "serving": None}
+    summary = Summary.from_dict(raw)
+    assert summary.inference is None and summary.dump() == raw
+
+
+def test_too_few_seeds_for_intervals_gives_nulls(raw: dict[str, Any]) -> None:
+    # kdutils.stats.mean_ci reports no interval below 3 seeds (smoke runs, 2-seed ablations).
+    raw["models"]["student_baseline"]["accuracy_ci95"] = None
+    raw["distillation"]["gain_ci95"] = None
+    raw["distillation"]["ablation"][0]["accuracy_ci95"] = None
+    summary = Summary.from_dict(raw)
+    assert summary.distillation is not None and summary.distillation.gain_ci95 is None
+    assert summary.dump() == raw
+
+
+def test_teacher_precision_and_scoring_runtime_are_accepted(raw: dict[str, Any]) -> None:
+    raw["models"]["teacher"]["precision"] = "bf16"
+    raw["models"]["teacher_L2"]["precision"] = "fp32"
+    raw["distillation"]["teacher_scoring"] = {
+        "rows": 31030,
+        "from_cache": 0,
+        "scored": 31030,
+        "rebuilt": False,
+        "seconds": 812.4,
+        "sentences_per_s": 38.2,
+        "precision": "fp32",
+        "precision_reason": "CPU lacks native bf16 (no avx512_bf16/amx_bf16)",
+        "runtime": "onnx",
+        "runtime_calibration": {
+            "onnx_file": "/outputs/default/cache/teacher-0123456789ab.onnx",
+            "export_seconds": 11.52,
+            "torch_seconds": 1.204,
+            "onnx_seconds": 0.711,
+            "speedup": 1.693,
+            "max_abs_logit_diff": 0.00021,
+            "same_argmax": True,
+            "chosen": "onnx",
+        },
+    }
+    summary = Summary.from_dict(raw)
+    assert summary.models is not None and summary.models.teacher is not None
+    assert summary.models.teacher.precision == "bf16"
+    assert summary.dump() == raw
+
+
+def test_all_cached_scoring_records_null_runtime(raw: dict[str, Any]) -> None:
+    raw["distillation"]["teacher_scoring"].update(
+        precision="fp32", precision_reason="requested fp32", runtime=None, runtime_calibration=None
+    )
+    assert Summary.from_dict(raw).dump() == raw
+
+
+def _peer_stats(p50: float) -> dict[str, Any]:
+    return {"p50_ms": p50, "p95_ms": 2 * p50, "p99_ms": 3 * p50, "rps": 1000 / p50, "errors": 0}
+
+
+def _peers() -> dict[str, Any]:
+    return {
+        "model": "student_distilled",
+        "runtime": "onnx",
+        **{
+            peer: {c: _peer_stats(base * int(c)) for c in ("1", "4", "16")}
+            for peer, base in (("floor", 0.5), ("naive", 3.0), ("ours", 1.5))
+        },
+    }
+
+
+def test_serving_peers_section(raw: dict[str, Any]) -> None:
+    raw["serving"]["peers"] = _peers()
+    summary = Summary.from_dict(raw)
+    assert summary.serving is not None and summary.serving.peers is not None
+    assert summary.serving.peers.ours["16"].p50_ms == 24.0
+    assert summary.dump() == raw
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        (lambda p: p["ours"].__setitem__("x", _peer_stats(1.0)), "serving.peers.ours.x (the key)"),
+        (lambda p: p["naive"]["4"].pop("p99_ms"), "serving.peers.naive.4.p99_ms: missing"),
+        (
+            lambda p: p["floor"]["1"].__setitem__("max_ms", 9.0),
+            "serving.peers.floor.1.max_ms: unknown",
+        ),
+        (lambda p: p.__setitem__("runtime", "tensorrt"), "serving.peers.runtime: expected 'torch'"),
+        (lambda p: p.pop("model"), "serving.peers.model: missing"),
+    ],
+)
+def test_damaged_peers_name_the_field(
+    raw: dict[str, Any], damage: Callable[[dict[str, Any]], Any], expected: str
+) -> None:
+    peers = _peers()
+    damage(peers)
+    raw["serving"]["peers"] = peers
+    assert expected in _error(raw)
+
+
+def test_deployment_without_nginx(raw: dict[str, Any]) -> None:
+    serving = raw["serving"]
+    del serving["N_replicas_nginx"]
+    del serving["settings"]["other_processes_cpu_share"]["N_replicas_nginx"]
+    serving["settings"]["nginx"] = None
+    serving["fault_test"] = {"skipped": "nginx is not installed"}
+    summary = Summary.from_dict(raw)
+    assert summary.serving is not None and isinstance(summary.serving.fault_test, FaultTestSkipped)
+    assert list(summary.serving.sweeps()) == ["1_replica"]
+    assert summary.dump() == raw
+
+
+# --------------------------------------------------------------------------- damaged summaries
+
+
+def _drop(path: str) -> Callable[[dict[str, Any]], None]:
+    def apply(raw: dict[str, Any]) -> None:
+        *parents, last = path.split("/")
+        node: Any = raw
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        del node[last]
+
+    return apply
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def apply(raw: dict[str, Any]) -> None:
+        *parents, last = path.split("/")
+        node: Any = raw
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        node[last] = value
+
+    return apply
+
+
+DAMAGE = [
+    # (damage, the message's field path and complaint, notebook named for the rerun)
+    (
+        _drop("models/student_baseline/per_seed/1/accuracy"),
+        "models.student_baseline.per_seed[1].accuracy: missing",
+        "03_student",
+    ),
+    (
+        _set("distillation/gain_ci95", "x"),
+        "distillation.gain_ci95: expected a list of 2 numbers [low, high], got 'x'",
+        "04_distillation",
+    ),
+    (
+        _set("distillation/bootstrap_gain_ci95_points", [1.0]),
+        "distillation.bootstrap_gain_ci95_points: expected a list of 2 numbers",
+        "04_distillation",
+    ),
+    (
+        _set("distillation/gain_ci95", [3.0, 1.0]),
+        "distillation.gain_ci95: expected [low, high] with low <= high",
+        "04_distillation",
+    ),
+    (
+        _set("serving/fault_test/retried", 3),
+        "serving.fault_test.retried: unknown key",
+        "05_deployment",
+    ),
+    (_set("surprise", {}), "surprise: unknown key", None),
+    (
+        _drop("serving/fault_test/before/rps"),
+        "serving.fault_test.before.rps: missing",
+        "05_deployment",
+    ),
+    (
+        _set("models/teacher/accuracy", 84.6),
+        "models.teacher.accuracy: expected less than or equal to 1 (a fraction, not points",
+        "02_teacher",
+    ),
+    (
+        _set("models/teacher_L4/params", "19M"),
+        "models.teacher_L4.params: expected an integer, got '19M'",
+        "02_teacher",
+    ),
+    (
+        _set("models/student_distilled/per_seed/0/accuracy", "0.8"),
+        "models.student_distilled.per_seed[0].accuracy: expected a number, got '0.8'",
+        "04_distillation",
+    ),
+    (
+        _set("models/tfidf_logreg/n_seeds", 1.0),
+        "models.tfidf_logreg.n_seeds: expected an integer",
+        "03_student",
+    ),
+    (_set("data/n_test", True), "data.n_test: expected an integer, got True", "01_data"),
+    (_set("data/num_labels", 3), "data: num_labels is 3 but label_names has 2 names", "01_data"),
+    (
+        _set("models/teacher/precision", "fp16"),
+        "models.teacher.precision: expected 'fp32' or 'bf16', got 'fp16'",
+        "02_teacher",
+    ),
+    (
+        _set("distillation/loss", "kd"),
+        "distillation.loss: expected 'ce', 'mse' or 'kl'",
+        "04_distillation",
+    ),
+    (
+        _set("models/student_tiny", {}),
+        "models: unknown model name(s) 'student_tiny'",
+        None,
+    ),
+    (
+        _set("inference/teacher/tensorrt", {}),
+        "inference.teacher.tensorrt (the key): expected 'torch', 'onnx' or 'onnx-int8'",
+        "05_deployment",
+    ),
+    (
+        _set("inference/teacher/onnx/throughput_per_s_b32", 10.0),
+        "inference.teacher.onnx: expected exactly one throughput key 'throughput_per_s_b64'",
+        "05_deployment",
+    ),
+    (
+        _set("serving/1_replica/teacher/four", {}),
+        "serving.1_replica.teacher.four (the key)",
+        "05_deployment",
+    ),
+    (
+        _set("serving/fault_test", {"skipped": 3}),
+        "serving.fault_test.skipped: expected a string",
+        "05_deployment",
+    ),
+    (_drop("serving/http_overhead"), "serving.http_overhead: missing", "05_deployment"),
+    (
+        _set("models/student_distilled/teacher_agreement_per_seed", [0.8]),
+        "models.student_distilled: teacher_agreement_per_seed has 1 values for 5 seeds",
+        "04_distillation",
+    ),
+]
+
+
+@pytest.mark.parametrize(("damage", "expected", "notebook"), DAMAGE)
+def test_damaged_summary_names_the_field(
+    raw: dict[str, Any],
+    damage: Callable[[dict[str, Any]], None],
+    expected: str,
+    notebook: str | None,
+) -> None:
+    damage(raw)
+    message = _error(raw)
+    assert message.startswith("summary.json: ")
+    assert expected in message, message
+    assert "written by an older version?" in message
+    if notebook:
+        assert f"rerun notebooks/{notebook}.ipynb" in message
+    assert "Traceback" not in message and "pydantic" not in message
+
+
+def test_every_bad_field_is_listed_with_each_notebook(raw: dict[str, Any]) -> None:
+    del raw["models"]["teacher"]["accuracy"]
+    raw["distillation"]["p_value"] = "small"
+    message = _error(raw)
+    first, *lines = message.splitlines()
+    assert first == (
+        "summary.json: 2 fields do not match the summary contract — written by an older version? "
+        "rerun notebooks/02_teacher.ipynb and notebooks/04_distillation.ipynb"
+    )
+    assert [line.strip() for line in lines] == [
+        "models.teacher.accuracy: missing",
+        "distillation.p_value: expected a number, got 'small'",
+    ]
+
+
+def test_model_validate_raises_summary_error(raw: dict[str, Any]) -> None:
+    raw["student"]["batch_size"] = "64"
+    with pytest.raises(SummaryError, match=r"student\.batch_size: expected an integer, got '64'"):
+        Summary.model_validate(raw)
+    assert issubclass(SummaryError, ValueError)
+    with pytest.raises(SummaryError, match="expected an object"):
+        validate_summary(["not", "a", "summary"])
+
+
+def test_load_summary_names_the_file(tmp_path: Path, raw: dict[str, Any]) -> None:
+    path = tmp_path / "summary.json"
+    raw["data"]["split_seed"] = "13"
+    write_json(path, raw)
+    with pytest.raises(SummaryError, match=rf"^{path}: data\.split_seed: expected an integer"):
+        load_summary(path)
+    path.write_text('{"data": ')
+    with pytest.raises(SummaryError, match="not valid JSON"):
+        load_summary(path)
+    with pytest.raises(FileNotFoundError):
+        load_summary(tmp_path / "absent.json")
+
+
+def test_floats_accept_json_integers(raw: dict[str, Any]) -> None:
+    # A measured zero may be written as 0; it is still a number of seconds.
+    raw["models"]["teacher"]["train_seconds"] = 410
+    raw["distillation"]["alpha"] = 0
+    summary = Summary.from_dict(raw)
+    assert summary.distillation is not None and summary.distillation.alpha == 0.0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_field_path_and_notebook_hint() -> None:
+    loc = ("models", "student_baseline", "per_seed", 2, "accuracy")
+    assert field_path(loc) == "models.student_baseline.per_seed[2].accuracy"
+    assert (
+        field_path(("serving", "fault_test", "FaultTest", "before")) == "serving.fault_test.before"
+    )
+    assert field_path(()) == "(top level)"
+    assert notebook_for(loc) == "03_student"
+    assert notebook_for(("models", "teacher_L12", "ece")) == "02_teacher"
+    assert notebook_for(("models", "student_distilled")) == "04_distillation"
+    assert notebook_for(("serving", "peers")) == "05_deployment"
+    assert notebook_for(("models",)) is None and notebook_for(("surprise",)) is None
+
+
+def test_every_section_names_its_notebook() -> None:
+    from kdutils.summary import SECTION_NOTEBOOKS
+
+    assert set(SECTION_NOTEBOOKS) | {"models"} == set(Summary.model_fields)
+    notebooks = {p.stem for p in (REPO_ROOT / "notebooks").glob("0*.ipynb")}
+    assert set(SECTION_NOTEBOOKS.values()) <= notebooks
+
+
+def test_every_field_is_described() -> None:
+    # The contract is the documentation: each key says what it holds and in which unit.
+    import inspect
+
+    from pydantic import BaseModel
+
+    import kdutils.summary as module
+
+    undescribed = [
+        f"{name}.{field}"
+        for name, cls in vars(module).items()
+        if inspect.isclass(cls) and issubclass(cls, BaseModel) and cls.__module__ == module.__name__
+        for field, info in cls.model_fields.items()
+        if not info.description
+    ]
+    assert undescribed == []
+    assert "DistillationSection" in Summary.model_json_schema()["$defs"]
+
+
+def test_long_error_lists_are_cut_but_name_every_notebook(raw: dict[str, Any]) -> None:
+    # A summary from a much older version fails everywhere: the list is capped, the hint is not.
+    from kdutils.summary import MAX_LISTED_ERRORS
+
+    for key in list(raw["data"])[:MAX_LISTED_ERRORS]:
+        del raw["data"][key]
+    raw["serving"]["micro_batching"]["users"] = "16"
+    message = _error(raw)
+    assert message.endswith("... and 1 more")
+    assert "rerun notebooks/01_data.ipynb and notebooks/05_deployment.ipynb" in message
+    assert "serving.micro_batching.users" not in message  # beyond the cap
