@@ -378,6 +378,9 @@ def profile_path(profile: str | Path) -> Path:
 def absolute_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
     """``overrides`` with ``data.path`` made absolute against the current directory, where the
     command that gave it runs (a notebook runs elsewhere, so it must receive it resolved)."""
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ConfigError(f'overrides (--set) must be a mapping of sections such as {{"teacher": {{"epochs": 1}}}}, '
+                          f"got {type(overrides).__name__}")
     out = copy.deepcopy(overrides or {})
     data = out.get("data")
     if isinstance(data, dict) and isinstance(data.get("path"), str) and data["path"]:
@@ -406,8 +409,6 @@ def load_profile(profile: str | Path, overrides: dict[str, Any] | None = None) -
     if isinstance(data, dict) and isinstance(data.get("path"), str) and data["path"]:
         data["path"] = str((path.parent / Path(data["path"]).expanduser()).resolve())
     if overrides:
-        if not isinstance(overrides, dict):
-            raise ConfigError(f"overrides must be a mapping of sections, got {type(overrides).__name__}")
         raw = _deep_merge(raw, absolute_overrides(overrides))
     try:
         return Profile.model_validate(raw)

@@ -217,3 +217,11 @@ def test_data_path_is_relative_to_the_profile_file(tmp_path: Path, monkeypatch: 
     assert load_profile("study/reviews.yaml", {"data": {"path": "other.csv"}}).data.path == str(tmp_path / "other.csv")
     assert absolute_overrides({"data": {"path": "o.csv"}, "teacher": {"epochs": 1}}) == {
         "data": {"path": str(tmp_path / "o.csv")}, "teacher": {"epochs": 1}}
+
+
+@pytest.mark.parametrize("bad", [[1], "teacher", 3])
+def test_overrides_must_be_a_mapping(bad: object) -> None:
+    with pytest.raises(ConfigError, match=r"overrides \(--set\) must be a mapping of sections"):
+        load_profile("smoke", bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        absolute_overrides(bad)  # type: ignore[arg-type]

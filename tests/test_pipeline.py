@@ -304,3 +304,18 @@ def test_rerun_command_is_one_line_to_paste() -> None:
     assert pipeline.rerun_command("/a b/r.yaml", ["02"], {"teacher": {"epochs": 1}}, "/tmp/o", force=False) == (
         "python -m kdutils.pipeline run --profile '/a b/r.yaml' --only 02 --set '{\"teacher\": {\"epochs\": 1}}' "
         "--output-root /tmp/o")
+
+
+def test_cli_blames_a_bad_set_value_on_the_override(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # issue 13.13's instance: a bad --set value was reported as "invalid profile .../smoke.yaml".
+    out = tmp_path / "out"
+    assert pipeline.main(["run", "--profile", "smoke", "--set", '{"teacher": {"epochs": "two"}}',
+                          "--output-root", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid override (--set / overrides): teacher.epochs: Input should be a valid "
+                          "integer, got 'two' (str)") and "smoke.yaml" not in err
+    assert pipeline.main(["run", "--profile", "smoke", "--set", "[1]", "--output-root", str(out)]) == 1
+    assert "must be a mapping of sections" in capsys.readouterr().err
+    assert pipeline.main(["run", "--profile", "missing.yaml", "--output-root", str(out)]) == 1
+    assert f"profile file not found: missing.yaml (relative paths start at {Path.cwd()})" in capsys.readouterr().err
+    assert not out.exists()
