@@ -553,11 +553,12 @@ def run_pipeline(
     state_dir = run.root / ".state"
     state_dir.mkdir(exist_ok=True)
 
-    library = library_digest()
     upstream = ""
     timings: dict[str, Any] = {}
     selected = {s.name for s in steps}
     for step in all_steps:
+        # Read at each step, not once: code edited while a long run goes on is what later notebooks run.
+        library = library_digest()
         key = step_key(step, cfg, upstream, library)
         upstream = key
         if step.name not in selected:
