@@ -162,9 +162,9 @@ class TeacherScorer:
         out = np.zeros((len(texts), self._model.config.num_labels), dtype=np.float32)
         batches = range(0, len(order), self.batch_size)
         if self.progress:
-            from tqdm import tqdm  # text bars: no ipywidgets in the pinned environment
+            from kdutils import progress
 
-            batches = tqdm(batches, desc="teacher logits", leave=False, mininterval=5)
+            batches = progress.bar(batches, desc="teacher logits", leave=False, mininterval=5)
         with torch.inference_mode():
             for start in batches:
                 idx = order[start:start + self.batch_size]
