@@ -748,7 +748,7 @@ def plot_accuracy_comparison(models: dict[str, dict[str, Any]]) -> Any:
         if x > high - 0.04:
             x, ha, colour = acc - 0.006, "right", "white"
         ax.text(x, yi, f"{100 * acc:.1f}%", va="center", ha=ha, fontsize=6, color=colour)
-    ax.set_xlabel("test accuracy (students: mean over n seeds, 95% CI)")
+    ax.set_xlabel("test accuracy (students: mean over n seeds" + (", 95% CI)" if (~single).any() else ")"))
     plots.percent_axis(ax, "x")
     plt.close(fig)
     return fig
@@ -805,7 +805,9 @@ def plot_ablation(rows: Sequence[dict[str, Any]], chosen: str | None = None) -> 
               for s, n in zip(df["setting"], df["seeds"], strict=True)]
     ax.set_yticks(y, labels)
     ax.set_xlabel("accuracy" + ("   (* chosen on validation)" if chosen else ""))
-    plots.percent_axis(ax, "x")
+    # Without error bars the range can be a few points wide: whole percents would repeat labels.
+    low, high = ax.get_xlim()
+    plots.percent_axis(ax, "x", decimals=0 if high - low > 0.08 else 1)
     test_label = "test, mean and 95% CI over seeds" if has_ci.any() else "test, mean over seeds"
     handles = [Line2D([], [], marker="o", linestyle="", color="0.3", label=test_label),
                Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="0.3",

@@ -159,14 +159,14 @@ PAPER_FIGURES: tuple[FigureSpec, ...] = (
                "Distilled students beside the label-trained baseline: validation accuracy and "
                "cross-entropy on gold labels per epoch, one thin line per seed."),
     FigureSpec("accuracy_comparison", "04_distillation", "students",
-               "Test accuracy of every model, with 95% intervals over seeds for the students."),
+               "Test accuracy of every model, with 95% intervals over seeds for the students (from 3 seeds on)."),
     FigureSpec("gain_per_seed", "04_distillation", "students",
                "Per-seed test accuracy of the baseline and the distilled student; a line joins each seed's pair."),
     FigureSpec("calibration", "04_distillation", "students",
                "Reliability diagrams on the test split: accuracy against confidence per bin."),
     FigureSpec("ablation", "04_distillation", "ablation",
-               "Ablation: test accuracy (mean and 95% interval over seeds) of each setting; hollow markers "
-               "show validation accuracy, on which the setting is chosen."),
+               "Ablation: test accuracy of each setting, mean over seeds with a 95% interval from 3 seeds on; "
+               "hollow markers show validation accuracy, on which the setting is chosen."),
     FigureSpec("inference_time", "05_deployment", "deployment",
                "In-process inference time: batch-1 p50 latency per model, one bar per runtime (log scale)."),
     FigureSpec("accuracy_vs_latency", "05_deployment", "deployment",
@@ -266,6 +266,10 @@ def num(x: Any, sig: int = 3) -> str:
         return "—"
     if isinstance(x, int) or float(x).is_integer() and abs(x) >= 10 ** (sig - 1):
         return f"{int(round(x)):,}"
+    rounded = float(f"{x:.{sig}g}")
+    if abs(rounded) >= 10 ** sig:
+        # 2043.7 -> '2,040', not '2.04e+03': readers of a table or a sentence expect digits.
+        return f"{rounded:,.0f}"
     return f"{x:.{sig}g}"
 
 
@@ -442,15 +446,23 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     ``display`` and for ``RunDir.save_table``; the numbers stay in ``summary.json``.
     """
     columns = {c: _header(str(c)) for c in frame.columns}
-    return pd.DataFrame({columns[c]: [format_cell(str(c), v) for v in frame[c]] for c in frame.columns},
-                        index=range(len(frame)))
+    out = pd.DataFrame({columns[c]: [format_cell(str(c), v) for v in frame[c]] for c in frame.columns},
+                       index=range(len(frame)))
+    # As in the paper's tables: a column with nothing recorded (e.g. no interval below 3 seeds) goes.
+    return out.drop(columns=[c for c in out.columns if len(out) and (out[c] == "—").all()])
 
 
 def show(frame: pd.DataFrame) -> None:
-    """Display :func:`readable` ``frame`` in a notebook, without the row numbers."""
+    """Display :func:`readable` ``frame`` in a notebook: no row numbers, text left, numbers right."""
     from IPython.display import display
 
-    display(readable(frame).style.hide(axis="index"))
+    shown = readable(frame)
+    text = [c for c in shown.columns if not shown[c].map(_looks_numeric).all()]
+    styler = shown.style.hide(axis="index").set_properties(subset=text, **{"text-align": "left"})
+    # Headers follow their column (nbconvert's stylesheet right-aligns every header).
+    styler = styler.set_table_styles([{"selector": f"th.col_heading.col{shown.columns.get_loc(c)}",
+                                       "props": [("text-align", "left")]} for c in text])
+    display(styler)
 
 
 def figure_caption(name: str) -> str:
@@ -804,8 +816,8 @@ def ablation_table(summary: dict[str, Any]) -> Table | None:
     else:
         seeds = sorted({int(r["seeds"]) for r in rows if _is_num(r.get("seeds"))})
         count = " or ".join(map(str, seeds)) if seeds else "too few"
-        over = (f"mean over the row's {count} seed(s), too few for an interval (none is given below "
-                f"{MIN_SEEDS_FOR_INTERVAL})")
+        over = (f"mean over the row's {count} seed{'' if seeds == [1] else 's'}, too few for an interval "
+                f"(none is given below {MIN_SEEDS_FOR_INTERVAL})")
     caption = (f"Ablation of the distillation recipe on the test split: {over}; the setting is chosen on "
                "validation accuracy.")
     if "setting" not in rows[0]:
@@ -1718,9 +1730,11 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
-# A figure this much wider than tall spans the index's full width: in a grid cell its labels
+# A figure this much wider than tall, or this wide in pixels (a double-column figure at the
+# 200 dpi of RunDir.save_figure), spans the index's full width: in a grid cell its labels
 # would be too small to read.
 WIDE_FIGURE_RATIO = 1.6
+WIDE_FIGURE_PIXELS = 1000
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
@@ -1839,7 +1853,8 @@ def index_context(run_root: Path) -> dict[str, Any]:
         size = png_size(png)
         figures.append({"name": png.stem, "src": _rel(png, reports),
                         "caption": captions.get(png.stem, png.stem.replace("_", " ").capitalize() + "."),
-                        "wide": bool(size) and size[0] >= WIDE_FIGURE_RATIO * size[1],
+                        "wide": bool(size) and (size[0] >= WIDE_FIGURE_RATIO * size[1]
+                                                or size[0] >= WIDE_FIGURE_PIXELS),
                         "pdf": _rel(pdf, reports) if pdf.exists() else None})
     present = {f["name"] for f in figures}
     for spec in PAPER_FIGURES:

@@ -421,6 +421,8 @@ def test_formatting() -> None:
     assert report.pval(0.0004) == "< 0.001" and report.pval(0.0123) == "0.012" and report.pval(0.31) == "0.31"
     assert report.millions(22713602) == "22.7M" and report.millions(1261802) == "1.26M"
     assert report.millions(843522) == "844k"
+    assert report.num(2043.7) == "2,040" and report.num(1433.2) == "1,430" and report.num(40.917) == "40.9"
+    assert report.num(523.4) == "523" and report.num(99999.9) == "100,000" and report.num(999.6) == "1,000" and report.num(float("nan")) == "—"
     assert report.format_cell("accuracy_ci95", [0.1, 0.2]) == "[10.0, 20.0]"
     assert report.format_cell("p_value", 0.2) == "0.20"
     assert report.format_cell("model", "student_distilled") == "BiLSTM distilled"
@@ -518,7 +520,7 @@ def test_ablation_rows_with_too_few_seeds_show_no_interval(tmp_path: Path, figur
         row["seeds"] = 2
     table = report.ablation_table(report.guard_intervals(summary))
     assert "95% CI (%)" not in table.frame.columns
-    assert "mean over the row's 2 seed(s), too few for an interval" in table.caption
+    assert "mean over the row's 2 seeds, too few for an interval" in table.caption
     mixed = report.ablation_table(report.guard_intervals(SUMMARY))
     assert mixed.frame["95% CI (%)"].tolist() == ["[77.6, 79.1]", "—", "—"]
 
