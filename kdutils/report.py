@@ -356,7 +356,7 @@ def _table(name: str, caption: str, rows: list[dict[str, str]]) -> Table:
     return Table(name, caption, frame.drop(columns=empty))
 
 
-_PCT_HINTS = ("accuracy", "f1", "agreement", "share", "coverage")
+_PCT_HINTS = ("accuracy", "f1", "agreement", "share", "coverage", "confidence")
 
 _HEADER_WORDS = {
     "ms": "(ms)", "mb": "(MB)", "s": "(s)", "ci95": "95% CI", "p": "p", "id": "id", "onnx": "ONNX",
@@ -369,7 +369,8 @@ _HEADERS = {
     "accuracy_std": "Std (points)", "accuracy_ci95": "95% CI (%)", "macro_f1": "Macro-F1 (%)",
     "macro_f1_mean": "Macro-F1 (%)", "p_value": "p", "gain_points_mean": "Gain (points)",
     "gain_points": "Gain (points)", "gain_ci95": "Gain 95% CI", "params": "Params", "size_mb": "Size (MB)",
-    "train_seconds": "Train time", "train_seconds_mean": "Train time (mean)", "teacher_agreement": "Agreement with teacher (%)", "n_seeds": "Seeds",
+    "train_seconds": "Train time", "teacher_agreement": "Agreement with teacher (%)", "n_seeds": "Seeds",
+    "train_seconds_mean": "Train time (mean)",
     "seeds": "Seeds", "alpha": "alpha", "temperature": "T", "loss": "Loss",
     # data section (kdutils.data.summary_section and notebook 01's extras)
     "split_seed": "Split seed", "mean_words_train": "Mean words per training sentence",
