@@ -1406,6 +1406,7 @@ def build_context(
         "bench_machine": (summary.get("inference") or {}).get("machine") if isinstance(summary.get("inference"), dict) else None,
         "published": _published_context(gain, augmented),
         "alpha_level": SIGNIFICANCE_LEVEL,
+        "min_seeds": MIN_SEEDS_FOR_INTERVAL,
         "balancer_gain": BALANCER_GAIN,
         "tables": tables,
         "figures": figures,

@@ -499,6 +499,10 @@ def test_no_interval_from_too_few_seeds_and_every_verdict_carries_the_caveat(tmp
     assert "Distillation helps: the gain is significant at the 0.05 level, " + caveat in md
     assert "not yet across seeds" in md and "survives seed variation" not in md
     assert caveat in html.unescape(index) and "significant at the 0.05 level" in index
+    # Sentences leave a missing interval out and say why, rather than print "(95% CI —)".
+    assert "CI —" not in md and "(—)" not in md
+    assert "for the same network trained on labels alone (no interval over 2 seeds: none is given below 3)" in md
+    assert "2 seeds per student are too few for an interval over seeds" in md
     students = (run / "paper" / "tables" / "students.md").read_text()
     assert "none below 3 seeds" in students or "none below 3 seeds" in md
 
