@@ -4,7 +4,7 @@ Rooms, one job each: ``config`` (profiles), ``runs`` (run layout, atomic writes,
 summary), ``assets`` (offline data and weights), ``data``, ``text`` (student
 tokenizer), ``teachers``, ``models``, ``train``, ``losses``, ``augment``,
 ``metrics``, ``stats``, ``export``, ``serve``, ``deploy``, ``bench``, ``plots``,
-``report`` and ``pipeline``.
+``progress`` (text progress bars), ``report`` and ``pipeline``.
 """
 
 __version__ = "0.1.0"

@@ -26,11 +26,12 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
+from kdutils import progress
 from kdutils.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
 from kdutils.text import tokenize
 
@@ -407,11 +408,13 @@ def train_student(
     lr: float,
     patience: int,
     cache_path: str | Path | None = None,
+    show_progress: bool = True,
 ) -> StudentRun:
     """Train (or load from ``cache_path``) one student of ``setting`` for ``seed``.
 
     ``make_model(seed)`` builds the untrained student exactly as the baseline does.
     ``test`` is only scored, after training: early stopping and selection use ``val``.
+    ``show_progress=False`` draws no per-batch bar (worker processes: see :func:`run_setting`).
     """
     import torch
 
@@ -430,7 +433,8 @@ def train_student(
         except (RuntimeError, KeyError, OSError, ValueError):
             model = make_model(seed)  # an unreadable cache entry is retrained, never trusted
     result = train_classifier(model, train, val, loss_fn=setting.loss_fn(), epochs=epochs, batch_size=batch_size,
-                              lr=lr, patience=patience, seed=seed, desc=f"{setting.name} seed {seed}")
+                              lr=lr, patience=patience, seed=seed, desc=f"{setting.name} seed {seed}",
+                              show_progress=show_progress)
     run = _run_from(setting, seed, model, val, test, result.history, result.best_epoch, result.seconds)
     if cache_path is not None:
         with atomic_path(cache_path) as tmp:
@@ -470,6 +474,7 @@ def run_setting(
     cache_key: str = "",
     keep_models: bool = False,
     workers: int = 1,
+    progress_file: IO[str] | None = None,
 ) -> list[StudentRun]:
     """:func:`train_student` over ``seeds``. With ``cache_dir``, a run whose setting, seed, data
     (``cache_key``), training parameters and code are unchanged is loaded instead of retrained.
@@ -479,6 +484,11 @@ def run_setting(
     two seeds side by side take about the time of one. ``make_model`` must then be picklable
     (a module-level function or a ``functools.partial`` of one, not a closure). A seed gives the
     same weights in a worker as in this process.
+
+    One bar per call counts seeds done (cached, trained here or in a worker), advanced in this
+    process as each finishes: output written inside a worker never reaches a notebook as a
+    live bar (it stayed at ``0/14``). Workers draw no bar of their own. ``progress_file``
+    redirects the bar (default: stdout, see :mod:`kdutils.progress`).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -492,22 +502,36 @@ def run_setting(
     kwargs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience}
     todo = [s for s in seeds if paths[s] is None or not paths[s].exists()]  # type: ignore[union-attr]
     done: dict[int, StudentRun] = {}
-    if workers > 1 and len(todo) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    # mininterval=0: a seed takes seconds to minutes, so every finished seed is worth a redraw.
+    bar = progress.bar(total=len(seeds), desc=setting.name, unit="seed", file=progress_file, mininterval=0,
+                       bar_format="{desc}: {n_fmt}/{total_fmt} seeds [{elapsed}]{postfix}")
+    try:
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        # spawn, not fork: a forked child of a process that already ran OpenMP can hang in torch.
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {s: pool.submit(train_student, setting, s, make_model, train, val, test,
-                                      cache_path=paths[s], **kwargs) for s in todo}
-            done = {s: f.result() for s, f in futures.items()}
-    runs = []
-    for seed in seeds:
-        run = done.get(seed) or train_student(setting, seed, make_model, train, val, test, cache_path=paths[seed],
-                                              **kwargs)
-        if not keep_models:
-            run.model = None
-        runs.append(run)
+            # spawn, not fork: a forked child of a process that already ran OpenMP can hang in torch.
+            with ProcessPoolExecutor(min(workers, len(todo)),
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(train_student, setting, s, make_model, train, val, test,
+                                       cache_path=paths[s], show_progress=False, **kwargs): s for s in todo}
+                for future in as_completed(futures):
+                    done[futures[future]] = future.result()
+                    bar.update(1)
+        runs = []
+        for seed in seeds:
+            run = done.get(seed)
+            if run is None:
+                # In this process the bar counts seeds; a second, per-batch bar would garble it.
+                run = train_student(setting, seed, make_model, train, val, test, cache_path=paths[seed],
+                                    show_progress=False, **kwargs)
+                bar.update(1)
+            if not keep_models:
+                run.model = None
+            runs.append(run)
+        bar.set_postfix_str(f"{sum(r.from_cache for r in runs)} from cache", refresh=False)
+    finally:
+        bar.close()
     return runs
 
 
@@ -682,7 +706,8 @@ _COMPARISON_ORDER = ("teacher", "teacher_L", "tfidf_logreg", "student_original",
 def comparison_frame(models: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Accuracy (mean and 95% interval) of every model in ``summary["models"]``, in reading order.
 
-    Single runs (the teachers) have no interval over seeds: their bars carry none.
+    Single runs (the teachers) and students with too few seeds have no interval over seeds:
+    ``accuracy_ci95`` is ``None`` and ``ci_low == ci_high == accuracy``, so their bars carry none.
     """
     from kdutils import plots
 
@@ -699,8 +724,10 @@ def comparison_frame(models: dict[str, dict[str, Any]]) -> pd.DataFrame:
         acc = m.get("accuracy_mean", m.get("accuracy"))
         if acc is None:
             continue
-        lo, hi = m.get("accuracy_ci95") or (acc, acc)
+        ci = m.get("accuracy_ci95")
+        lo, hi = ci or (acc, acc)
         rows.append({"model": name, "label": plots.model_label(name), "accuracy": float(acc),
+                     "accuracy_ci95": list(ci) if ci else None,
                      "ci_low": float(lo), "ci_high": float(hi), "seeds": len(m.get("per_seed", [])) or 1,
                      "params": m.get("params"), "size_mb": m.get("size_mb")})
     return pd.DataFrame(rows)
@@ -732,7 +759,7 @@ def plot_accuracy_comparison(models: dict[str, dict[str, Any]]) -> Any:
         if x > high - 0.04:
             x, ha, colour = acc - 0.006, "right", "white"
         ax.text(x, yi, f"{100 * acc:.1f}%", va="center", ha=ha, fontsize=6, color=colour)
-    ax.set_xlabel("test accuracy (students: mean over n seeds, 95% CI)")
+    ax.set_xlabel("test accuracy (students: mean over n seeds" + (", 95% CI)" if (~single).any() else ")"))
     plots.percent_axis(ax, "x")
     plt.close(fig)
     return fig
@@ -773,11 +800,15 @@ def plot_ablation(rows: Sequence[dict[str, Any]], chosen: str | None = None) -> 
     df = pd.DataFrame(rows)
     fig, ax = plots.new_figure("double", height=0.28 * len(df) + 0.9)
     y = np.arange(len(df))[::-1]
-    lo = np.array([c[0] for c in df["accuracy_ci95"]])
-    hi = np.array([c[1] for c in df["accuracy_ci95"]])
+    # Rows with too few seeds for an interval (kdutils.stats.mean_ci gives None) get no error bar.
+    has_ci = np.array([isinstance(c, list | tuple) for c in df["accuracy_ci95"]])
+    lo = np.array([c[0] if ok else np.nan for c, ok in zip(df["accuracy_ci95"], has_ci, strict=True)])
+    hi = np.array([c[1] if ok else np.nan for c, ok in zip(df["accuracy_ci95"], has_ci, strict=True)])
     colours = [plots.model_color("student_baseline" if r == "ce" else "student_distilled") for r in df["loss"]]
-    ax.errorbar(df["accuracy_mean"], y, xerr=[df["accuracy_mean"] - lo, hi - df["accuracy_mean"]], fmt="none",
-                ecolor="black", elinewidth=0.8, capsize=2)
+    if has_ci.any():
+        mean = df["accuracy_mean"].to_numpy()[has_ci]
+        ax.errorbar(mean, y[has_ci], xerr=[mean - lo[has_ci], hi[has_ci] - mean], fmt="none",
+                    ecolor="black", elinewidth=0.8, capsize=2)
     ax.scatter(df["accuracy_mean"], y, c=colours, zorder=3)
     if "val_accuracy_mean" in df and df["val_accuracy_mean"].notna().any():
         ax.scatter(df["val_accuracy_mean"], y, facecolors="none", edgecolors=colours, zorder=3)
@@ -785,11 +816,16 @@ def plot_ablation(rows: Sequence[dict[str, Any]], chosen: str | None = None) -> 
               for s, n in zip(df["setting"], df["seeds"], strict=True)]
     ax.set_yticks(y, labels)
     ax.set_xlabel("accuracy" + ("   (* chosen on validation)" if chosen else ""))
-    plots.percent_axis(ax, "x")
-    handles = [Line2D([], [], marker="o", linestyle="", color="0.3", label="test, mean and 95% CI over seeds"),
+    # Without error bars the range can be a few points wide: whole percents would repeat labels.
+    low, high = ax.get_xlim()
+    plots.percent_axis(ax, "x", decimals=0 if high - low > 0.08 else 1)
+    test_label = "test, mean and 95% CI over seeds" if has_ci.any() else "test, mean over seeds"
+    handles = [Line2D([], [], marker="o", linestyle="", color="0.3", label=test_label),
                Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="0.3",
                       label="validation (used for selection)")]
-    ax.legend(handles=handles, loc="best", frameon=True)
+    # Above the axes, not inside: any corner of the plot can hold a setting's point.
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2, frameon=False,
+              borderaxespad=0)
     plt.close(fig)
     return fig
 

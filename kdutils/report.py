@@ -68,6 +68,7 @@ import pandas as pd
 
 from kdutils import anchors, plots
 from kdutils.runs import REPO_ROOT, atomic_path, read_json
+from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 PANDOC = Path("/usr/bin/pandoc")
@@ -148,7 +149,9 @@ PAPER_FIGURES: tuple[FigureSpec, ...] = (
                "Reliability diagram of the fine-tuned teacher on the test split: accuracy against confidence "
                "per bin."),
     FigureSpec("teacher_depth", "02_teacher", "teachers",
-               "Test accuracy and batch-1 CPU latency against the number of teacher layers kept."),
+               "Test accuracy and batch-1 CPU latency against the number of teacher layers kept; latency as "
+               "timed by the teacher notebook right after training, with its own thread count (the tables and "
+               "text take every latency from the deployment benchmark)."),
     FigureSpec("student_results", "03_student", "students",
                "Label-trained students: validation accuracy (top) and training loss (bottom) per epoch, one "
                "line per seed with its best epoch marked, one column per model."),
@@ -156,14 +159,14 @@ PAPER_FIGURES: tuple[FigureSpec, ...] = (
                "Distilled students beside the label-trained baseline: validation accuracy and "
                "cross-entropy on gold labels per epoch, one thin line per seed."),
     FigureSpec("accuracy_comparison", "04_distillation", "students",
-               "Test accuracy of every model, with 95% intervals over seeds for the students."),
+               "Test accuracy of every model, with 95% intervals over seeds for the students (from 3 seeds on)."),
     FigureSpec("gain_per_seed", "04_distillation", "students",
                "Per-seed test accuracy of the baseline and the distilled student; a line joins each seed's pair."),
     FigureSpec("calibration", "04_distillation", "students",
                "Reliability diagrams on the test split: accuracy against confidence per bin."),
     FigureSpec("ablation", "04_distillation", "ablation",
-               "Ablation: test accuracy (mean and 95% interval over seeds) of each setting; hollow markers "
-               "show validation accuracy, on which the setting is chosen."),
+               "Ablation: test accuracy of each setting, mean over seeds with a 95% interval from 3 seeds on; "
+               "hollow markers show validation accuracy, on which the setting is chosen."),
     FigureSpec("inference_time", "05_deployment", "deployment",
                "In-process inference time: batch-1 p50 latency per model, one bar per runtime (log scale)."),
     FigureSpec("accuracy_vs_latency", "05_deployment", "deployment",
@@ -197,10 +200,22 @@ def pct_num(x: Any, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}" if _is_num(x) else "—"
 
 
-def pct_ci(ci: Any, digits: int = 1) -> str:
-    """A confidence interval of fractions as percentages: ``[0.82, 0.85] -> '[82.0, 85.0]'``."""
+def _clip_ci(ci: Any, low: float, high: float) -> list[float] | None:
+    """``[lo, hi]`` clipped to ``[low, high]``; ``None`` for anything that is not a numeric pair."""
     if isinstance(ci, list | tuple) and len(ci) == 2 and all(_is_num(v) for v in ci):
-        return f"[{100 * ci[0]:.{digits}f}, {100 * ci[1]:.{digits}f}]"
+        return [min(max(float(ci[0]), low), high), min(max(float(ci[1]), low), high)]
+    return None
+
+
+def pct_ci(ci: Any, digits: int = 1) -> str:
+    """A confidence interval of fractions as percentages: ``[0.82, 0.85] -> '[82.0, 85.0]'``.
+
+    Bounds are clipped to [0, 100]%: runs recorded before :func:`kdutils.stats.mean_ci`
+    clipped its intervals still print only possible accuracies. No interval prints ``—``.
+    """
+    clipped = _clip_ci(ci, 0.0, 1.0)
+    if clipped is not None:
+        return f"[{100 * clipped[0]:.{digits}f}, {100 * clipped[1]:.{digits}f}]"
     return "—"
 
 
@@ -210,8 +225,10 @@ def points(x: Any, digits: int = 1) -> str:
 
 
 def points_ci(ci: Any, digits: int = 1) -> str:
-    if isinstance(ci, list | tuple) and len(ci) == 2 and all(_is_num(v) for v in ci):
-        return f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+    """An interval of percentage points with signs, clipped to [-100, +100]: ``'[+1.79, +3.65]'``."""
+    clipped = _clip_ci(ci, -100.0, 100.0)
+    if clipped is not None:
+        return f"[{clipped[0]:+.{digits}f}, {clipped[1]:+.{digits}f}]"
     return "—"
 
 
@@ -249,6 +266,10 @@ def num(x: Any, sig: int = 3) -> str:
         return "—"
     if isinstance(x, int) or float(x).is_integer() and abs(x) >= 10 ** (sig - 1):
         return f"{int(round(x)):,}"
+    rounded = float(f"{x:.{sig}g}")
+    if abs(rounded) >= 10 ** sig:
+        # 2043.7 -> '2,040', not '2.04e+03': readers of a table or a sentence expect digits.
+        return f"{rounded:,.0f}"
     return f"{x:.{sig}g}"
 
 
@@ -335,7 +356,7 @@ def _table(name: str, caption: str, rows: list[dict[str, str]]) -> Table:
     return Table(name, caption, frame.drop(columns=empty))
 
 
-_PCT_HINTS = ("accuracy", "f1", "agreement", "share", "coverage")
+_PCT_HINTS = ("accuracy", "f1", "agreement", "share", "coverage", "confidence")
 
 _HEADER_WORDS = {
     "ms": "(ms)", "mb": "(MB)", "s": "(s)", "ci95": "95% CI", "p": "p", "id": "id", "onnx": "ONNX",
@@ -349,6 +370,7 @@ _HEADERS = {
     "macro_f1_mean": "Macro-F1 (%)", "p_value": "p", "gain_points_mean": "Gain (points)",
     "gain_points": "Gain (points)", "gain_ci95": "Gain 95% CI", "params": "Params", "size_mb": "Size (MB)",
     "train_seconds": "Train time", "teacher_agreement": "Agreement with teacher (%)", "n_seeds": "Seeds",
+    "train_seconds_mean": "Train time (mean)",
     "seeds": "Seeds", "alpha": "alpha", "temperature": "T", "loss": "Loss",
     # data section (kdutils.data.summary_section and notebook 01's extras)
     "split_seed": "Split seed", "mean_words_train": "Mean words per training sentence",
@@ -395,7 +417,7 @@ def format_cell(key: str, value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k2}: {format_cell(k2, v)}" for k2, v in value.items())
     if _is_num(value):
-        if "p_value" in k or k == "p":
+        if "p_value" in k or k == "p" or k.endswith(" p"):
             return pval(value)
         if "params" in k:
             return millions(value)
@@ -413,6 +435,64 @@ def format_cell(key: str, value: Any) -> str:
             return f"{value:.1f}"
         return num(value)
     return str(value)
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """A notebook's results frame as a reader sees it: the paper's headers and cell formats.
+
+    Each cell goes through :func:`format_cell` by its column name (fractions of accuracy-like
+    columns as percentages to one decimal, intervals as ``[lo, hi]``, p-values, durations,
+    parameter counts, three significant digits otherwise) and a missing value (``None``, NaN)
+    becomes ``—``. Columns are renamed by :func:`_header`. The result holds strings only, for
+    ``display`` and for ``RunDir.save_table``; the numbers stay in ``summary.json``.
+    """
+    columns = {c: _header(str(c)) for c in frame.columns}
+    out = pd.DataFrame({columns[c]: [format_cell(str(c), v) for v in frame[c]] for c in frame.columns},
+                       index=range(len(frame)))
+    # As in the paper's tables: a column with nothing recorded (e.g. no interval below 3 seeds) goes.
+    return out.drop(columns=[c for c in out.columns if len(out) and (out[c] == "—").all()])
+
+
+def show(frame: pd.DataFrame) -> None:
+    """Display :func:`readable` ``frame`` in a notebook: no row numbers, text left, numbers right."""
+    from IPython.display import display
+
+    shown = readable(frame)
+    text = [c for c in shown.columns if not shown[c].map(_looks_numeric).all()]
+    styler = shown.style.hide(axis="index").set_properties(subset=text, **{"text-align": "left"})
+    # Headers follow their column (nbconvert's stylesheet right-aligns every header).
+    styler = styler.set_table_styles([{"selector": f"th.col_heading.col{shown.columns.get_loc(c)}",
+                                       "props": [("text-align", "left")]} for c in text])
+    display(styler)
+
+
+def figure_caption(name: str) -> str:
+    """The paper's caption of figure ``name`` (:data:`PAPER_FIGURES`), or its name in words."""
+    spec = next((f for f in PAPER_FIGURES if f.name == name), None)
+    return spec.caption if spec else name.replace("_", " ").capitalize() + "."
+
+
+def show_figure(fig: Any, name: str, dpi: int = 110) -> None:
+    """Display a matplotlib figure in a notebook with its caption as alt text, then close it.
+
+    nbconvert's HTML export gives a plain ``image/png`` output no alt text (and warns
+    "Alternative text is missing"), so the figure is shown as an HTML ``<img>`` that carries
+    the paper's caption (:func:`figure_caption`) as ``alt`` and below the image. ``dpi`` sets
+    the on-screen resolution; the files the paper uses come from ``RunDir.save_figure``.
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import HTML, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    caption = html.escape(figure_caption(name))
+    display(HTML(f'<figure style="margin: 0.5em 0"><img src="data:image/png;base64,{data}" alt="{caption}" '
+                 f'style="max-width: 100%; height: auto"><figcaption style="font-size: 0.9em; color: #444">'
+                 f"<b>{html.escape(name)}</b>: {caption}</figcaption></figure>"))
 
 
 def records(obj: Any, key_name: str = "model") -> list[dict[str, Any]]:
@@ -459,6 +539,88 @@ def records_table(name: str, caption: str, rows: list[dict[str, Any]]) -> Table:
         keys.extend(k for k in row if k not in keys)
     cells = [{_header(k): format_cell(k, row.get(k)) for k in keys} for row in rows]
     return _table(name, caption, cells)
+
+
+# ---- intervals over seeds: one rule for every table, sentence and page
+
+
+def _n_of(entry: dict[str, Any], *keys: str) -> int | None:
+    """How many seeds an entry's interval is over: the first count or list of ``keys`` it has."""
+    for key in keys:
+        value = entry.get(key)
+        if _is_num(value):
+            return int(value)
+        if isinstance(value, list) and value:
+            return len(value)
+    return None
+
+
+def _guarded(ci: Any, n: int | None, low: float, high: float) -> list[float] | None:
+    if n is not None and n < MIN_SEEDS_FOR_INTERVAL:
+        return None
+    return _clip_ci(ci, low, high)
+
+
+def guard_intervals(summary: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``summary`` whose intervals over seeds follow :func:`kdutils.stats.mean_ci`'s rule.
+
+    Runs recorded before that rule have t-intervals from two seeds (``[-80.4, 173.7]`` %) and
+    bounds beyond what is possible. Here an interval over fewer than
+    :data:`kdutils.stats.MIN_SEEDS_FOR_INTERVAL` seeds becomes ``None`` and the others are
+    clipped to the feasible range (accuracies [0, 1], gains [-100, 100] points), so the paper,
+    its tables and the index say the same thing. ``summary.json`` itself is never changed.
+    """
+    out = dict(summary)
+    models = summary.get("models")
+    if isinstance(models, dict):
+        out["models"] = {}
+        for name, m in models.items():
+            if isinstance(m, dict):
+                m = dict(m)
+                n = _n_of(m, "n_seeds", "per_seed")
+                for key in [k for k in m if k.endswith("_ci95")]:
+                    m[key] = _guarded(m[key], n, 0.0, 1.0)
+            out["models"][name] = m
+    dist = summary.get("distillation")
+    if isinstance(dist, dict):
+        dist = dict(dist)
+        if "gain_ci95" in dist:
+            dist["gain_ci95"] = _guarded(dist["gain_ci95"], _n_of(dist, "gain_points_per_seed", "seeds"),
+                                         -100.0, 100.0)
+        if "bootstrap_gain_ci95_points" in dist:  # over test sentences, not seeds: clipped only
+            dist["bootstrap_gain_ci95_points"] = _clip_ci(dist["bootstrap_gain_ci95_points"], -100.0, 100.0)
+        if isinstance(dist.get("ablation"), list):
+            rows = []
+            for r in dist["ablation"]:
+                if isinstance(r, dict):
+                    r = dict(r)
+                    n = _n_of(r, "seeds")
+                    for key in [k for k in r if k.endswith("_ci95")]:
+                        r[key] = _guarded(r[key], n, 0.0, 1.0)
+                rows.append(r)
+            dist["ablation"] = rows
+        out["distillation"] = dist
+    return out
+
+
+def significance_caveat(significant: bool, ci: Any, n_seeds: int | None) -> str:
+    """What must follow "significant at the 0.05 level" wherever it is said ('' when nothing).
+
+    The p-value comes from a paired test over test sentences (seed-averaged accuracies); it
+    says nothing about new seeds. When the interval over seeds is missing (too few seeds) or
+    includes zero, a "significant" gain is qualified in the same words in the abstract, the
+    results, the discussion, the run index and notebook 04. Starts with ", " when not empty.
+    """
+    if not significant:
+        return ""
+    seeds = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}" if n_seeds is not None else "these seeds"
+    clipped = _clip_ci(ci, -100.0, 100.0)
+    if clipped is None:
+        return (f", although with {seeds} there is no interval over seeds (none below {MIN_SEEDS_FOR_INTERVAL}): "
+                "the test covers new test sentences, not new seeds")
+    if clipped[0] <= 0 <= clipped[1]:
+        return f", although with {seeds} the 95% interval over seeds, {points_ci(clipped, 2)}, still includes zero"
+    return ""
 
 
 # ---- the study's tables
@@ -537,9 +699,25 @@ def teacher_table(summary: dict[str, Any], manifest: dict[str, Any]) -> Table | 
         return None
     key = teacher_key(summary, manifest)
     label = TEACHER_INFO[key]["label"] if key else "teacher"
+    # One measurement for every latency in the paper: the deployment benchmark's interleaved
+    # eager-PyTorch p50 (notebook 05). Notebook 02 times each teacher right after training,
+    # with other threads and load; its figure is used, and named as such, only without 05's.
+    benchmark = {str(b.get("model")): b.get("latency_ms_p50") for b in inference_rows(summary)
+                 if str(b.get("runtime", "torch")) == "torch" and _is_num(b.get("latency_ms_p50"))}
+    if benchmark:
+        latency_header = "Batch-1 p50 latency (ms)"
+        latency_note = (" Latency: batch-1 p50 in eager PyTorch from the deployment benchmark, the same "
+                        "measurement as the inference table.")
+    else:
+        threads = sorted({int(r["torch_threads"]) for r in rows if _is_num(r.get("torch_threads"))})
+        latency_header = "Batch-1 latency (ms, notebook 02)"
+        latency_note = (" Latency: median batch-1 time measured by the teacher notebook right after training"
+                        + (f" with {' or '.join(map(str, threads))} torch thread(s)" if threads else "")
+                        + "; the deployment benchmark did not run.")
     cells = []
     for r in rows:
         name = f"{label} (full)" if r["name"] == "teacher" else f"{label}, first {r['layers']} layers"
+        latency = benchmark.get(r["name"]) if benchmark else r.get("latency_ms_b1")
         cells.append({
             "Model": name,
             "Layers": integer(r.get("layers")),
@@ -549,10 +727,10 @@ def teacher_table(summary: dict[str, Any], manifest: dict[str, Any]) -> Table | 
             "Macro-F1 (%)": pct_num(r.get("macro_f1")),
             "ECE": num(r.get("ece"), 2),
             "Train time": seconds(r.get("train_seconds")),
-            "Batch-1 latency (ms)": ms(r.get("latency_ms_b1")),
+            latency_header: ms(latency),
         })
     return _table("teachers", "Teacher and depth sweep: the fine-tuned teacher and its truncations to "
-                  "the first k layers (each fine-tuned), on the test split.", cells)
+                  "the first k layers (each fine-tuned), on the test split." + latency_note, cells)
 
 
 STUDENT_ORDER = ("tfidf_logreg", "student_original", "student_baseline", "student_distilled")
@@ -582,7 +760,8 @@ def student_table(summary: dict[str, Any]) -> Table | None:
     if not rows:
         return None
     return _table("students", "Students on the test split: mean over seeds, sample standard deviation "
-                  "and a 95% t-interval of the mean.", rows)
+                  f"and a 95% t-interval of the mean (clipped to 0-100%; none below {MIN_SEEDS_FOR_INTERVAL} "
+                  "seeds).", rows)
 
 
 def headline_rows(summary: dict[str, Any], manifest: dict[str, Any]) -> list[dict[str, str]]:
@@ -633,8 +812,15 @@ def ablation_table(summary: dict[str, Any]) -> Table | None:
     rows = records(dist.get("ablation")) if isinstance(dist, dict) else []
     if not rows:
         return None
-    caption = ("Ablation of the distillation recipe on the test split: mean and 95% interval over the "
-               "row's seeds; the setting is chosen on validation accuracy.")
+    if any(isinstance(r.get("accuracy_ci95"), list) for r in rows):
+        over = (f"mean and 95% interval over the row's seeds (none below {MIN_SEEDS_FOR_INTERVAL} seeds)")
+    else:
+        seeds = sorted({int(r["seeds"]) for r in rows if _is_num(r.get("seeds"))})
+        count = " or ".join(map(str, seeds)) if seeds else "too few"
+        over = (f"mean over the row's {count} seed{'' if seeds == [1] else 's'}, too few for an interval "
+                f"(none is given below {MIN_SEEDS_FOR_INTERVAL})")
+    caption = (f"Ablation of the distillation recipe on the test split: {over}; the setting is chosen on "
+               "validation accuracy.")
     if "setting" not in rows[0]:
         return records_table("ablation", caption, rows)
     cells = []
@@ -926,13 +1112,19 @@ def _gain_summary(summary: dict[str, Any]) -> dict[str, Any] | None:
     ci = dist.get("gain_ci95") if isinstance(dist.get("gain_ci95"), list | tuple) else None
     p = dist.get("p_value")
     gain = float(dist["gain_points_mean"])
+    n_seeds = _n_of(dist, "gain_points_per_seed", "seeds")
+    significant = _is_num(p) and p < SIGNIFICANCE_LEVEL
     return {
         **dist,
         "gain": gain,
         "ci": ci,
         "p": p,
         "has_p": _is_num(p),
-        "significant": _is_num(p) and p < SIGNIFICANCE_LEVEL,
+        "significant": significant,
+        "n_seeds": n_seeds,
+        # Every sentence that says "significant" says it with these words (paper and index).
+        "verdict": f"{'significant' if significant else 'not significant'} at the {SIGNIFICANCE_LEVEL} level",
+        "caveat": significance_caveat(significant, ci, n_seeds),
         "ci_excludes_zero": bool(ci) and (ci[0] > 0 or ci[1] < 0),
         "positive": gain > 0,
         "ablation": _ablation_context(records(dist.get("ablation"))),
@@ -1214,6 +1406,7 @@ def build_context(
         "bench_machine": (summary.get("inference") or {}).get("machine") if isinstance(summary.get("inference"), dict) else None,
         "published": _published_context(gain, augmented),
         "alpha_level": SIGNIFICANCE_LEVEL,
+        "min_seeds": MIN_SEEDS_FOR_INTERVAL,
         "balancer_gain": BALANCER_GAIN,
         "tables": tables,
         "figures": figures,
@@ -1387,6 +1580,7 @@ def render_from(
                 if src.exists():
                     with atomic_path(fig_dir / src.name) as tmp:
                         shutil.copyfile(src, tmp)
+    summary = guard_intervals(summary)
     tables = build_tables(summary, manifest)
     table_paths = write_tables(tables, out_dir / "tables")
     context = build_context(summary, manifest, tables, figures, profile)
@@ -1538,9 +1732,85 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
+# A figure this much wider than tall, or this wide in pixels (a double-column figure at the
+# 200 dpi of RunDir.save_figure), spans the index's full width: in a grid cell its labels
+# would be too small to read.
+WIDE_FIGURE_RATIO = 1.6
+WIDE_FIGURE_PIXELS = 1000
+
+
+def png_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` in pixels from a PNG's IHDR chunk; ``None`` if the file is not a PNG."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+@dataclass
+class IndexTable:
+    """A table the index shows inline: its caption, its HTML and where its source files are."""
+
+    name: str
+    caption: str
+    html: str
+    sources: list[Link]
+
+
+_NUM_CELL = ' class="num"'
+
+
+def _table_html(frame: pd.DataFrame) -> str:
+    numeric = [c for c in frame.columns if frame[c].map(_looks_numeric).all()]
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    rows = []
+    for _, row in frame.iterrows():
+        cells = "".join(f"<td{_NUM_CELL if c in numeric else ''}>{html.escape(str(row[c]))}</td>" for c in frame.columns)
+        rows.append(f"<tr>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _notebook_table_html(md_text: str) -> str:
+    """A notebook's Markdown table (``RunDir.save_table``) as HTML; the text is escaped first."""
+    import markdown
+
+    return markdown.markdown(html.escape(md_text, quote=False), extensions=["tables"], output_format="html")
+
+
+def index_tables(run_root: Path, summary: dict[str, Any], manifest: dict[str, Any]) -> list[IndexTable]:
+    """The paper's tables, then the notebooks' own tables, as HTML for the index page.
+
+    Paper tables are built from ``summary`` (already passed through :func:`guard_intervals`), as
+    in the paper; notebook tables are the Markdown files under ``<run>/tables/``. Each entry
+    links its Markdown and LaTeX sources when they exist.
+    """
+    reports = run_root / "reports"
+    out = []
+    paper_tables = run_root / "paper" / "tables"
+    for name, table in build_tables(summary, manifest).items():
+        if name in ("published", "published_small"):
+            continue  # literature tables: the same on every run, read them in the paper
+        sources = [Link(ext, _rel(paper_tables / f"{name}.{ext}", reports)) for ext in ("md", "tex")
+                   if (paper_tables / f"{name}.{ext}").exists()]
+        out.append(IndexTable(name, table.caption, _table_html(table.frame), sources))
+    nb_tables = run_root / "tables"
+    for md in sorted(nb_tables.glob("*.md")) if nb_tables.is_dir() else []:
+        tex = md.with_suffix(".tex")
+        caption = ""
+        if tex.exists():
+            m = re.search(r"\\caption\{(.*?)\}\n", tex.read_text(encoding="utf-8"))
+            caption = m.group(1).replace("\\", "") if m else ""
+        sources = [Link(p.suffix[1:], _rel(p, reports)) for p in (md, tex) if p.exists()]
+        out.append(IndexTable(f"notebooks/{md.stem}", caption or md.stem.replace("_", " ").capitalize() + ".",
+                              _notebook_table_html(md.read_text(encoding="utf-8")), sources))
+    return out
+
+
 def index_context(run_root: Path) -> dict[str, Any]:
     reports = run_root / "reports"
     summary = read_json(run_root / "summary.json") if (run_root / "summary.json").exists() else {}
+    summary = guard_intervals(summary)
     manifest = read_json(run_root / "manifest.json") if (run_root / "manifest.json").exists() else {}
     missing: list[str] = []
     nb_records = manifest.get("notebooks") or {}
@@ -1573,16 +1843,20 @@ def index_context(run_root: Path) -> dict[str, Any]:
             missing.append(f"{label}: {path.relative_to(run_root)} does not exist"
                            + (f" (render it: python -m kdutils.report render --run {run_root})"
                               if "Paper" in label else "") + ".")
-    tables_dir = run_root / "paper" / "tables"
-    table_links = [Link(p.name, _rel(p, reports)) for p in sorted(tables_dir.glob("*.md"))] if tables_dir.is_dir() else []
+    tables = index_tables(run_root, summary, manifest)
 
     fig_dir = run_root / "figures"
     figures = []
     order = {spec.name: i for i, spec in enumerate(PAPER_FIGURES)}
+    captions = {spec.name: spec.caption for spec in PAPER_FIGURES}
     pngs = sorted(fig_dir.glob("*.png"), key=lambda p: (order.get(p.stem, len(order)), p.stem)) if fig_dir.is_dir() else []
     for png in pngs:
         pdf = png.with_suffix(".pdf")
+        size = png_size(png)
         figures.append({"name": png.stem, "src": _rel(png, reports),
+                        "caption": captions.get(png.stem, png.stem.replace("_", " ").capitalize() + "."),
+                        "wide": bool(size) and (size[0] >= WIDE_FIGURE_RATIO * size[1]
+                                                or size[0] >= WIDE_FIGURE_PIXELS),
                         "pdf": _rel(pdf, reports) if pdf.exists() else None})
     present = {f["name"] for f in figures}
     for spec in PAPER_FIGURES:
@@ -1602,9 +1876,10 @@ def index_context(run_root: Path) -> dict[str, Any]:
         "headline_columns": list(headline[0]) if headline else [],
         "gain": gain,
         "alpha_level": SIGNIFICANCE_LEVEL,
+        "min_seeds": MIN_SEEDS_FOR_INTERVAL,
         "notebooks": notebooks,
         "files": files,
-        "tables": table_links,
+        "tables": tables,
         "figures": figures,
         "missing": missing,
         "css": (TEMPLATE_DIR / "index.css").read_text(encoding="utf-8"),

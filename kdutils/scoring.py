@@ -262,10 +262,10 @@ class TeacherScorer:
         out = np.zeros((len(texts), self._model.config.num_labels), dtype=np.float32)
         batches: Any = range(0, len(order), self.batch_size)
         if self.progress:
-            from tqdm import tqdm  # text bars: no ipywidgets in the pinned environment
+            from kdutils import progress
 
-            batches = tqdm(batches, desc=f"teacher logits ({runtime}, {self.precision.mode})", leave=False,
-                           mininterval=5, unit="batch")
+            batches = progress.bar(batches, desc=f"teacher logits ({runtime}, {self.precision.mode})", leave=False,
+                                   mininterval=5, unit="batch")
         pending: list[np.ndarray] = []
         n_pending = 0
         for start in batches:

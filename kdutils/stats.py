@@ -8,35 +8,63 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+# Below this many seeds no interval over seeds is reported. With two values the t-interval
+# has one degree of freedom (t = 12.7 at 95%): it is ±9 standard deviations wide, says nothing
+# a reader can use, and mostly measures the clipping to the feasible range.
+MIN_SEEDS_FOR_INTERVAL = 3
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> dict[str, Any]:
+
+def mean_ci(
+    values: Sequence[float],
+    confidence: float = 0.95,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    min_n: int = MIN_SEEDS_FOR_INTERVAL,
+) -> dict[str, Any]:
     """Mean, sample standard deviation and a Student-t confidence interval over seeds.
 
-    With a single value the interval collapses to the value and std is 0: say so
-    in the table rather than pretend to have an interval.
+    ``values`` is a 1-d sequence of per-seed results (accuracies as fractions by default).
+    Returns ``{"mean", "std", "ci95", "n"}``: ``std`` uses ``ddof=1`` (0 for one value);
+    ``ci95`` is ``[low, high]`` at level ``confidence`` (the key keeps its name for any level),
+    or ``None`` when there are fewer than ``min_n`` values: no interval is better than a
+    meaningless one (see :data:`MIN_SEEDS_FOR_INTERVAL`).
+
+    The interval is the t-interval ``mean ± t(1 - (1 - c)/2, n - 1) · s / sqrt(n)`` intersected
+    with ``bounds``, the range the statistic can take ((0, 1) for an accuracy). The true mean
+    lies in that range, so the intersection covers it whenever the t-interval does: clipping
+    keeps the coverage and only removes impossible values (Mandelkern 2002, "Setting confidence
+    intervals for bounded parameters", Statistical Science 17(2):149-172). Raises ``ValueError``
+    for an empty input or ``bounds`` with ``low > high``.
     """
     x = np.asarray(values, dtype=float)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError(f"need a non-empty 1-d sequence of values, got shape {x.shape}")
+    low_bound, high_bound = bounds
+    if low_bound > high_bound:
+        raise ValueError(f"bounds must be (low, high) with low <= high, got {bounds}")
     n = len(x)
     mean = float(x.mean())
-    if n < 2:
-        return {"mean": mean, "std": 0.0, "ci95": [mean, mean], "n": n}
-    std = float(x.std(ddof=1))
+    std = float(x.std(ddof=1)) if n > 1 else 0.0
+    if n < max(2, min_n):
+        return {"mean": mean, "std": std, "ci95": None, "n": n}
     half = float(sps.t.ppf(0.5 + confidence / 2, n - 1) * std / np.sqrt(n))
-    return {"mean": mean, "std": std, "ci95": [mean - half, mean + half], "n": n}
+    ci = [float(np.clip(mean - half, low_bound, high_bound)), float(np.clip(mean + half, low_bound, high_bound))]
+    return {"mean": mean, "std": std, "ci95": ci, "n": n}
 
 
 def paired_gain(treatment: Sequence[float], control: Sequence[float], scale: float = 100.0,
-                confidence: float = 0.95) -> dict[str, Any]:
+                confidence: float = 0.95, min_n: int = MIN_SEEDS_FOR_INTERVAL) -> dict[str, Any]:
     """Mean and t-interval of the per-seed differences ``treatment[k] - control[k]``.
 
     Seeds pair the runs (same initialisation and data order), so the interval is on
-    the differences, not on the two means. ``scale = 100`` turns fractions into points.
+    the differences, not on the two means. ``scale = 100`` turns fractions into points;
+    the interval is clipped to ``[-scale, scale]``, the range a difference of two fractions
+    can take, and is ``None`` below ``min_n`` seeds (see :func:`mean_ci`).
     """
     a = np.asarray(treatment, dtype=float)
     b = np.asarray(control, dtype=float)
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
         raise ValueError(f"need two equal-length 1-d sequences, got shapes {a.shape} and {b.shape}")
-    out = mean_ci((a - b) * scale, confidence)
+    out = mean_ci((a - b) * scale, confidence, bounds=(-scale, scale), min_n=min_n)
     out["per_seed"] = ((a - b) * scale).tolist()
     return out
 

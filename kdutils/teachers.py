@@ -485,8 +485,9 @@ def complete_checkpoints(scratch_dir: Path) -> list[Path]:
 
 
 def _make_progress_callback(total_desc: str) -> Any:
-    from tqdm import tqdm  # text bars: no ipywidgets in the pinned environment
     from transformers import TrainerCallback
+
+    from kdutils import progress
 
     class _Progress(TrainerCallback):
         # One bar per run on the main process, instead of Trainer's bar per epoch and evaluation.
@@ -495,8 +496,8 @@ def _make_progress_callback(total_desc: str) -> Any:
 
         def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
             if state.is_world_process_zero:
-                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc=total_desc,
-                                leave=False, mininterval=5)
+                self.bar = progress.bar(total=state.max_steps, initial=state.global_step, desc=total_desc,
+                                        leave=False, mininterval=5)
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN003
             if self.bar is not None:
@@ -970,8 +971,12 @@ def plot_reliability(labels: np.ndarray, logits: np.ndarray, name: str = "teache
     return fig
 
 
-def plot_depth_sweep(table: pd.DataFrame) -> Any:
-    """Test accuracy and batch-1 latency against the number of layers kept."""
+def plot_depth_sweep(table: pd.DataFrame, threads: int | None = None) -> Any:
+    """Test accuracy and batch-1 latency against the number of layers kept.
+
+    ``threads`` (torch threads used by :func:`measure_latency`) is named in the latency panel's
+    title: this timing is the teacher notebook's own, not the deployment benchmark's.
+    """
     import matplotlib.pyplot as plt
 
     from kdutils import plots
@@ -987,6 +992,7 @@ def plot_depth_sweep(table: pd.DataFrame) -> Any:
     ax_acc.set(xlabel="layers kept", ylabel="test accuracy", title="Accuracy by depth (parameters annotated)",
                xticks=table["layers"].tolist())
     ax_lat.bar(table["layers"].astype(str), table["latency_ms_b1"], color=colours)
-    ax_lat.set(xlabel="layers kept", ylabel="median latency (ms)", title="Batch-1 CPU latency")
+    timed = f" ({threads} thread{'s' if threads != 1 else ''}, after training)" if threads else ""
+    ax_lat.set(xlabel="layers kept", ylabel="median latency (ms)", title=f"Batch-1 CPU latency{timed}")
     fig.tight_layout()
     return fig

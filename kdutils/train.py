@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm  # text bars: tqdm.auto warns in notebooks without ipywidgets (not pinned)
 
+from kdutils import progress
 from kdutils.embeddings import glove_embedding_matrix
 from kdutils.metrics import classification_metrics
 from kdutils.models import BiLSTMClassifier, build_student, save_student
@@ -199,7 +199,8 @@ def train_classifier(model: torch.nn.Module, train: EncodedSet, val: EncodedSet,
                      loss_fn: LossFn = cross_entropy_loss, epochs: int = 20, batch_size: int = 64,
                      lr: float = 1e-3, patience: int = 3, seed: int = 0, desc: str = "",
                      weight_decay: float = 0.0, grad_clip: float | None = 5.0,
-                     eval_batch_size: int = 512, num_threads: int | None = 1) -> TrainResult:
+                     eval_batch_size: int = 512, num_threads: int | None = 1,
+                     show_progress: bool = True) -> TrainResult:
     """Train ``model`` with Adam; keep the weights of the best validation accuracy.
 
     ``loss_fn(student_logits, labels, teacher_logits_or_None)`` gets each batch's
@@ -208,16 +209,19 @@ def train_classifier(model: torch.nn.Module, train: EncodedSet, val: EncodedSet,
     the model holds the best weights. ``history`` has one entry per epoch:
     ``epoch, train_loss, val_accuracy, val_loss`` (cross-entropy on gold labels).
     ``num_threads`` torch threads are used while training (see :func:`torch_threads`).
+    ``show_progress=False`` draws no bar (e.g. in a worker process, whose output no reader sees).
     """
     with torch_threads(num_threads):
         return _train_classifier(model, train, val, loss_fn=loss_fn, epochs=epochs, batch_size=batch_size,
                                  lr=lr, patience=patience, seed=seed, desc=desc, weight_decay=weight_decay,
-                                 grad_clip=grad_clip, eval_batch_size=eval_batch_size)
+                                 grad_clip=grad_clip, eval_batch_size=eval_batch_size,
+                                 show_progress=show_progress)
 
 
 def _train_classifier(model: torch.nn.Module, train: EncodedSet, val: EncodedSet, *, loss_fn: LossFn,
                       epochs: int, batch_size: int, lr: float, patience: int, seed: int, desc: str,
-                      weight_decay: float, grad_clip: float | None, eval_batch_size: int) -> TrainResult:
+                      weight_decay: float, grad_clip: float | None, eval_batch_size: int,
+                      show_progress: bool = True) -> TrainResult:
     if len(train) == 0:
         raise ValueError("empty training set")
     if epochs < 1 or batch_size < 1 or patience < 1 or lr <= 0:
@@ -230,7 +234,8 @@ def _train_classifier(model: torch.nn.Module, train: EncodedSet, val: EncodedSet
     best_acc, best_epoch, best_state, stale = -math.inf, 0, None, 0
     start = time.perf_counter()
     n_batches = math.ceil(len(train) / batch_size)
-    bar = tqdm(total=epochs * n_batches, desc=desc or "train", leave=False, mininterval=5)
+    bar = progress.bar(total=epochs * n_batches, desc=desc or "train", leave=False, mininterval=5,
+                       disable=not show_progress)
     try:
         for epoch in range(1, epochs + 1):
             model.train()

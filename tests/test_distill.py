@@ -3,7 +3,9 @@ distilled students, paired statistics, selection and figures."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -197,9 +199,14 @@ def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, 
     assert len(run.history) == 1 and 0 <= run.val_accuracy <= 1
     assert run.test_logits.shape == (len(small_runs["test"]), 2)
     # Same setting, seed and data: loaded from the cache, same predictions, no training.
+    bar = io.StringIO()
     again = run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
-                        small_runs["test"], cache_dir=small_runs["cache"], cache_key="k", **small_runs["kwargs"])[0]
+                        small_runs["test"], cache_dir=small_runs["cache"], cache_key="k", progress_file=bar,
+                        **small_runs["kwargs"])[0]
     assert again.from_cache
+    # A seed read from the cache counts as done on the setting's bar.
+    assert re.fullmatch(rf"{re.escape(small_runs['mse'].name)}: 1/1 seeds \[\d\d:\d\d\], 1 from cache",
+                        _bar_states(bar)[-1])
     np.testing.assert_allclose(again.test_logits, run.test_logits, atol=1e-6)
     # Another data key is another run.
     other = run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
@@ -208,11 +215,21 @@ def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, 
     assert not other.from_cache
 
 
+def _bar_states(stream: io.StringIO) -> list[str]:
+    """Each state a text progress bar drew (tqdm redraws a line after a carriage return)."""
+    return [s.strip() for s in stream.getvalue().replace("\n", "\r").split("\r") if s.strip()]
+
+
 def test_seeds_trained_in_worker_processes_match_in_process_training(small_runs, vocab) -> None:
     from functools import partial
 
+    bar = io.StringIO()
     runs = run_setting(small_runs["mse"], [0, 1], partial(init_student, vocab, 2, ARCH), small_runs["data"],
-                       small_runs["val"], small_runs["test"], workers=2, **small_runs["kwargs"])
+                       small_runs["val"], small_runs["test"], workers=2, progress_file=bar, **small_runs["kwargs"])
+    # The bar lives in this process and advances as each worker's seed finishes (it used to
+    # stay at 0/14: the bars were drawn inside the workers).
+    counts = [re.search(r": (\d)/2 seeds", s).group(1) for s in _bar_states(bar)]
+    assert counts == sorted(counts) and counts[0] == "0" and "1" in counts and counts[-1] == "2"
     for worker_run, local_run in zip(runs, small_runs["distilled"], strict=True):
         assert (worker_run.seed, worker_run.from_cache) == (local_run.seed, False)
         np.testing.assert_allclose(worker_run.test_logits, local_run.test_logits, atol=1e-5)

@@ -9,6 +9,7 @@ covers the report on a real run.
 from __future__ import annotations
 
 import copy
+import html
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from kdutils import anchors, plots, report  # noqa: E402
@@ -419,6 +421,8 @@ def test_formatting() -> None:
     assert report.pval(0.0004) == "< 0.001" and report.pval(0.0123) == "0.012" and report.pval(0.31) == "0.31"
     assert report.millions(22713602) == "22.7M" and report.millions(1261802) == "1.26M"
     assert report.millions(843522) == "844k"
+    assert report.num(2043.7) == "2,040" and report.num(1433.2) == "1,430" and report.num(40.917) == "40.9"
+    assert report.num(523.4) == "523" and report.num(99999.9) == "100,000" and report.num(999.6) == "1,000" and report.num(float("nan")) == "—"
     assert report.format_cell("accuracy_ci95", [0.1, 0.2]) == "[10.0, 20.0]"
     assert report.format_cell("p_value", 0.2) == "0.20"
     assert report.format_cell("model", "student_distilled") == "BiLSTM distilled"
@@ -463,3 +467,121 @@ def test_committed_paper_is_what_its_summary_gives() -> None:
     assert named, "the paper names no figure"
     for name in named:
         assert (published / "figures" / f"{name}.png").exists() and (published / "figures" / f"{name}.pdf").exists(), name
+
+
+def _two_seed_summary() -> dict:
+    """A run recorded before intervals were guarded: 2 seeds, t-intervals far outside what is possible."""
+    summary = copy.deepcopy(SUMMARY)
+    for name in ("student_original", "student_baseline", "student_distilled"):
+        m = summary["models"][name]
+        m.update(per_seed=m["per_seed"][:2], n_seeds=2, accuracy_ci95=[-0.804, 1.737], macro_f1_ci95=[-0.5, 1.4])
+    summary["distillation"].update(gain_points_per_seed=[2.0, 2.8], seeds=[0, 1], gain_ci95=[-129.91, 166.57],
+                                   p_value=0.004)
+    return summary
+
+
+def _intervals(text: str) -> list[tuple[float, float]]:
+    return [(float(a), float(b)) for a, b in re.findall(r"\[([+-]?\d+\.\d+), ([+-]?\d+\.\d+)\]", text)]
+
+
+def test_no_interval_from_too_few_seeds_and_every_verdict_carries_the_caveat(tmp_path: Path,
+                                                                              figure_files: Path) -> None:
+    run = make_run(tmp_path, figure_files, summary=_two_seed_summary())
+    md = report.render(run, engine="python").paper_md.read_text()
+    index = report.write_index(run).read_text()
+    tables = "".join(p.read_text() for p in (run / "paper" / "tables").glob("*.md"))
+    for text in (md, index, tables):
+        assert "-80.4" not in text and "173.7" not in text and "129.91" not in text and "166.57" not in text
+        assert all(-100 <= lo <= hi <= 100 for lo, hi in _intervals(text))
+    caveat = "although with 2 seeds there is no interval over seeds (none below 3)"
+    # Abstract, results and discussion of the paper, and the index banner, say it alike.
+    assert md.count(caveat) == 3, md
+    assert "Distillation helps: the gain is significant at the 0.05 level, " + caveat in md
+    assert "not yet across seeds" in md and "survives seed variation" not in md
+    assert caveat in html.unescape(index) and "significant at the 0.05 level" in index
+    # Sentences leave a missing interval out and say why, rather than print "(95% CI —)".
+    assert "CI —" not in md and "(—)" not in md
+    assert "for the same network trained on labels alone (no interval over 2 seeds: none is given below 3)" in md
+    assert "2 seeds per student are too few for an interval over seeds" in md
+    students = (run / "paper" / "tables" / "students.md").read_text()
+    assert "none below 3 seeds" in students or "none below 3 seeds" in md
+
+
+def test_significant_gain_whose_seed_interval_includes_zero_is_qualified_everywhere(
+        tmp_path: Path, figure_files: Path) -> None:
+    summary = copy.deepcopy(SUMMARY)
+    summary["distillation"].update(gain_points_mean=0.8, gain_ci95=[-0.4, 2.0], p_value=0.01)
+    run = make_run(tmp_path, figure_files, summary=summary)
+    md = report.render(run, engine="python").paper_md.read_text()
+    index = html.unescape(report.write_index(run).read_text())
+    caveat = "although with 5 seeds the 95% interval over seeds, [-0.40, +2.00], still includes zero"
+    assert md.count(caveat) == 3 and caveat in index
+
+
+def test_ablation_rows_with_too_few_seeds_show_no_interval(tmp_path: Path, figure_files: Path) -> None:
+    summary = copy.deepcopy(SUMMARY)
+    for row in summary["distillation"]["ablation"]:
+        row["seeds"] = 2
+    table = report.ablation_table(report.guard_intervals(summary))
+    assert "95% CI (%)" not in table.frame.columns
+    assert "mean over the row's 2 seeds, too few for an interval" in table.caption
+    mixed = report.ablation_table(report.guard_intervals(SUMMARY))
+    assert mixed.frame["95% CI (%)"].tolist() == ["[77.6, 79.1]", "—", "—"]
+
+
+def test_teacher_table_takes_its_latency_from_the_deployment_benchmark() -> None:
+    summary = copy.deepcopy(SUMMARY)
+    summary["inference"]["teacher_L2"] = {"torch": {"latency_ms_p50": 4.25}}
+    table = report.teacher_table(summary, _manifest("default"))
+    latency = table.frame.set_index("Model")["Batch-1 p50 latency (ms)"]
+    # 9.12 is notebook 05's interleaved p50; notebook 02's own 9.3 ms is not used beside it.
+    assert latency["all-MiniLM-L6-v2 (full)"] == "9.12" and latency["all-MiniLM-L6-v2, first 2 layers"] == "4.25"
+    assert latency["all-MiniLM-L6-v2, first 4 layers"] == "—"
+    assert "deployment benchmark" in table.caption
+    # Without notebook 05, the teacher notebook's timing is shown and named as such.
+    del summary["inference"]
+    table = report.teacher_table(summary, _manifest("default"))
+    assert table.frame["Batch-1 latency (ms, notebook 02)"].tolist()[-1] == "9.30"
+    assert "with 2 torch thread(s)" in table.caption and "did not run" in table.caption
+
+
+def test_interval_and_missing_value_formatting() -> None:
+    assert report.pct_ci([-0.804, 1.737]) == "[0.0, 100.0]"
+    assert report.pct_ci(None) == "—" and report.points_ci(None) == "—"
+    assert report.points_ci([-129.91, 166.57], 2) == "[-100.00, +100.00]"
+    frame = pd.DataFrame({"model": ["student_baseline", "tfidf_logreg"], "accuracy_mean": [0.79123, float("nan")],
+                          "accuracy_ci95": [None, [0.78, 0.8212]], "ci_high": [1.082514, 0.9],
+                          "McNemar p": [0.0287, 0.31], "gain (points)": [2.9308, None],
+                          "train_seconds_mean": [35.2, 400.0], "from cache": [True, False]})
+    shown = report.readable(frame)
+    assert shown.to_dict("records") == [
+        {"Model": "BiLSTM baseline", "Accuracy (%)": "79.1", "95% CI (%)": "—", "Ci high": "1.08",
+         "McNemar p": "0.029", "Gain (points)": "+2.93", "Train time (mean)": "35 s", "From cache": "yes"},
+        {"Model": "TF-IDF + log. reg.", "Accuracy (%)": "—", "95% CI (%)": "[78.0, 82.1]", "Ci high": "0.9",
+         "McNemar p": "0.31", "Gain (points)": "—", "Train time (mean)": "6.7 min", "From cache": "no"}]
+    assert "NaN" not in shown.to_string() and "nan" not in shown.to_string()
+
+
+def test_index_shows_tables_inline_and_figures_readably(run_dir: Path) -> None:
+    report.render(run_dir, engine="python")
+    # A wide figure (three panels side by side) and a square one.
+    for name, size in (("serving_load", (9, 2.5)), ("ablation", (3, 3))):
+        fig, _ = plt.subplots(1, 1, figsize=size)
+        RunDir(run_dir).save_figure(fig, name)
+        plt.close(fig)
+    page = report.write_index(run_dir)
+    text = page.read_text()
+    assert report.broken_links(page) == []
+    tables = report.build_tables(report.guard_intervals(SUMMARY), _manifest("default"))
+    for name in ("data_card", "headline", "teachers", "students", "ablation", "inference", "serving"):
+        # Rendered on the page, with its caption: no table is only a link to a raw Markdown file.
+        assert f'id="table-{name}"' in text and tables[name].caption in html.unescape(text), name
+    assert 'id="table-notebooks-data_card"' in text  # the notebooks' own tables too
+    block = text.split('id="table-students"')[1].split("</details>")[0]
+    assert "<table>" in block and "BiLSTM distilled" in block
+    # Every figure links to its full-size file, carries its caption as alt text; wide ones span the row.
+    for spec in report.PAPER_FIGURES:
+        assert re.search(rf'<a href="\.\./figures/{spec.name}\.png"[^>]*><img src="\.\./figures/{spec.name}\.png" '
+                         rf'alt="{re.escape(html.escape(spec.caption).replace("&#x27;", "&#39;"))}"', text), spec.name
+    assert '<figure class="wide" id="figure-serving_load">' in text
+    assert '<figure id="figure-ablation">' in text

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from kdutils.stats import mcnemar_exact, mean_ci, paired_bootstrap, paired_gain
+from kdutils.stats import (
+    MIN_SEEDS_FOR_INTERVAL,
+    mcnemar_exact,
+    mean_ci,
+    paired_bootstrap,
+    paired_gain,
+)
 
 
 def test_mean_ci_matches_scipy_t_interval() -> None:
@@ -15,7 +21,49 @@ def test_mean_ci_matches_scipy_t_interval() -> None:
     lo, hi = sps.t.interval(0.95, len(x) - 1, loc=np.mean(x), scale=sps.sem(x))
     assert out["ci95"] == pytest.approx([lo, hi])
     assert out["n"] == 5
-    assert mean_ci([0.5])["ci95"] == [0.5, 0.5]
+
+
+def test_no_interval_below_the_minimum_number_of_seeds() -> None:
+    # Two accuracies 46.7% apart on average gave [-80.4%, 173.7%] before: now no interval at all.
+    assert MIN_SEEDS_FOR_INTERVAL == 3
+    for values in ([0.5], [0.2, 0.733]):
+        out = mean_ci(values)
+        assert out["ci95"] is None and out["n"] == len(values)
+        assert out["mean"] == pytest.approx(np.mean(values))
+    assert mean_ci([0.5])["std"] == 0.0
+    assert paired_gain([0.8, 0.9], [0.7, 0.95])["ci95"] is None
+    assert mean_ci([0.2, 0.7], min_n=2)["ci95"] is not None
+    with pytest.raises(ValueError, match="non-empty"):
+        mean_ci([])
+    with pytest.raises(ValueError, match="bounds"):
+        mean_ci([0.1, 0.2, 0.3], bounds=(1.0, 0.0))
+
+
+def test_intervals_never_leave_the_feasible_range() -> None:
+    """Over many random seed sets, near the edges and widely spread: every bound is possible."""
+    rng = np.random.default_rng(0)
+    clipped = 0
+    for _ in range(3000):
+        n = int(rng.integers(1, 9))
+        centre = rng.choice([0.02, 0.5, 0.98, rng.random()])
+        acc = np.clip(centre + rng.normal(0, rng.choice([0.01, 0.2, 0.6]), n), 0, 1)
+        out = mean_ci(acc)
+        if n < MIN_SEEDS_FOR_INTERVAL:
+            assert out["ci95"] is None
+            continue
+        lo, hi = out["ci95"]
+        assert 0.0 <= lo <= out["mean"] <= hi <= 1.0
+        other = np.clip(rng.random() + rng.normal(0, 0.3, n), 0, 1)
+        g_lo, g_hi = paired_gain(acc, other)["ci95"]
+        assert -100.0 <= g_lo <= g_hi <= 100.0
+        # Where clipping did nothing, the interval is scipy's t-interval.
+        t_lo, t_hi = sps.t.interval(0.95, n - 1, loc=acc.mean(), scale=sps.sem(acc)) if acc.std() > 0 else (
+            acc.mean(), acc.mean())
+        if 0 <= t_lo and t_hi <= 1:
+            assert [lo, hi] == pytest.approx([t_lo, t_hi])
+        else:
+            clipped += 1
+    assert clipped > 100  # the edge cases were really exercised
 
 
 def test_paired_gain_is_on_differences_in_points() -> None:

@@ -139,8 +139,8 @@ def test_fit_student_saves_model_predictions_and_summary(vocab: Vocab, sets, tmp
     summary = summarise_seeds(records)
     assert set(summary) >= {"accuracy_mean", "accuracy_std", "accuracy_ci95", "macro_f1_mean", "per_seed",
                             "params", "size_mb"}
-    lo, hi = summary["accuracy_ci95"]
-    assert lo <= summary["accuracy_mean"] <= hi
+    # Two seeds: too few for an interval over seeds (kdutils.stats.MIN_SEEDS_FOR_INTERVAL).
+    assert summary["accuracy_ci95"] is None and summary["n_seeds"] == 2
     assert [r["seed"] for r in summary["per_seed"]] == [0, 1]
     assert set(summary["per_seed"][0]) >= {"seed", "accuracy", "macro_f1", "best_epoch", "train_seconds"}
 
