@@ -723,8 +723,8 @@ def peer_comparison(run_dir: str | Path, model: str, texts: Sequence[str], out_d
 
     Four servers run side by side (separate uvicorn processes, pinned to one core where the
     machine has two or more; the client gets the others): ``floor`` and ``naive`` from
-    :mod:`kdutils.serving_peers`, ``ours`` (:mod:`kdutils.serve`, batching off) and
-    ``ours_batching`` (batching on). At each concurrency :func:`kdutils.lightload.interleaved`
+    :mod:`kdutils.serving_peers`, ``ours`` (:mod:`kdutils.serve` with its defaults, batching
+    on) and ``ours_no_batching`` (batching off). At each concurrency :func:`kdutils.lightload.interleaved`
     sends ``requests`` requests x ``repeats`` to each, one real test sentence per request. At
     one request in flight it also measures our ``/noop`` and ``/predict`` of each of
     ``overhead_models`` (the HTTP overhead).
@@ -750,7 +750,8 @@ def peer_comparison(run_dir: str | Path, model: str, texts: Sequence[str], out_d
             procs[peer] = spawn(peer, cmd, out_dir / f"peer_{peer}_{port}.log", cwd=REPO_ROOT,
                                 env={"PYTHONUNBUFFERED": "1"}, url=f"http://127.0.0.1:{port}")
         served = tuple(dict.fromkeys([model, *overhead_models]))
-        for name, port, batching in (("ours", ports[2], False), ("ours_batching", ports[3], True)):
+        # "ours" is the server as shipped (batching on); "ours_no_batching" the same with it off.
+        for name, port, batching in (("ours", ports[2], True), ("ours_no_batching", ports[3], False)):
             opts = ServerOptions(models=served if name == "ours" else (model,), threads=threads, batching=batching,
                                  cpus=pin, log_level="info")
             procs[name] = start_server(run_dir, port, out_dir / f"peer_{name}_{port}.log", opts, name=name)
@@ -783,7 +784,7 @@ def peer_comparison(run_dir: str | Path, model: str, texts: Sequence[str], out_d
                 "client": {str(c): runs[c]["_client"] for c in concurrency}}
     peers = {"model": model, "runtime": runtime, "floor": by_c("floor"), "naive": by_c("naive"),
              "ours": by_c("ours"), "settings": settings}
-    batching = {"model": model, "max_batch": max_batch, "off": by_c("ours"), "on": by_c("ours_batching")}
+    batching = {"model": model, "max_batch": max_batch, "off": by_c("ours_no_batching"), "on": by_c("ours")}
     one = runs[min(concurrency)]
     noop = one["ours_noop"]
     runtimes = {}

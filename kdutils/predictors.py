@@ -23,6 +23,8 @@ import functools
 import json
 import os
 import re
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +282,7 @@ class Predictor:
     def __init__(self, entry: ModelEntry) -> None:
         self.entry = entry
         self.encoder = make_encoder(entry)
+        self._recent: deque[float] = deque(maxlen=15)
 
     @property
     def name(self) -> str:
@@ -305,11 +308,21 @@ class Predictor:
         :class:`PredictorError` on an unusable model output.
         """
         texts = list(texts)
+        t0 = time.perf_counter()
         batch, counts = self.encoder.encode(texts)
         empty = np.flatnonzero(counts <= 0)
         if empty.size:
             raise EmptyTextError(empty.tolist(), self.name)
-        return self._checked(self._forward(batch), len(texts))
+        out = self._checked(self._forward(batch), len(texts))
+        self._recent.append((time.perf_counter() - t0) / len(texts))
+        return out
+
+    @property
+    def seconds_per_text(self) -> float | None:
+        """Median seconds one text took in the last calls of :meth:`predict_nonempty` (encoding and
+        model), None before the first. A median: one call stalled by a busy core must not count."""
+        recent = sorted(self._recent)
+        return recent[len(recent) // 2] if recent else None
 
     def predict_logits(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Logits in input order. With ``batch_size`` the texts run in chunks sorted by length."""

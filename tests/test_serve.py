@@ -394,3 +394,37 @@ def test_default_model_set(live_server: LiveServer) -> None:
         resolve_models(available, ["nope"])
     with pytest.raises(LookupError, match="pass --models"):
         resolve_models({k: v for k, v in available.items() if k.startswith("student_baseline")}, None)
+
+
+def test_cheap_calls_run_inline_only_when_alone(live_server: LiveServer) -> None:
+    # A real uvicorn in this process (loopback), so the app's counters can be read.
+    import uvicorn
+
+    from kdutils.deploy import free_ports, wait_healthy
+    from kdutils.serve import create_app
+
+    counts = {}
+    for inline_ms in (2.0, 0.0):
+        app = create_app(live_server.run.root, models=["student_distilled@onnx", BROKEN], threads=1,
+                         inline_ms=inline_ms, **SERVER_LIMITS)
+        port = free_ports(1)[0]
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, timeout=120)
+            with httpx.Client(base_url=url, timeout=60) as c:
+                for _ in range(6):  # one in flight; the first call has no cost estimate yet
+                    assert c.post("/predict/student_distilled@onnx", json={"texts": ["a fine film"]}).status_code == 200
+                cheap = app.state.inline_calls
+                heavy = {"texts": ["a long , winding and very good film " * 60] * SERVER_LIMITS["max_texts"]}
+                for _ in range(2):  # far over 2 ms: never on the event loop
+                    assert c.post(f"/predict/{BROKEN}", json=heavy).status_code == 200
+                counts[inline_ms] = (cheap, app.state.inline_calls)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+    cheap, after_heavy = counts[2.0]
+    assert cheap >= 4 and after_heavy == cheap, counts
+    assert counts[0.0] == (0, 0)
