@@ -660,7 +660,8 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
     1. the student's batch-1 p50 latency at least 10x below the teacher's, per runtime;
     2. ONNX int8 student faster (p50) than ONNX fp32, accuracy within 0.5 points;
     3. HTTP p50 at concurrency 1 of the student within 1.5x that of the no-op endpoint;
-    4. zero failed requests in the load and fault tests.
+    4. zero failed requests in the load and fault tests (peer and batching runs included);
+    5. with ``serving.peers``, issue 15's serving targets (:func:`peer_targets`).
     A target whose measurement is missing is reported with ``met: None``.
     """
     out: list[dict[str, Any]] = []
