@@ -464,11 +464,15 @@ def fault_test(deployment: Any, model: str, texts_path: Path, users: int, durati
     }
 
 
+# Entries of the serving section that are not {model: {concurrency: stats}} load sweeps.
+SERVING_SIDE_KEYS = ("fault_test", "http_overhead", "micro_batching", "settings", "peers", "batching")
+
+
 def serving_frame(serving: dict[str, Any]) -> pd.DataFrame:
     """``{setup: {model: {concurrency: stats}}}`` as a long table."""
     rows = []
     for setup, by_model in serving.items():
-        if not isinstance(by_model, dict) or setup in ("fault_test", "http_overhead", "micro_batching", "settings"):
+        if not isinstance(by_model, dict) or setup in SERVING_SIDE_KEYS:
             continue
         for model, by_c in by_model.items():
             for c, stats in by_c.items():
@@ -601,7 +605,49 @@ def _load_runs(serving: dict[str, Any]) -> list[dict[str, Any]]:
     runs += [overhead["noop"], *(r["stats"] for r in overhead["runtimes"].values())] if overhead else []
     mb = serving.get("micro_batching", {})
     runs += [mb[k] for k in ("off", "on") if k in mb]
+    peers = serving.get("peers", {})
+    runs += [st for k in ("floor", "naive", "ours") for st in peers.get(k, {}).values()]
+    runs += [st for k in ("off", "on") for st in serving.get("batching", {}).get(k, {}).values()]
     return runs
+
+
+# Batching must not cost throughput where it cannot help: "within noise" is this ratio, the
+# spread measured between identical copies of one server (up to 6%).
+BATCHING_NOISE = 0.94
+
+
+def peer_targets(serving: dict[str, Any], in_process_p50_ms: float | None) -> list[dict[str, Any]]:
+    """Issue 15's serving targets from ``serving.peers`` and ``serving.batching``.
+
+    1. our p50 at one request in flight <= floor p50 + 2 x the in-process p50 of the same runtime;
+    2. our throughput at 16 in flight >= 1.25 x the naive peer's;
+    3. our p50 at one in flight <= 0.9 x the naive peer's;
+    4. batching on never below off (within noise) at every concurrency, and above it at the highest.
+    """
+    out: list[dict[str, Any]] = []
+    peers, batching = serving.get("peers"), serving.get("batching")
+    if not peers:
+        return out
+    ours, naive, floor = peers["ours"], peers["naive"], peers["floor"]
+    low, high = min(ours, key=int), max(ours, key=int)
+    if in_process_p50_ms is not None:
+        bound = floor[low]["p50_ms"] + 2 * in_process_p50_ms
+        out.append({"target": f"our p50 at {low} in flight <= floor p50 + 2 x in-process p50 ({bound:.3f} ms)",
+                    "value": ours[low]["p50_ms"], "unit": "ms", "met": ours[low]["p50_ms"] <= bound})
+    ratio = ours[high]["rps"] / naive[high]["rps"]
+    out.append({"target": f"our throughput at {high} in flight >= 1.25x the naive peer's", "value": ratio,
+                "unit": "x", "met": ratio >= 1.25})
+    ratio = ours[low]["p50_ms"] / naive[low]["p50_ms"]
+    out.append({"target": f"our p50 at {low} in flight <= 0.9x the naive peer's", "value": ratio, "unit": "x",
+                "met": ratio <= 0.9})
+    if batching:
+        for c in sorted(batching["off"], key=int):
+            ratio = batching["on"][c]["rps"] / batching["off"][c]["rps"]
+            above = c == max(batching["off"], key=int)
+            out.append({"target": f"batching throughput at {c} in flight {'above' if above else 'not below'} "
+                                  f"batching off{'' if above else ' (within noise)'}", "value": ratio, "unit": "x",
+                        "met": ratio > 1 if above else ratio >= BATCHING_NOISE})
+    return out
 
 
 # --------------------------------------------------------------------------- targets
@@ -614,7 +660,8 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
     1. the student's batch-1 p50 latency at least 10x below the teacher's, per runtime;
     2. ONNX int8 student faster (p50) than ONNX fp32, accuracy within 0.5 points;
     3. HTTP p50 at concurrency 1 of the student within 1.5x that of the no-op endpoint;
-    4. zero failed requests in the load and fault tests.
+    4. zero failed requests in the load and fault tests (peer and batching runs included);
+    5. with ``serving.peers``, issue 15's serving targets (:func:`peer_targets`).
     A target whose measurement is missing is reported with ``met: None``.
     """
     out: list[dict[str, Any]] = []
@@ -636,6 +683,11 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
             ratio = result["p50_ratio"]
             out.append({"target": f"HTTP p50 of {model} at concurrency 1 within 1.5x the no-op's",
                         "value": ratio, "unit": "x", "met": None if ratio is None else ratio <= 1.5})
+    peer_model = serving.get("peers", {}).get("model")
+    if peer_model:
+        rt = split_name(peer_model)[1]
+        in_process = inference.get(split_name(peer_model)[0], {}).get(rt, {}).get("latency_ms_p50")
+        out += peer_targets(serving, in_process)
     runs = _load_runs(serving)
     load_errors = sum(r["errors"] for r in runs) if runs else None
     fault = serving.get("fault_test", {})
@@ -645,3 +697,136 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
     out.append({"target": "zero failed requests in the fault test (replica killed)", "value": fault_errors,
                 "unit": "requests", "met": None if fault_errors is None else fault_errors == 0})
     return out
+
+
+# --------------------------------------------------------------------------- floor, peer and ours
+
+# Requests in flight of the peer comparison (the contract of summary.json's serving.peers).
+PEER_CONCURRENCY = (1, 4, 16)
+
+
+def split_cpus() -> tuple[set[int] | None, set[int] | None]:
+    """(server CPUs, client CPUs): the first usable CPU for servers, the rest for the client.
+
+    ``(None, None)`` on a one-core machine or where affinity cannot be set.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    return ({cpus[0]}, set(cpus[1:])) if len(cpus) >= 2 else (None, None)
+
+
+def peer_comparison(run_dir: str | Path, model: str, texts: Sequence[str], out_dir: Path, *,
+                    overhead_models: Sequence[str] = (), concurrency: Sequence[int] = PEER_CONCURRENCY,
+                    requests: int = 2000, repeats: int = 3, block: int = 100, threads: int = 1,
+                    max_batch: int = 64, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The floor, the naive peer and our server on the same model, measured interleaved.
+
+    Four servers run side by side (separate uvicorn processes, pinned to one core where the
+    machine has two or more; the client gets the others): ``floor`` and ``naive`` from
+    :mod:`kdutils.serving_peers`, ``ours`` (:mod:`kdutils.serve` with its defaults, batching
+    on) and ``ours_no_batching`` (batching off). At each concurrency :func:`kdutils.lightload.interleaved`
+    sends ``requests`` requests x ``repeats`` to each, one real test sentence per request. At
+    one request in flight it also measures our ``/noop`` and ``/predict`` of each of
+    ``overhead_models`` (the HTTP overhead).
+
+    Returns ``{"peers": {model, runtime, floor, naive, ours, settings}, "batching": {model,
+    off, on}, "http_overhead": {...}}``; each server entry maps str(concurrency) to stats
+    (``p50_ms``, ``p95_ms``, ``p99_ms``, ``rps``, ``errors``, ``requests``). Raises
+    :class:`kdutils.deploy.DeployError` when a server does not come up.
+    """
+    from kdutils import lightload
+    from kdutils.deploy import ServerOptions, free_ports, spawn, start_server, wait_healthy
+
+    out_dir = Path(out_dir)
+    server_cpus, client_cpus = split_cpus()
+    pin = tuple(sorted(server_cpus)) if server_cpus else None
+    runtime = split_name(model)[1]
+    ports = free_ports(4)
+    procs: dict[str, Any] = {}
+    try:
+        for peer, port in zip(("floor", "naive"), ports, strict=False):
+            cmd = [sys.executable, "-m", "kdutils.serving_peers", peer, "--run", str(run_dir), "--model", model,
+                   "--port", str(port), "--threads", str(threads)] + (["--cpus", ",".join(map(str, pin))] if pin else [])
+            procs[peer] = spawn(peer, cmd, out_dir / f"peer_{peer}_{port}.log", cwd=REPO_ROOT,
+                                env={"PYTHONUNBUFFERED": "1"}, url=f"http://127.0.0.1:{port}")
+        served = tuple(dict.fromkeys([model, *overhead_models]))
+        # "ours" is the server as shipped (batching on); "ours_no_batching" the same with it off.
+        for name, port, batching in (("ours", ports[2], True), ("ours_no_batching", ports[3], False)):
+            opts = ServerOptions(models=served if name == "ours" else (model,), threads=threads, batching=batching,
+                                 cpus=pin, log_level="info")
+            procs[name] = start_server(run_dir, port, out_dir / f"peer_{name}_{port}.log", opts, name=name)
+        for proc in procs.values():
+            wait_healthy(proc.url, proc, timeout=180)
+        bodies = [json.dumps({"texts": [t]}).encode() for t in texts]
+        base = {n: p.url for n, p in procs.items()}
+        runs: dict[int, dict[str, Any]] = {}
+        for c in concurrency:
+            targets = [lightload.Target(n, f"{u}/predict/{model}") for n, u in base.items()]
+            if c == 1:
+                targets.append(lightload.Target("ours_noop", f"{base['ours']}/noop"))
+                targets += [lightload.Target(f"ours:{m}", f"{base['ours']}/predict/{m}") for m in overhead_models
+                            if m != model]
+            if progress:
+                progress(f"interleaved: {len(targets)} targets at {c} in flight")
+            runs[c] = lightload.interleaved(targets, bodies, c, requests=requests, repeats=repeats, block=block,
+                                            warmup=min(requests, 200), cpus=client_cpus)
+    finally:
+        for proc in procs.values():
+            proc.stop()
+
+    def by_c(name: str) -> dict[str, Any]:
+        return {str(c): runs[c][name] for c in concurrency}
+
+    settings = {"method": "kdutils.lightload (http.client keep-alive, own process, interleaved shuffled blocks)",
+                "requests_per_repeat": requests, "repeats": repeats, "block": block, "threads": threads,
+                "server_cpus": sorted(server_cpus) if server_cpus else None,
+                "client_cpus": sorted(client_cpus) if client_cpus else None,
+                "client": {str(c): runs[c]["_client"] for c in concurrency}}
+    peers = {"model": model, "runtime": runtime, "floor": by_c("floor"), "naive": by_c("naive"),
+             "ours": by_c("ours"), "settings": settings}
+    batching = {"model": model, "max_batch": max_batch, "off": by_c("ours_no_batching"), "on": by_c("ours")}
+    one = runs[min(concurrency)]
+    noop = one["ours_noop"]
+    runtimes = {}
+    for m in overhead_models or (model,):
+        st = one["ours"] if m == model else one[f"ours:{m}"]
+        runtimes[m] = {"stats": st, "p50_ratio": st["p50_ms"] / noop["p50_ms"] if st["p50_ms"] and noop["p50_ms"] else None}
+    first = next(iter(runtimes))
+    overhead = {"users": min(concurrency), "model": first, "noop": noop, "predict": runtimes[first]["stats"],
+                "p50_ratio": runtimes[first]["p50_ratio"], "runtimes": runtimes, "floor": one["floor"],
+                "method": settings["method"]}
+    return {"peers": peers, "batching": batching, "http_overhead": overhead}
+
+
+def peers_frame(peers: dict[str, Any]) -> pd.DataFrame:
+    """serving.peers as a table: one row per server and concurrency."""
+    rows = [{"server": s, "concurrency": int(c), **{k: v for k, v in st.items() if k != "p50_ms_repeats"}}
+            for s in ("floor", "naive", "ours") for c, st in peers.get(s, {}).items()]
+    return pd.DataFrame(rows)
+
+
+def plot_peers(peers: dict[str, Any]) -> Any:
+    """p50 latency and throughput against requests in flight: floor, naive peer and ours."""
+    import matplotlib.pyplot as plt
+
+    from kdutils import plots
+
+    plots.set_style()
+    df = peers_frame(peers)
+    fig, axes = plt.subplots(1, 2, figsize=plots.DOUBLE_COLUMN)
+    colors = {"floor": "0.55", "naive": "#c0392b", "ours": "#2471a3"}
+    labels = {"floor": "floor (bare ASGI)", "naive": "naive FastAPI peer", "ours": "kdutils.serve"}
+    for server, g in df.groupby("server"):
+        g = g.sort_values("concurrency")
+        kw = {"color": colors[server], "marker": "o", "ms": 3, "label": labels[server]}
+        axes[0].plot(g["concurrency"], g["p50_ms"], **kw)
+        axes[0].fill_between(g["concurrency"], g["p50_ms"], g["p95_ms"], color=colors[server], alpha=0.12, lw=0)
+        axes[1].plot(g["concurrency"], g["rps"], **kw)
+    for ax, label in zip(axes, ("latency p50 (line) to p95 (band), ms", "requests / s"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("requests in flight")
+        ax.set_ylabel(label)
+    axes[0].legend(fontsize=6)
+    fig.suptitle(f"{peers['model']} over HTTP, one server process each", fontsize=8)
+    return fig

@@ -195,18 +195,38 @@ def wait_healthy(url: str, proc: ManagedProcess | None = None, timeout: float = 
 class ServerOptions:
     """Arguments of ``python -m kdutils.serve`` (see kdutils.serve.parse_args)."""
 
-    models: tuple[str, ...] | None = None
+    models: tuple[str, ...] | None = None  # None: the server's default set; ("all",): every model
     threads: int = 1
     max_texts: int = 64
     max_chars: int = 5000
-    max_body_bytes: int = 1_000_000
-    micro_batching_ms: float = 0.0
+    max_body_bytes: int | None = None  # None: what max_texts x max_chars take as escaped JSON
+    batching: bool = True
+    micro_batching_ms: float | None = None  # older spelling: 0 turns batching off, > 0 on
+    inline_ms: float | None = None  # None: the server's default
+    body_timeout_s: float | None = None
+    cpus: tuple[int, ...] | None = None  # pin the server to these CPUs
     log_level: str = "info"
+
+    @property
+    def body_limit(self) -> int:
+        """The body limit the server enforces (nginx in front gets the same)."""
+        from kdutils.serve import min_body_bytes
+
+        return self.max_body_bytes or min_body_bytes(self.max_texts, self.max_chars)
 
     def args(self) -> list[str]:
         out = ["--threads", str(self.threads), "--max-texts", str(self.max_texts),
-               "--max-chars", str(self.max_chars), "--max-body-bytes", str(self.max_body_bytes),
-               "--micro-batching-ms", str(self.micro_batching_ms), "--log-level", self.log_level]
+               "--max-chars", str(self.max_chars), "--log-level", self.log_level]
+        if self.max_body_bytes is not None:
+            out += ["--max-body-bytes", str(self.max_body_bytes)]
+        batching = self.batching if self.micro_batching_ms is None else self.micro_batching_ms > 0
+        out += ["--batching" if batching else "--no-batching"]
+        if self.inline_ms is not None:
+            out += ["--inline-ms", str(self.inline_ms)]
+        if self.body_timeout_s is not None:
+            out += ["--body-timeout", str(self.body_timeout_s)]
+        if self.cpus:
+            out += ["--cpus", ",".join(map(str, self.cpus))]
         if self.models is not None:
             out += ["--models", ",".join(self.models)]
         return out
@@ -363,7 +383,7 @@ class Deployment:
             wait_healthy(proc.url, proc, self.startup_timeout)
         if want_nginx:
             self.balancer = start_nginx(self.workdir, ports[-1], ports[: self.replicas],
-                                        self.options.max_body_bytes)
+                                        self.options.body_limit)
             wait_healthy(self.balancer.url, self.balancer, 30.0)
 
     @property

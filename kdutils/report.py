@@ -172,6 +172,10 @@ PAPER_FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("accuracy_vs_latency", "05_deployment", "deployment",
                "Test accuracy against batch-1 latency (log scale) for every model and runtime; the dashed "
                "line joins the Pareto front."),
+    FigureSpec("serving_peers", "05_deployment", "deployment",
+               "The same ONNX student served by a bare ASGI app (the floor), by the FastAPI app a user would "
+               "write (the naive peer) and by our service, measured interleaved: p50 latency (line) to p95 "
+               "(band) and throughput against requests in flight."),
     FigureSpec("serving_load", "05_deployment", "deployment",
                "Throughput and p95 latency against concurrency, per model, for one replica and for replicas "
                "behind nginx."),
@@ -901,7 +905,7 @@ def inference_table(summary: dict[str, Any]) -> Table | None:
                   "agreement of each runtime's predictions with eager PyTorch.", cells)
 
 
-SERVING_SIDE_KEYS = ("fault_test", "http_overhead", "micro_batching", "settings")
+SERVING_SIDE_KEYS = ("fault_test", "http_overhead", "micro_batching", "settings", "peers", "batching")
 SETUP_LABELS = {"1_replica": "1 replica", "N_replicas_nginx": "replicas behind nginx"}
 
 
@@ -963,13 +967,42 @@ def _window_rows(section: dict[str, Any], windows: dict[str, str]) -> list[dict[
     return rows
 
 
+PEER_LABELS = {"floor": "floor (bare ASGI)", "naive": "naive FastAPI peer", "ours": "kdutils.serve"}
+
+
+def serving_peers_table(summary: dict[str, Any]) -> Table | None:
+    """``serving.peers``: the floor, the naive peer and our server at each number of requests in flight."""
+    section = summary.get("serving")
+    peers = section.get("peers") if isinstance(section, dict) else None
+    if not isinstance(peers, dict):
+        return None
+    cells = []
+    for server, label in PEER_LABELS.items():
+        by_c = peers.get(server)
+        if not isinstance(by_c, dict):
+            continue
+        for c, st in sorted(by_c.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else 0):
+            if isinstance(st, dict):
+                cells.append({"Server": label, "In flight": integer(int(c)) if str(c).isdigit() else str(c),
+                              "p50 (ms)": ms(st.get("p50_ms")), "p95 (ms)": ms(st.get("p95_ms")),
+                              "p99 (ms)": ms(st.get("p99_ms")), "Req/s": num(st.get("rps")),
+                              "Errors": integer(st.get("errors"))})
+    if not cells:
+        return None
+    model = plots.model_label(str(peers.get("model", "").split("@")[0])) if peers.get("model") else "the model"
+    return _table("serving_peers", f"{model} ({peers.get('runtime', '—')}) over HTTP: a bare ASGI app on the same "
+                  "uvicorn stack (the floor), the FastAPI app a user would write (the naive peer) and our service, "
+                  "one process each, measured interleaved by a light keep-alive client in its own process.", cells)
+
+
 def serving_side_tables(summary: dict[str, Any]) -> dict[str, Table]:
     """The HTTP overhead, the fault test and micro-batching, one small table each when recorded."""
     section = summary.get("serving")
     if not isinstance(section, dict):
         return {}
     specs = {
-        "http_overhead": ({"noop": "no-op endpoint (HTTP only)", "predict": "prediction"},
+        "http_overhead": ({"floor": "floor: bare ASGI app, same model", "noop": "no-op endpoint (HTTP only)",
+                           "predict": "prediction"},
                           "Cost of HTTP itself: the service's no-op endpoint and a prediction at one request in "
                           "flight, on one replica."),
         "fault_test": ({"before": "before the kill", "after": "after the kill"},
@@ -978,6 +1011,9 @@ def serving_side_tables(summary: dict[str, Any]) -> dict[str, Table]:
                            "Micro-batching on one replica at the highest concurrency, back to back with it off."),
     }
     out: dict[str, Table] = {}
+    peers = serving_peers_table(summary)
+    if peers is not None:
+        out["serving_peers"] = peers
     for key, (windows, caption) in specs.items():
         value = section.get(key)
         rows = _window_rows(value, windows) if isinstance(value, dict) else []
@@ -1245,6 +1281,28 @@ def _speed_context(summary: dict[str, Any]) -> dict[str, Any] | None:
     return out
 
 
+def _peers_context(peers: Any, overhead: dict[str, Any]) -> dict[str, Any] | None:
+    """Ratios the paper states about serving.peers (None when the run has no peer comparison)."""
+    if not isinstance(peers, dict) or not all(isinstance(peers.get(k), dict) for k in ("floor", "naive", "ours")):
+        return None
+    cs = sorted((c for c in peers["ours"] if str(c).isdigit() and c in peers["naive"] and c in peers["floor"]), key=int)
+    if not cs:
+        return None
+    low, high = cs[0], cs[-1]
+    f, n, o = (peers[k][low] for k in ("floor", "naive", "ours"))
+    runtimes = overhead.get("runtimes") if isinstance(overhead.get("runtimes"), dict) else {}
+    in_process = (runtimes.get(peers.get("model")) or {}).get("in_process_p50_ms")
+    if not all(_is_num(x) for x in (f.get("p50_ms"), n.get("p50_ms"), o.get("p50_ms"))):
+        return None
+    return {"model": peers.get("model"), "low": int(low), "high": int(high), "floor_ms": f["p50_ms"],
+            "naive_ms": n["p50_ms"], "ours_ms": o["p50_ms"], "in_process_ms": in_process,
+            "http_ms": o["p50_ms"] - in_process if _is_num(in_process) else None,
+            "p50_vs_naive": o["p50_ms"] / n["p50_ms"],
+            "rps_vs_naive": peers["ours"][high]["rps"] / peers["naive"][high]["rps"]
+            if _is_num(peers["naive"][high].get("rps")) and peers["naive"][high]["rps"] else None,
+            "ours_rps": peers["ours"][high].get("rps"), "naive_rps": peers["naive"][high].get("rps")}
+
+
 def _serving_context(summary: dict[str, Any]) -> dict[str, Any] | None:
     """Replicas behind nginx vs one replica at the highest shared concurrency; the fault test."""
     rows = serving_rows(summary)
@@ -1274,7 +1332,10 @@ def _serving_context(summary: dict[str, Any]) -> dict[str, Any] | None:
     if isinstance(oh, dict) and all(isinstance(oh.get(k), dict) and _is_num(oh[k].get("p50_ms"))
                                     for k in ("noop", "predict")):
         out["overhead"] = {"noop_ms": oh["noop"]["p50_ms"], "predict_ms": oh["predict"]["p50_ms"],
-                           "model": oh.get("model"), "in_process_ms": oh.get("in_process_p50_ms")}
+                           "model": oh.get("model"), "in_process_ms": oh.get("in_process_p50_ms"),
+                           "method": oh.get("method"),
+                           "floor_ms": (oh.get("floor") or {}).get("p50_ms")}
+    out["peers"] = _peers_context(section.get("peers"), oh if isinstance(oh, dict) else {})
     mb = section.get("micro_batching")
     if isinstance(mb, dict) and all(isinstance(mb.get(k), dict) and _is_num(mb[k].get("rps")) for k in ("off", "on")):
         out["micro"] = {"window_ms": mb.get("micro_batching_ms"), "users": mb.get("users"), "model": mb.get("model"),

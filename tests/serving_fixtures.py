@@ -105,7 +105,9 @@ def serving_run(tmp_path_factory: pytest.TempPathFactory, rt_splits) -> ServingR
 # requests of the event-loop test) and fails inside the model on longer ones (the 500 test).
 BROKEN = "teacher_L1"
 BROKEN_MAX_LENGTH = 600
-SERVER_LIMITS = {"max_texts": 8, "max_chars": 4000, "max_body_bytes": 20_000}
+SERVER_LIMITS = {"max_texts": 8, "max_chars": 4000}
+# The body limit the server derives from them: 8 texts of 4,000 characters as escaped JSON.
+BODY_LIMIT = 64 + 8 * (12 * 4000 + 4)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, serving_run: ServingRu
     root = tmp_path_factory.mktemp("live")
     run = _with_broken_teacher(serving_run, root)
     port = free_ports(1)[0]
-    proc = start_server(run.root, port, root / "server.log", ServerOptions(threads=1, **SERVER_LIMITS))
+    proc = start_server(run.root, port, root / "server.log", ServerOptions(models=("all",), threads=1, body_timeout_s=2.0, **SERVER_LIMITS))
     url = f"http://127.0.0.1:{port}"
     early: dict = {}
     try:
