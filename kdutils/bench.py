@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kdutils.machine import cpu_name
 from kdutils.predictors import RUNTIMES, ModelEntry, Predictor, discover, make_predictor, split_name
 from kdutils.runs import REPO_ROOT
 
@@ -38,19 +39,6 @@ LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
 
 # --------------------------------------------------------------------------- machine
-
-
-def cpu_name() -> str:
-    """The CPU model name from /proc/cpuinfo (Linux), else the platform's processor string."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown"
 
 
 def cpu_count() -> int:

@@ -47,7 +47,7 @@ from kdutils.config import (
     load_profile,
     profile_path,
 )
-from kdutils.machine import resolve_precision
+from kdutils.machine import cpu_name, resolve_precision
 from kdutils.runs import (
     REPO_ROOT,
     RunDir,
@@ -206,16 +206,6 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def package_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in MANIFEST_PACKAGES:
@@ -280,7 +270,7 @@ def write_manifest(run: RunDir, cfg: Profile, profile_arg: str, timings: dict[st
         "git": _run_git(notebooks),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "packages": package_versions(),
         "parameters": cfg.model_dump(mode="json"),

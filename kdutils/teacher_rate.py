@@ -112,7 +112,8 @@ def probe(cfg: Profile, *, steps: int = 8, warmup: int = 2, score_rows: int = 25
     import torch
 
     from kdutils import data
-    from kdutils.bench import OtherLoad, cpu_count, cpu_name
+    from kdutils.bench import OtherLoad, cpu_count
+    from kdutils.machine import cpu_name
     from kdutils.teachers import resolve_teacher, validate_teacher
 
     if steps < 1 or warmup < 0:

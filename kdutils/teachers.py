@@ -843,17 +843,6 @@ def save_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -
     return Path(path)
 
 
-def cpu_description() -> str:
-    """The CPU model and core count, for stating where latencies were measured."""
-    name = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    return f"{name or 'unknown CPU'} ({os.cpu_count()} logical cores)"
-
-
 def measure_latency(model_dir: str | Path, texts: Sequence[str], max_length: int, warmup: int = 5,
                     threads: int | None = None) -> dict[str, Any]:
     """Batch-1 CPU latency (tokenisation + forward) over ``texts``, one sentence at a time.
