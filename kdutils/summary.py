@@ -281,13 +281,10 @@ class TeacherEntry(_Section):
     precision: Precision = Field(
         description="Numeric mode of fine-tuning (teachers.summary_entry; fp32 when not recorded)."
     )
-    latency_ms_b1: NonNegative | None = Field(
-        None,
-        description="Median batch-1 latency measured after training, ms (notebook 02's timing).",
+    latency_ms_b1: NonNegative = Field(
+        description="Median batch-1 latency measured after training, ms (notebook 02's timing)."
     )
-    torch_threads: Positive | None = Field(
-        None, description="torch threads of that latency measurement."
-    )
+    torch_threads: Positive = Field(description="torch threads of that latency measurement.")
 
 
 class SeedRecord(_Section):
