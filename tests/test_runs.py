@@ -15,7 +15,7 @@ import pytest
 from kdutils.runs import REPO_ROOT, RunDir, atomic_dir, atomic_path, current_umask, write_json
 from kdutils.summary import Summary, SummaryError
 
-DEPLOYMENT = Path(__file__).parent / "fixtures" / "smoke_deployment.json"
+SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
 
 
 @pytest.fixture(params=[0o022, 0o002, 0o077])
@@ -65,8 +65,9 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
 def _sections() -> dict:
     """Real sections: the published run's data and student settings, a smoke run's serving."""
     published = json.loads((REPO_ROOT / "paper" / "summary.json").read_text())
+    smoke = json.loads(SMOKE.read_text())
     return {"data": published["data"], "student": published["student"],
-            **json.loads(DEPLOYMENT.read_text())}
+            "inference": smoke["inference"], "serving": smoke["serving"]}
 
 
 def test_good_sections_round_trip(tmp_path: Path) -> None:

@@ -1,14 +1,13 @@
 """The typed summary.json contract (kdutils.summary) against real runs.
 
-``tests/fixtures/smoke_deployment.json`` holds the ``inference`` and ``serving`` sections of a real
-smoke run of the serving branch (notebook 05 and kdutils.bench/lightload as merged): they must
-validate and dump back to the same bytes. The published ``paper/summary.json`` is a complete
+``tests/fixtures/smoke_summary.json`` is the whole summary of a real smoke run of the merged
+notebooks 01-05 (2 seeds, so no intervals): it must validate and dump back to the same bytes. The published ``paper/summary.json`` is a complete
 default run (5 seeds, the depth sweep) written before notebook 05 measured peers and batching
 with the light client; it must fail, naming those fields and notebook 05 (it is republished
 later). Brought up to date (the teacher's numeric mode, the scorer's numeric mode and runtime,
 the smoke run's serving section) it is the main fixture: damaged copies of it must fail with one
 message naming the dotted field path and the notebook to rerun. Nothing here trains or scores a
-model; a whole smoke run is validated as it is written (RunDir.update_summary, test_study).
+model; a fresh smoke run is validated as it is written (RunDir.update_summary, test_study).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from kdutils.summary import (
 )
 
 PUBLISHED = REPO_ROOT / "paper" / "summary.json"
-SMOKE = Path(__file__).parent / "fixtures" / "smoke_deployment.json"
+SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
 
 
 @pytest.fixture(scope="module")
@@ -109,8 +108,11 @@ def test_published_serving_section_names_the_replaced_fields(published: dict[str
         assert line in message, message
 
 
-def test_smoke_deployment_validates_and_round_trips_byte_for_byte(smoke: dict[str, Any]) -> None:
+def test_smoke_summary_validates_and_round_trips_byte_for_byte(smoke: dict[str, Any]) -> None:
     summary = load_summary(SMOKE)
+    assert summary.models is not None and summary.models.teacher is not None
+    assert summary.models.teacher.precision in ("fp32", "bf16")
+    assert summary.distillation is not None and summary.distillation.gain_ci95 is None  # 2 seeds
     assert summary.serving is not None and summary.serving.peers.settings.repeats == 3
     assert summary.serving.http_overhead.method == summary.serving.peers.settings.method
     assert summary.inference is not None and "student_distilled" in summary.inference.by_model()
