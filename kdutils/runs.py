@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdutils.summary import Summary, load_summary
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -194,14 +196,29 @@ class RunDir:
         return p / f"seed{seed}" if seed is not None else p
 
     def read_summary(self) -> dict[str, Any]:
+        """``summary.json`` as parsed JSON, unvalidated ({} before the first notebook)."""
         return read_json(self.summary_path) if self.summary_path.exists() else {}
 
+    def summary(self) -> Summary:
+        """``summary.json`` validated against :mod:`kdutils.summary` (an empty Summary before any
+        notebook). Raises :class:`~kdutils.summary.SummaryError` naming each bad field."""
+        if not self.summary_path.exists():
+            return Summary()
+        return load_summary(self.summary_path)
+
     def update_summary(self, section: dict[str, Any]) -> dict[str, Any]:
-        """Deep-merge ``section`` into ``summary.json`` under a lock, written atomically."""
+        """Deep-merge ``section`` into ``summary.json`` under a lock, written atomically.
+
+        The merged result must fit the contract of :mod:`kdutils.summary`: otherwise
+        :class:`~kdutils.summary.SummaryError` names each bad field by its dotted path and the
+        file is left as it was, so a notebook writing a bad or unknown key fails where it writes.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".summary.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            # The JSON round trip turns numpy values, tuples and Paths into what the file will hold.
             summary = _deep_update(self.read_summary(), json.loads(json.dumps(section, default=_json_default)))
+            Summary.from_dict(summary, str(self.summary_path), writing=True)
             write_json(self.summary_path, summary)
         return summary
 

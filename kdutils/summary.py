@@ -12,8 +12,12 @@ built from::
     student        03_student.ipynb         StudentSection       (notebook dict)
     distillation   04_distillation.ipynb    DistillationSection  (notebook dict)
     inference      05_deployment.ipynb      InferenceSection     bench.micro_benchmark
-    serving        05_deployment.ipynb      ServingSection       bench.http_overhead, sweep,
+    serving        05_deployment.ipynb      ServingSection       bench.peer_comparison (peers,
+                                                                 batching, http_overhead), sweep,
                                                                  fault_test, compare_micro_batching
+
+:meth:`kdutils.runs.RunDir.update_summary` validates every write against this contract, so a
+notebook that writes a bad or unknown key fails in that notebook, naming the dotted field path.
 
 Every top-level section is optional: a run of notebooks 01-02 only is a valid summary. Inside
 a section every key the code always writes is required, and unknown keys fail
@@ -41,6 +45,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -59,6 +64,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "AblationRow",
+    "Batching",
     "DataSection",
     "DistillationSection",
     "DistilledStudentEntry",
@@ -67,10 +73,12 @@ __all__ = [
     "HttpOverhead",
     "InferenceRow",
     "InferenceSection",
+    "LightClient",
+    "LightStats",
     "LoadRunStats",
     "Machine",
     "Models",
-    "PeerStats",
+    "PeerSettings",
     "Peers",
     "SeedRecord",
     "SeededEntry",
@@ -106,6 +114,16 @@ Positive = Annotated[int, Strict(), Field(ge=1)]
 NonNegative = Annotated[float, Strict(), Field(ge=0)]
 # Bounded, so a value written in points (81.8) where a fraction (0.818) belongs fails here.
 Fraction = Annotated[float, Strict(), Field(ge=0, le=1)]
+
+
+def _ms_or_nan(value: float) -> float:
+    if not (math.isnan(value) or value >= 0):
+        raise PydanticCustomError("ms_or_nan", "expected a non-negative number of ms or NaN")
+    return value
+
+
+# A duration that is NaN where nothing was measured (a repeat without a successful request).
+MsOrNaN = Annotated[float, Strict(), AfterValidator(_ms_or_nan)]
 
 
 def _interval(value: Any) -> tuple[float, float]:
@@ -260,17 +278,13 @@ class TeacherEntry(_Section):
         description="Transformer layers kept (the full depth for 'teacher')."
     )
     world_size: Positive = Field(description="Training processes (1 = no distributed training).")
-    latency_ms_b1: NonNegative | None = Field(
-        None,
-        description="Median batch-1 latency measured after training, ms (notebook 02's timing).",
+    precision: Precision = Field(
+        description="Numeric mode of fine-tuning (teachers.summary_entry; fp32 when not recorded)."
     )
-    torch_threads: Positive | None = Field(
-        None, description="torch threads of that latency measurement."
+    latency_ms_b1: NonNegative = Field(
+        description="Median batch-1 latency measured after training, ms (notebook 02's timing)."
     )
-    precision: Precision | None = Field(
-        None,
-        description="Numeric mode of fine-tuning; absent in summaries written before it existed.",
-    )
+    torch_threads: Positive = Field(description="torch threads of that latency measurement.")
 
 
 class SeedRecord(_Section):
@@ -533,6 +547,22 @@ class RuntimeCalibration(_Section):
     same_argmax: Bool | None = Field(None, description="Both runtimes predicted the same labels.")
     chosen: Literal["torch", "onnx"] | None = Field(None, description="Runtime used for the job.")
 
+    @model_validator(mode="after")
+    def _timed_or_forced(self) -> RuntimeCalibration:
+        timing = (
+            "torch_seconds",
+            "onnx_seconds",
+            "speedup",
+            "max_abs_logit_diff",
+            "same_argmax",
+            "chosen",
+        )
+        given = [k for k in timing if getattr(self, k) is not None]
+        if given and len(given) != len(timing):
+            missing = ", ".join(k for k in timing if k not in given)
+            raise ValueError(f"a timed calibration records every timing field; missing {missing}")
+        return self
+
 
 class TeacherScoring(_Section):
     """``distillation.teacher_scoring``: teacher logits of the transfer set (scorer.last_stats)."""
@@ -545,14 +575,13 @@ class TeacherScoring(_Section):
     sentences_per_s: NonNegative | None = Field(
         description="Scoring rate of new sentences; null if none scored."
     )
-    # Written by the scorer since it chooses a numeric mode and runtime (optional for older runs).
-    precision: Precision | None = Field(None, description="Numeric mode the teacher scored in.")
-    precision_reason: Str | None = Field(None, description="Why that mode, in words.")
+    precision: Precision = Field(description="Numeric mode the teacher scored in.")
+    precision_reason: Str = Field(description="Why that mode, in words.")
     runtime: Literal["torch", "onnx"] | None = Field(
-        None, description="Runtime that scored; null when every row came from the cache."
+        description="Runtime that scored; null when every row came from the cache."
     )
     runtime_calibration: RuntimeCalibration | None = Field(
-        None, description="The torch-vs-ONNX timing behind `runtime`; null when nothing was scored."
+        description="The torch-vs-ONNX timing behind `runtime`; null when nothing was scored."
     )
 
 
@@ -755,13 +784,18 @@ Sweep = dict[Str, dict[ConcurrencyKey, LoadRunStats]]
 class OtherCpuShares(_Section):
     """Share of all cores used by other processes in each serving block (null: not measurable)."""
 
+    peers: Fraction | None = Field(
+        description="During the peer comparison (peers, batching and http_overhead)."
+    )
     one_replica: Fraction | None = Field(
-        None, alias="1_replica", description="During http_overhead and the 1_replica sweep."
+        alias="1_replica", description="During the 1_replica sweep."
     )
     n_replicas_nginx: Fraction | None = Field(
-        None, alias="N_replicas_nginx", description="During the nginx sweep and the fault test."
+        None,
+        alias="N_replicas_nginx",
+        description="During the nginx sweep and the fault test; absent without nginx.",
     )
-    micro_batching: Fraction | None = Field(None, description="During micro_batching.")
+    micro_batching: Fraction | None = Field(description="During micro_batching.")
 
 
 class ServingSettings(_Section):
@@ -775,7 +809,10 @@ class ServingSettings(_Section):
     duration_s: Annotated[float, Strict(), Field(gt=0)] = Field(
         description="Measured window, seconds."
     )
-    load_generator: Str = Field(description="The load generator, in words.")
+    load_generator: Str = Field(description="The load generator of the sweeps, in words.")
+    latency_client: Str = Field(
+        description="The light client of peers, batching and http_overhead, in words."
+    )
     nginx: Str | None = Field(description="nginx version string; null without nginx.")
     other_processes_cpu_share: OtherCpuShares = Field(
         description="Other processes' share of the cores per block (fractions)."
@@ -785,7 +822,7 @@ class ServingSettings(_Section):
 class RuntimeOverhead(_Section):
     """One served model at one request in flight, against the no-op endpoint."""
 
-    stats: LoadRunStats = Field(description="The load run at one user.")
+    stats: LightStats = Field(description="The model's /predict at one request in flight.")
     p50_ratio: NonNegative | None = Field(
         description="HTTP p50 / no-op p50; null if either is missing."
     )
@@ -795,19 +832,25 @@ class RuntimeOverhead(_Section):
 
 
 class HttpOverhead(_Section):
-    """``serving.http_overhead`` (bench.http_overhead, plus notebook 05's in-process p50s).
+    """``serving.http_overhead``: our server at one request in flight (bench.peer_comparison's
+    light-client run at concurrency 1, plus notebook 05's in-process p50s).
 
-    ``predict``, ``p50_ratio`` and ``in_process_p50_ms`` repeat ``runtimes[model]``.
+    ``predict``, ``p50_ratio`` and ``in_process_p50_ms`` repeat ``runtimes[model]``; ``floor``
+    repeats ``peers.floor["1"]``.
     """
 
     users: Literal[1] = Field(description="Requests in flight (always 1).")
     model: Str = Field(description="The first served model (eager distilled student).")
-    noop: LoadRunStats = Field(description="The no-op endpoint: HTTP, JSON and validation only.")
-    predict: LoadRunStats = Field(description="= runtimes[model].stats.")
+    noop: LightStats = Field(description="Our no-op endpoint: HTTP, JSON and validation only.")
+    predict: LightStats = Field(description="= runtimes[model].stats.")
     p50_ratio: NonNegative | None = Field(description="= runtimes[model].p50_ratio.")
     runtimes: dict[Str, RuntimeOverhead] = Field(
         description="Every served runtime of the student by name."
     )
+    floor: LightStats = Field(
+        description="The floor server (bare ASGI, same model) in the same interleaved run."
+    )
+    method: Str = Field(description="The latency client, in words (= peers.settings.method).")
     in_process_p50_ms: NonNegative = Field(description="= runtimes[model].in_process_p50_ms, ms.")
 
     @model_validator(mode="after")
@@ -868,52 +911,147 @@ class MicroBatching(_Section):
     )
 
 
-class PeerStats(_Section):
-    """Load statistics of one peer server at one concurrency (the ``peers`` contract)."""
+class LightStats(_Section):
+    """One target at one concurrency, measured by kdutils.lightload.interleaved (lightload.stats).
 
-    p50_ms: NonNegative | None = Field(
-        description="Median latency, ms; null if no request succeeded."
-    )
+    The light client sends ``repeats`` rounds of shuffled blocks to every target in turn;
+    percentiles pool the successful requests of all repeats and are null when none succeeded.
+    """
+
+    p50_ms: NonNegative | None = Field(description="Median latency over all repeats, ms.")
     p95_ms: NonNegative | None = Field(description="95th percentile latency, ms.")
     p99_ms: NonNegative | None = Field(description="99th percentile latency, ms.")
-    rps: NonNegative = Field(description="Requests per second.")
-    errors: Count = Field(description="Failed requests.")
+    rps: NonNegative = Field(
+        description="Requests per second over the target's own blocks (its wall-clock time)."
+    )
+    errors: Count = Field(description="Failed requests (non-200 answers or broken connections).")
+    requests: Count = Field(description="Requests sent, failed ones included, all repeats.")
+    p50_ms_repeats: list[MsOrNaN] = Field(
+        description="Median latency of each repeat, ms, in order; NaN for a repeat without a "
+        "successful request."
+    )
+
+    @model_validator(mode="after")
+    def _errors_counted(self) -> LightStats:
+        if self.errors > self.requests:
+            raise ValueError(f"errors ({self.errors}) exceed requests ({self.requests})")
+        return self
+
+
+LightSweep = dict[ConcurrencyKey, LightStats]
+"""``{concurrency: stats}`` of one server measured by the light client."""
+
+
+def _same_levels(sweeps: dict[str, dict[str, Any]]) -> None:
+    """Every server (and the client record) measured at the same concurrency levels."""
+    levels = {name: sorted(v, key=int) for name, v in sweeps.items()}
+    first = next(iter(levels.values()))
+    if any(v != first for v in levels.values()):
+        raise ValueError(f"concurrency levels differ: {levels}")
+
+
+class LightClient(_Section):
+    """The light client's own cost at one concurrency (lightload ``_client``)."""
+
+    cpu_s: NonNegative = Field(description="CPU time of the client process, seconds.")
+    wall_s: NonNegative = Field(description="Wall-clock time of the measurement, seconds.")
+    cpu_share: NonNegative | None = Field(
+        description="cpu_s / wall_s: cores the client kept busy (near 1 on one core: the client "
+        "limits what it measures); null for a zero wall time."
+    )
+    cpu_us_per_request: NonNegative | None = Field(
+        description="Client CPU per request, microseconds; null without requests."
+    )
+    pid: Positive = Field(description="Process id of the client (it runs in its own process).")
+    cpus: list[Count] | None = Field(
+        description="CPUs the client was pinned to; null where affinity is not available."
+    )
+
+
+class PeerSettings(_Section):
+    """``serving.peers.settings``: how the peer comparison was measured (bench.peer_comparison)."""
+
+    method: Str = Field(description="The latency client, in words (kdutils.lightload).")
+    requests_per_repeat: Positive = Field(description="Requests per target in each repeat.")
+    repeats: Positive = Field(description="Interleaved repeats per concurrency.")
+    block: Positive = Field(description="Requests per shuffled block.")
+    threads: Positive = Field(description="Model threads per server process.")
+    server_cpus: list[Count] | None = Field(
+        description="CPUs every server was pinned to; null on one core or without affinity."
+    )
+    client_cpus: list[Count] | None = Field(
+        description="CPUs the client was pinned to; null on one core or without affinity."
+    )
+    client: dict[ConcurrencyKey, LightClient] = Field(
+        description="The client's own cost by concurrency."
+    )
 
 
 class Peers(_Section):
     """``serving.peers``: our server against two reference servers of the same model and runtime.
 
-    ``floor`` is the cheapest possible server (the lower bound on latency), ``naive`` a
-    straightforward one, ``ours`` kdutils.serve; each ``{concurrency: stats}``.
+    ``floor`` is the cheapest possible server (bare ASGI: the lower bound on latency), ``naive``
+    a straightforward FastAPI app, ``ours`` kdutils.serve as shipped (batching on); each
+    ``{concurrency: stats}``, measured interleaved by the light client (bench.peer_comparison).
+    """
+
+    model: Str = Field(description="Served model name (``<model>@<runtime>``, or eager).")
+    runtime: Runtime = Field(description="Runtime every peer serves the model in.")
+    floor: LightSweep = Field(description="Lower-bound server by concurrency.")
+    naive: LightSweep = Field(description="Straightforward server by concurrency.")
+    ours: LightSweep = Field(description="kdutils.serve (batching on) by concurrency.")
+    settings: PeerSettings = Field(description="How the servers were measured.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Peers:
+        _, _, suffix = self.model.partition("@")
+        if (suffix or "torch") != self.runtime:
+            raise ValueError(f"runtime {self.runtime!r} is not the runtime of model {self.model!r}")
+        _same_levels(
+            {
+                "floor": self.floor,
+                "naive": self.naive,
+                "ours": self.ours,
+                "settings.client": self.settings.client,
+            },
+        )
+        return self
+
+
+class Batching(_Section):
+    """``serving.batching``: our server with batching off against on (the peers' model and client).
+
+    ``on`` is the same measurement as ``peers.ours``.
     """
 
     model: Str = Field(description="Served model name.")
-    runtime: Runtime = Field(description="Runtime every peer serves the model in.")
-    floor: dict[ConcurrencyKey, PeerStats] = Field(description="Lower-bound server by concurrency.")
-    naive: dict[ConcurrencyKey, PeerStats] = Field(
-        description="Straightforward server by concurrency."
-    )
-    ours: dict[ConcurrencyKey, PeerStats] = Field(description="kdutils.serve by concurrency.")
+    max_batch: Positive = Field(description="Most texts the server batches into one model call.")
+    off: LightSweep = Field(description="Batching off, by concurrency.")
+    on: LightSweep = Field(description="Batching on (the shipped default), by concurrency.")
+
+    @model_validator(mode="after")
+    def _same_concurrency(self) -> Batching:
+        _same_levels({"off": self.off, "on": self.on})
+        return self
 
 
 class ServingSection(_Section):
-    """``serving``: HTTP load tests of the served models (notebook 05)."""
+    """``serving``: HTTP load tests of the served models (notebook 05), in the order written."""
 
     settings: ServingSettings = Field(description="The load-test set-up.")
+    peers: Peers = Field(description="Floor, naive peer and ours on one model (light client).")
+    batching: Batching = Field(description="Our server with batching off against on.")
     http_overhead: HttpOverhead = Field(description="HTTP cost at one request in flight.")
-    one_replica: Sweep = Field(alias="1_replica", description="One server process.")
+    one_replica: Sweep = Field(alias="1_replica", description="One server process (locust).")
     n_replicas_nginx: Sweep | None = Field(
         None,
         alias="N_replicas_nginx",
-        description="settings.replicas servers behind nginx; absent without nginx.",
+        description="settings.replicas servers behind nginx (locust); absent without nginx.",
     )
     fault_test: FaultResult = Field(
         description="Replica killed behind nginx, or why it was skipped."
     )
-    micro_batching: MicroBatching = Field(description="Micro-batching off against on.")
-    peers: Peers | None = Field(
-        None, description="Peer-server comparison; absent in runs before it existed."
-    )
+    micro_batching: MicroBatching = Field(description="Micro-batching off against on (locust).")
 
     def sweeps(self) -> dict[str, Sweep]:
         """The concurrency sweeps by their JSON names (``1_replica``, ``N_replicas_nginx``)."""
@@ -951,12 +1089,16 @@ class Summary(_Section):
             raise SummaryError(format_errors(exc)) from None
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "summary.json") -> Summary:
-        """:meth:`model_validate` with ``source`` (e.g. the file's path) leading the message."""
+    def from_dict(cls, raw: Any, source: str = "summary.json", *, writing: bool = False) -> Summary:
+        """:meth:`model_validate` with ``source`` (e.g. the file's path) leading the message.
+
+        ``writing``: the summary is about to be written (RunDir.update_summary), so the hint
+        says a notebook wrote a field the contract does not know, not only that the file is old.
+        """
         try:
             return super().model_validate(raw)
         except ValidationError as exc:
-            raise SummaryError(format_errors(exc, source)) from None
+            raise SummaryError(format_errors(exc, source, writing=writing)) from None
 
     def dump(self) -> dict[str, Any]:
         """The JSON object again: keys as written, only those given (explicit nulls kept)."""
@@ -1073,9 +1215,12 @@ def _describe(error: Any) -> str:
     return f"{message}, got {got}"
 
 
-def format_errors(exc: ValidationError, source: str = "summary.json") -> str:
+def format_errors(
+    exc: ValidationError, source: str = "summary.json", *, writing: bool = False
+) -> str:
     """One message for a failed validation: each field's dotted path, what was expected, and
-    which notebook to rerun (a summary written by an older version of the notebooks)."""
+    which notebook to rerun (a summary written by an older version of the notebooks), or, when
+    ``writing``, which notebook wrote a field that does not match the contract."""
     errors = exc.errors(include_url=False)
     lines = [f"{field_path(tuple(e['loc']))}: {_describe(e)}" for e in errors[:MAX_LISTED_ERRORS]]
     if len(errors) > MAX_LISTED_ERRORS:
@@ -1084,6 +1229,11 @@ def format_errors(exc: ValidationError, source: str = "summary.json") -> str:
     notebooks = sorted({nb for e in errors if (nb := notebook_for(tuple(e["loc"]))) is not None})
     rerun = " and ".join(f"notebooks/{n}.ipynb" for n in notebooks) or "the notebooks that write it"
     hint = f"written by an older version? rerun {rerun}"
+    if writing:
+        hint = (
+            f"not written: does {rerun.replace(' and ', ' or ')} write what kdutils.summary does "
+            f"not declare? (a section left by an older version: rerun its notebook)"
+        )
     if len(lines) == 1:
         return f"{source}: {lines[0]} — {hint}"
     return (

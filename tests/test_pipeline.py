@@ -21,10 +21,18 @@ def _notebook(path: Path, body: str) -> None:
     nbformat.write(nb, path)
 
 
+# The test notebooks record what they saw in probe.json: summary.json only takes the sections of
+# kdutils.summary (RunDir.update_summary validates every write).
+RECORD = (
+    "import json\nfrom kdutils.runs import write_json\np = run.root / 'probe.json'\n"
+    "probe = json.loads(p.read_text()) if p.exists() else {}\n"
+    "probe['{name}'] = {value}\nwrite_json(p, probe)"
+)
 WRITE_SUMMARY = (
     "from kdutils.config import load_profile\nfrom kdutils.runs import RunDir\n"
     "cfg = load_profile(profile, overrides)\nrun = RunDir.for_profile(cfg.name, output_root)\n"
-    "run.update_summary({'{name}': {'seeds': list(cfg.seeds)}})\nprint('hello from {name}')"
+    + RECORD.replace("{value}", "{'seeds': list(cfg.seeds)}")
+    + "\nprint('hello from {name}')"
 )
 
 
@@ -41,7 +49,7 @@ def test_runs_in_order_then_skips_unchanged_then_force(notebooks: Path, tmp_path
     out = tmp_path / "out"
     run = pipeline.run_pipeline("smoke", output_root=out, notebook_dir=notebooks, report=False)
     assert run.root == out / "smoke"
-    summary = read_json(run.summary_path)
+    summary = read_json(run.root / "probe.json")
     assert summary["first"]["seeds"] == [0, 1] and "second" in summary
     for name in ("01_first", "02_second"):
         assert (run.notebooks / f"{name}.ipynb").exists()
@@ -226,11 +234,11 @@ def test_relative_profile_and_data_paths(notebooks: Path, tmp_path: Path, monkey
     _notebook(notebooks / "01_first.ipynb",
               "from kdutils.config import load_profile\nfrom kdutils.runs import RunDir\n"
               "cfg = load_profile(profile, overrides)\nrun = RunDir.for_profile(cfg.name, output_root)\n"
-              "run.update_summary({'first': {'path': cfg.data.path, 'profile': profile}})")
+              + RECORD.replace("{name}", "first").replace("{value}", "{'path': cfg.data.path, 'profile': profile}"))
     monkeypatch.chdir(study)
     run = pipeline.run_pipeline("reviews.yaml", output_root=tmp_path / "out", notebook_dir=notebooks, report=False,
                                 only=["01"])
-    summary, manifest = read_json(run.summary_path), read_json(run.manifest_path)
+    summary, manifest = read_json(run.root / "probe.json"), read_json(run.manifest_path)
     assert summary["first"] == {"path": str(study / "reviews.csv"), "profile": str(study / "reviews.yaml")}
     assert manifest["profile_source"] == str(study / "reviews.yaml")
     assert manifest["parameters"]["data"]["path"] == str(study / "reviews.csv")

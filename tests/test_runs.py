@@ -1,15 +1,21 @@
-"""Atomic writes: all or nothing, and the permissions an ordinary write would give."""
+"""Atomic writes: all or nothing, and the permissions an ordinary write would give; summary.json
+written only when it fits the contract of kdutils.summary."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from kdutils.runs import RunDir, atomic_dir, atomic_path, current_umask, write_json
+from kdutils.runs import REPO_ROOT, RunDir, atomic_dir, atomic_path, current_umask, write_json
+from kdutils.summary import Summary, SummaryError
+
+SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
 
 
 @pytest.fixture(params=[0o022, 0o002, 0o077])
@@ -41,7 +47,7 @@ def test_written_files_respect_the_umask(tmp_path: Path, umask: int) -> None:
     assert _mode(tmp_path / "models" / "teacher") == 0o777 & ~umask
     assert _mode(tmp_path / "models" / "teacher" / "model.safetensors") == 0o666 & ~umask
     run = RunDir(tmp_path / "run")
-    run.update_summary({"data": {"n": 1}})
+    run.update_summary({"inference": None})
     assert _mode(run.summary_path) == 0o666 & ~umask
 
 
@@ -51,3 +57,69 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
         tmp.write_text("half")
         raise RuntimeError("interrupted")
     assert target.read_text().strip().startswith("{") and list(tmp_path.iterdir()) == [target]
+
+
+# --------------------------------------------------------------------------- summary.json
+
+
+def _sections() -> dict:
+    """Real sections: the published run's data and student settings, a smoke run's serving."""
+    published = json.loads((REPO_ROOT / "paper" / "summary.json").read_text())
+    smoke = json.loads(SMOKE.read_text())
+    return {"data": published["data"], "student": published["student"],
+            "inference": smoke["inference"], "serving": smoke["serving"]}
+
+
+def test_good_sections_round_trip(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    assert run.summary() == Summary()  # before the first notebook
+    sections = _sections()
+    # numpy values from a notebook reach the file as plain JSON numbers (the numpy default).
+    data = sections["data"] | {"n_test": np.int64(sections["data"]["n_test"]),
+                               "mean_words_train": np.float64(sections["data"]["mean_words_train"])}
+    run.update_summary({"data": data})
+    for name in ("student", "inference", "serving"):
+        run.update_summary({name: sections[name]})
+    assert json.loads(run.summary_path.read_text()) == sections
+    summary = run.summary()
+    assert summary.dump() == sections and summary.data is not None and summary.data.n_test == 853
+    # Notebook 05 resets its sections to null before writing them again.
+    run.update_summary({"serving": None})
+    assert run.summary().serving is None
+
+
+@pytest.mark.parametrize(
+    ("section", "expected", "notebook"),
+    [
+        ({"data": {"n_tset": 853}}, "data.n_tset: unknown key", "01_data"),
+        ({"serving": {"peers": {"ours": {"1": {"p50_ms": "fast"}}}}},
+         "serving.peers.ours.1.p50_ms: expected a number, got 'fast'", "05_deployment"),
+        ({"student": {"batch_size": np.float64(64.0)}},
+         "student.batch_size: expected an integer, got 64.0", "03_student"),
+        ({"models": {"teacher_big": {}}}, "models: unknown model name(s) 'teacher_big'", None),
+        ({"surprise": 1}, "surprise: unknown key", None),
+    ],
+)
+def test_bad_section_raises_and_leaves_the_file(tmp_path: Path, section: dict, expected: str,
+                                                notebook: str | None) -> None:
+    run = RunDir(tmp_path / "run")
+    sections = _sections()
+    run.update_summary({"data": sections["data"], "student": sections["student"],
+                        "serving": sections["serving"]})
+    before = run.summary_path.read_bytes()
+    with pytest.raises(SummaryError) as info:
+        run.update_summary(section)
+    message = str(info.value)
+    assert message.startswith(f"{run.summary_path}: ") and expected in message, message
+    assert "not written" in message
+    if notebook:
+        assert f"notebooks/{notebook}.ipynb" in message
+    assert run.summary_path.read_bytes() == before
+    assert [p.name for p in run.root.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_first_write_that_fails_leaves_no_file(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    with pytest.raises(SummaryError, match=r"data\.dataset: missing"):
+        run.update_summary({"data": {"n_test": 3}})
+    assert not run.summary_path.exists()

@@ -1,9 +1,13 @@
-"""The typed summary.json contract (kdutils.summary) against the committed default run.
+"""The typed summary.json contract (kdutils.summary) against real runs.
 
-The published ``paper/summary.json`` is a complete real run, so it is the main fixture: it must
-validate, and dump back to the same bytes (so the report renders the same once it reads the
-typed summary). Damaged copies of it must fail with one message naming the dotted field path
-and the notebook to rerun. Nothing here trains or scores a model.
+``tests/fixtures/smoke_summary.json`` is the whole summary of a real smoke run of the merged
+notebooks 01-05 (2 seeds, so no intervals): it must validate and dump back to the same bytes. The published ``paper/summary.json`` is a complete
+default run (5 seeds, the depth sweep) written before notebook 05 measured peers and batching
+with the light client; it must fail, naming those fields and notebook 05 (it is republished
+later). Brought up to date (the teacher's numeric mode, the scorer's numeric mode and runtime,
+the smoke run's serving section) it is the main fixture: damaged copies of it must fail with one
+message naming the dotted field path and the notebook to rerun. Nothing here trains or scores a
+model; a fresh smoke run is validated as it is written (RunDir.update_summary, test_study).
 """
 
 from __future__ import annotations
@@ -28,17 +32,45 @@ from kdutils.summary import (
 )
 
 PUBLISHED = REPO_ROOT / "paper" / "summary.json"
+SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
 
 
 @pytest.fixture(scope="module")
 def published() -> dict[str, Any]:
+    """The published run as written (older notebooks 02, 04 and 05)."""
     return json.loads(PUBLISHED.read_text())
 
 
+@pytest.fixture(scope="module")
+def smoke() -> dict[str, Any]:
+    return json.loads(SMOKE.read_text())
+
+
+@pytest.fixture(scope="module")
+def current(published: dict[str, Any], smoke: dict[str, Any]) -> dict[str, Any]:
+    """The published run as the current notebooks write it: the fields they added, and the smoke
+    run's serving section (peers, batching, the light client's HTTP overhead)."""
+    out = copy.deepcopy(published)
+    for name, entry in out["models"].items():
+        if name.startswith("teacher"):
+            # teachers.summary_entry writes precision after world_size.
+            items = list(entry.items())
+            at = [k for k, _ in items].index("world_size") + 1
+            out["models"][name] = dict(items[:at] + [("precision", "fp32")] + items[at:])
+    out["distillation"]["teacher_scoring"].update(
+        precision="fp32",
+        precision_reason="CPU lacks native bf16",
+        runtime=None,
+        runtime_calibration=None,
+    )
+    out["serving"] = copy.deepcopy(smoke["serving"])
+    return out
+
+
 @pytest.fixture
-def raw(published: dict[str, Any]) -> dict[str, Any]:
-    """A private copy of the published summary, free to damage."""
-    return copy.deepcopy(published)
+def raw(current: dict[str, Any]) -> dict[str, Any]:
+    """A private copy of the up-to-date published summary, free to damage."""
+    return copy.deepcopy(current)
 
 
 def _error(raw: dict[str, Any]) -> str:
@@ -50,14 +82,53 @@ def _error(raw: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- valid summaries
 
 
-def test_published_summary_validates_with_precise_types() -> None:
-    summary = load_summary(PUBLISHED)
+def test_published_summary_predates_the_light_client() -> None:
+    # paper/ is an older run: notebook 05 now writes peers, batching and the light client's
+    # HTTP overhead, notebooks 02 and 04 the teacher's numeric mode. It is republished later.
+    with pytest.raises(SummaryError) as info:
+        load_summary(PUBLISHED)
+    message = str(info.value)
+    assert message.startswith(f"{PUBLISHED}: ")
+    assert "rerun notebooks/02_teacher.ipynb and notebooks/04_distillation.ipynb and " in message
+    assert message.splitlines()[0].endswith("notebooks/05_deployment.ipynb")
+    assert "models.teacher.precision: missing" in message
+    assert "serving.settings.latency_client: missing" in message
+
+
+def test_published_serving_section_names_the_replaced_fields(published: dict[str, Any]) -> None:
+    message = _error({"serving": published["serving"]})
+    assert "rerun notebooks/05_deployment.ipynb" in message
+    for line in (
+        "serving.peers: missing",
+        "serving.batching: missing",
+        "serving.http_overhead.noop.p50_ms_repeats: missing",
+        "serving.http_overhead.noop.requests_total: unknown key",
+        "serving.http_overhead.noop.users: unknown key",
+    ):
+        assert line in message, message
+
+
+def test_smoke_summary_validates_and_round_trips_byte_for_byte(smoke: dict[str, Any]) -> None:
+    summary = load_summary(SMOKE)
+    assert summary.models is not None and summary.models.teacher is not None
+    assert summary.models.teacher.precision in ("fp32", "bf16")
+    assert summary.distillation is not None and summary.distillation.gain_ci95 is None  # 2 seeds
+    assert summary.serving is not None and summary.serving.peers.settings.repeats == 3
+    assert summary.serving.http_overhead.method == summary.serving.peers.settings.method
+    assert summary.inference is not None and "student_distilled" in summary.inference.by_model()
+    dumped = summary.dump()
+    assert dumped == smoke
+    assert json.dumps(dumped, indent=2) + "\n" == SMOKE.read_text()
+
+
+def test_current_summary_validates_with_precise_types(current: dict[str, Any]) -> None:
+    summary = Summary.from_dict(current)
     assert summary.data is not None and summary.data.n_test == 853
     models = summary.models
     assert (
         models is not None and models.teacher is not None and models.student_distilled is not None
     )
-    assert isinstance(models.teacher.params, int) and models.teacher.precision is None
+    assert isinstance(models.teacher.params, int) and models.teacher.precision == "fp32"
     assert list(models.depth_sweep()) == [2, 4]
     baseline = models.student_baseline
     assert baseline is not None and baseline.arch.embedding == "glove"
@@ -72,25 +143,26 @@ def test_published_summary_validates_with_precise_types() -> None:
     assert summary.inference.by_model()["student_distilled"]["onnx-int8"].throughput_per_s > 0
     assert summary.inference.machine.cores == 2
     serving = summary.serving
-    assert serving is not None and serving.peers is None
+    assert serving is not None and serving.peers.runtime == "onnx"
+    assert serving.peers.ours["16"].p50_ms_repeats and serving.batching.on["1"].errors == 0
+    assert serving.http_overhead.floor.p50_ms == serving.peers.floor["1"].p50_ms
     assert set(serving.sweeps()) == {"1_replica", "N_replicas_nginx"}
-    assert serving.one_replica["teacher"]["16"].users == 16
+    assert serving.one_replica["teacher"]["4"].users == 4
     assert not isinstance(serving.fault_test, FaultTestSkipped) and serving.fault_test.failed == 0
 
 
-def test_published_summary_round_trips_byte_for_byte(published: dict[str, Any]) -> None:
-    dumped = Summary.from_dict(published).dump()
-    assert dumped == published
+def test_current_summary_round_trips_key_for_key(current: dict[str, Any]) -> None:
+    dumped = Summary.from_dict(current).dump()
     # Key order too (models and inference are open mappings): written back, it is the same file.
-    assert json.dumps(dumped, indent=2) + "\n" == PUBLISHED.read_text()
+    assert json.dumps(dumped, indent=2) == json.dumps(current, indent=2)
 
 
-def test_run_dir_writes_a_dump_that_reads_back(tmp_run: RunDir, published: dict[str, Any]) -> None:
-    summary = Summary.from_dict(published)
+def test_run_dir_writes_a_dump_that_reads_back(tmp_run: RunDir, current: dict[str, Any]) -> None:
+    summary = Summary.from_dict(current)
     for section, value in summary.dump().items():
         tmp_run.update_summary({section: value})
-    assert tmp_run.summary_path.read_text() == PUBLISHED.read_text()
-    assert load_summary(tmp_run.summary_path) == summary
+    assert tmp_run.summary_path.read_text() == json.dumps(current, indent=2) + "\n"
+    assert load_summary(tmp_run.summary_path) == summary == tmp_run.summary()
 
 
 @pytest.mark.parametrize(
@@ -102,16 +174,16 @@ def test_run_dir_writes_a_dump_that_reads_back(tmp_run: RunDir, published: dict[
         ("data", "models", "student", "distillation"),  # 01-04, no deployment yet
     ],
 )
-def test_partial_runs_validate(published: dict[str, Any], sections: tuple[str, ...]) -> None:
-    raw = {k: published[k] for k in sections}
+def test_partial_runs_validate(current: dict[str, Any], sections: tuple[str, ...]) -> None:
+    raw = {k: current[k] for k in sections}
     summary = Summary.from_dict(raw)
     assert summary.dump() == raw
     assert all(getattr(summary, k) is None for k in Summary.model_fields if k not in sections)
 
 
-def test_run_of_notebook_02_alone_has_only_teachers(published: dict[str, Any]) -> None:
-    teachers = {k: v for k, v in published["models"].items() if k.startswith("teacher")}
-    summary = Summary.from_dict({"data": published["data"], "models": teachers})
+def test_run_of_notebook_02_alone_has_only_teachers(current: dict[str, Any]) -> None:
+    teachers = {k: v for k, v in current["models"].items() if k.startswith("teacher")}
+    summary = Summary.from_dict({"data": current["data"], "models": teachers})
     assert summary.models is not None and summary.models.student_baseline is None
     assert list(summary.models.entries()) == ["teacher", "teacher_L2", "teacher_L4"]
 
@@ -171,16 +243,47 @@ def test_all_cached_scoring_records_null_runtime(raw: dict[str, Any]) -> None:
 
 
 def _peer_stats(p50: float) -> dict[str, Any]:
-    return {"p50_ms": p50, "p95_ms": 2 * p50, "p99_ms": 3 * p50, "rps": 1000 / p50, "errors": 0}
+    # kdutils.lightload.interleaved's per-target stats.
+    return {
+        "p50_ms": p50,
+        "p95_ms": 2 * p50,
+        "p99_ms": 3 * p50,
+        "rps": 1000 / p50,
+        "errors": 0,
+        "requests": 1200,
+        "p50_ms_repeats": [p50, 1.1 * p50, 0.9 * p50],
+    }
+
+
+def _client() -> dict[str, Any]:
+    return {
+        "cpu_s": 4.3,
+        "wall_s": 43.0,
+        "cpu_share": 0.1,
+        "cpu_us_per_request": 514.6,
+        "pid": 2879,
+        "cpus": [1],
+    }
 
 
 def _peers() -> dict[str, Any]:
+    levels = ("1", "4", "16")
     return {
-        "model": "student_distilled",
+        "model": "student_distilled@onnx",
         "runtime": "onnx",
         **{
-            peer: {c: _peer_stats(base * int(c)) for c in ("1", "4", "16")}
+            peer: {c: _peer_stats(base * int(c)) for c in levels}
             for peer, base in (("floor", 0.5), ("naive", 3.0), ("ours", 1.5))
+        },
+        "settings": {
+            "method": "kdutils.lightload (http.client keep-alive, own process, interleaved)",
+            "requests_per_repeat": 400,
+            "repeats": 3,
+            "block": 100,
+            "threads": 1,
+            "server_cpus": [0],
+            "client_cpus": [1],
+            "client": {c: _client() for c in levels},
         },
     }
 
@@ -188,9 +291,20 @@ def _peers() -> dict[str, Any]:
 def test_serving_peers_section(raw: dict[str, Any]) -> None:
     raw["serving"]["peers"] = _peers()
     summary = Summary.from_dict(raw)
-    assert summary.serving is not None and summary.serving.peers is not None
+    assert summary.serving is not None
     assert summary.serving.peers.ours["16"].p50_ms == 24.0
+    assert summary.serving.peers.settings.client["4"].cpu_us_per_request == 514.6
     assert summary.dump() == raw
+
+
+def test_a_repeat_without_success_is_nan(raw: dict[str, Any]) -> None:
+    # lightload records NaN for a repeat in which every request failed; json writes NaN.
+    stats = raw["serving"]["batching"]["off"]["1"]
+    stats.update(p50_ms=None, p95_ms=None, p99_ms=None, errors=stats["requests"])
+    stats["p50_ms_repeats"] = [float("nan")] * 3
+    raw["serving"]["settings"]["other_processes_cpu_share"]["peers"] = None
+    summary = Summary.from_dict(json.loads(json.dumps(raw)))
+    assert summary.serving is not None and summary.serving.batching.off["1"].p50_ms is None
 
 
 @pytest.mark.parametrize(
@@ -203,7 +317,25 @@ def test_serving_peers_section(raw: dict[str, Any]) -> None:
             "serving.peers.floor.1.max_ms: unknown",
         ),
         (lambda p: p.__setitem__("runtime", "tensorrt"), "serving.peers.runtime: expected 'torch'"),
+        (
+            lambda p: p.__setitem__("runtime", "onnx-int8"),
+            "serving.peers: runtime 'onnx-int8' is not the runtime of model",
+        ),
         (lambda p: p.pop("model"), "serving.peers.model: missing"),
+        (lambda p: p["naive"].pop("16"), "serving.peers: concurrency levels differ"),
+        (
+            lambda p: p["ours"]["1"].__setitem__("p50_ms_repeats", [-1.0]),
+            "serving.peers.ours.1.p50_ms_repeats[0]: expected a non-negative number of ms or NaN",
+        ),
+        (
+            lambda p: p["floor"]["4"].__setitem__("errors", 5000),
+            "serving.peers.floor.4: errors (5000) exceed requests (1200)",
+        ),
+        (lambda p: p.pop("settings"), "serving.peers.settings: missing"),
+        (
+            lambda p: p["settings"]["client"]["1"].pop("pid"),
+            "serving.peers.settings.client.1.pid: missing",
+        ),
     ],
 )
 def test_damaged_peers_name_the_field(
@@ -212,7 +344,9 @@ def test_damaged_peers_name_the_field(
     peers = _peers()
     damage(peers)
     raw["serving"]["peers"] = peers
-    assert expected in _error(raw)
+    message = _error(raw)
+    assert expected in message, message
+    assert "rerun notebooks/05_deployment.ipynb" in message
 
 
 def test_deployment_without_nginx(raw: dict[str, Any]) -> None:
@@ -343,6 +477,48 @@ DAMAGE = [
         "05_deployment",
     ),
     (_drop("serving/http_overhead"), "serving.http_overhead: missing", "05_deployment"),
+    (_drop("serving/peers"), "serving.peers: missing", "05_deployment"),
+    (
+        _set("serving/batching/on/4/users", 4),
+        "serving.batching.on.4.users: unknown key",
+        "05_deployment",
+    ),
+    (
+        _drop("serving/batching/off/16"),
+        "serving.batching: concurrency levels differ",
+        "05_deployment",
+    ),
+    (
+        _set("serving/http_overhead/noop/requests_total", 1200),
+        "serving.http_overhead.noop.requests_total: unknown key",
+        "05_deployment",
+    ),
+    (_drop("serving/http_overhead/floor"), "serving.http_overhead.floor: missing", "05_deployment"),
+    (
+        _drop("serving/settings/latency_client"),
+        "serving.settings.latency_client: missing",
+        "05_deployment",
+    ),
+    (
+        _drop("serving/settings/other_processes_cpu_share/peers"),
+        "serving.settings.other_processes_cpu_share.peers: missing",
+        "05_deployment",
+    ),
+    (_drop("models/teacher_L2/precision"), "models.teacher_L2.precision: missing", "02_teacher"),
+    (
+        _drop("distillation/teacher_scoring/runtime"),
+        "distillation.teacher_scoring.runtime: missing",
+        "04_distillation",
+    ),
+    (
+        _set(
+            "distillation/teacher_scoring/runtime_calibration",
+            {"onnx_file": "t.onnx", "export_seconds": 1.0, "torch_seconds": 1.0},
+        ),
+        "distillation.teacher_scoring.runtime_calibration: a timed calibration records every "
+        "timing field; missing onnx_seconds",
+        "04_distillation",
+    ),
     (
         _set("models/student_distilled/teacher_agreement_per_seed", [0.8]),
         "models.student_distilled: teacher_agreement_per_seed has 1 values for 5 seeds",

@@ -18,6 +18,7 @@ from kdutils.config import TEACHERS, ConfigError, TeacherConfig, load_profile
 from kdutils.data import Splits
 from kdutils.runs import read_json
 from kdutils.scoring import TeacherScorer
+from kdutils.summary import TeacherEntry, TeacherScoring
 from kdutils.teacher_train_cli import build_parser
 
 # Tiny and fast: one or two layers, 32 tokens, one epoch.
@@ -197,11 +198,13 @@ def test_scorer_caches_by_content_and_keeps_order(tiny_teacher: teachers.Teacher
     scorer = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8)
     first = scorer.logits(texts)
     assert scorer.last_stats["scored"] == 40 and scorer.last_stats["from_cache"] == 0
+    assert TeacherScoring.model_validate(json.loads(json.dumps(scorer.last_stats))).precision == "fp32"
     # Sorted batches come back in the caller's order: same as one unsorted pass.
     np.testing.assert_allclose(first, scorer.score(texts), atol=1e-5)
 
     again = scorer.logits(texts[::-1] + texts[:3])  # reordered, with duplicates
     assert scorer.last_stats["scored"] == 0
+    assert TeacherScoring.model_validate(scorer.last_stats).runtime is None  # all from the cache
     np.testing.assert_allclose(again, np.concatenate([first[::-1], first[:3]]), atol=0)
 
     more = rt_splits.test["text"].tolist()[40:50]
@@ -249,7 +252,7 @@ def test_costs_summary_and_figures(tiny_teacher: teachers.TeacherResult, rt_spli
     assert latency["latency_n"] == 8 and latency["torch_threads"] == 1 and latency["latency_ms_b1"] > 0
     entry = teachers.summary_entry(tiny_teacher, metrics, latency)
     assert {"accuracy", "macro_f1", "ece", "params", "size_mb", "train_seconds", "latency_ms_b1"} <= set(entry)
-    json.dumps(entry)
+    assert TeacherEntry.model_validate(json.loads(json.dumps(entry))).precision == "fp32"
     table = pd.DataFrame([{"model": "teacher_L1", "layers": 1, "params": tiny_teacher.params,
                            "accuracy": metrics["accuracy"], "latency_ms_b1": latency["latency_ms_b1"]}])
     for fig in (teachers.plot_training_curves({"teacher_L1": tiny_teacher}),

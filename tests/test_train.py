@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,8 @@ import torch.nn.functional as F
 from kdutils.baselines import save_tfidf, train_tfidf_logreg
 from kdutils.config import StudentArch
 from kdutils.models import BiLSTMClassifier, load_student
+from kdutils.runs import _json_default
+from kdutils.summary import SeededEntry
 from kdutils.text import Vocab
 from kdutils.train import (
     EncodedSet,
@@ -143,6 +147,9 @@ def test_fit_student_saves_model_predictions_and_summary(vocab: Vocab, sets, tmp
     assert summary["accuracy_ci95"] is None and summary["n_seeds"] == 2
     assert [r["seed"] for r in summary["per_seed"]] == [0, 1]
     assert set(summary["per_seed"][0]) >= {"seed", "accuracy", "macro_f1", "best_epoch", "train_seconds"}
+    # The entry fits the summary.json contract as the notebooks write it (numpy-aware JSON).
+    entry = SeededEntry.model_validate(json.loads(json.dumps(summary, default=_json_default)))
+    assert entry.accuracy_ci95 is None and entry.n_seeds == 2
 
 
 def test_tfidf_reference_picks_c_on_validation(rt_splits, tmp_path) -> None:
