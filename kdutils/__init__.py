@@ -1,10 +1,22 @@
 """kdutils: the reusable code of the knowledge-distillation study.
 
-Rooms, one job each: ``config`` (profiles), ``runs`` (run layout, atomic writes,
-summary), ``assets`` (offline data and weights), ``data``, ``text`` (student
-tokenizer), ``teachers``, ``models``, ``train``, ``losses``, ``augment``,
-``metrics``, ``stats``, ``export``, ``serve``, ``deploy``, ``bench``, ``plots``,
-``progress`` (text progress bars), ``report`` and ``pipeline``.
+Rooms, one job each:
+
+* set-up and runs: ``config`` (profiles, the only reader of one), ``pipeline`` (notebooks through
+  papermill, cache keys, manifest), ``runs`` (a run's layout, atomic writes), ``summary`` (the
+  typed ``summary.json``), ``progress`` (text progress bars), ``machine`` (CPU facts and the
+  teacher's numeric mode);
+* data: ``assets`` (offline data and weights, sha256 checks), ``data`` (datasets, splits, data
+  card), ``text`` (the student's word tokenizer and vocabulary), ``embeddings`` (GloVe);
+* teacher: ``teachers`` (registry, fine-tuning, evaluation), ``scoring`` (cached teacher logits),
+  ``teacher_train_cli`` (the torchrun entry point), ``teacher_rate`` (speed and mode probes);
+* students and distillation: ``models``, ``train``, ``baselines``, ``losses``, ``augment``,
+  ``distill``, ``metrics``, ``stats``;
+* deployment: ``export`` (ONNX, int8), ``predictors``, ``serve`` (the FastAPI app), ``deploy``
+  (replicas, nginx), ``bench`` (micro and load benchmarks), ``locustfile``, ``lightload`` (the
+  light latency client), ``serving_peers`` (the floor and naive servers it is compared with);
+* the paper: ``plots`` (one figure style), ``report`` (tables, paper, HTML index), ``anchors``
+  (published figures the study is measured against).
 """
 
 __version__ = "0.1.0"
