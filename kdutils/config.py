@@ -129,7 +129,7 @@ class TeacherConfig(_Section):
     @field_validator("depths")
     @classmethod
     def _depths(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        # The upper bound depends on the teacher; kdutils.teachers.validate_teacher checks it.
+        # The upper bound depends on the teacher; kdutils.teacher_weights.validate_teacher checks it.
         if any(k < 1 for k in v) or len(set(v)) != len(v):
             raise ValueError(f"depths must be distinct layer counts >= 1, got {list(v)}")
         return tuple(sorted(v))

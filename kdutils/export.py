@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from kdutils.machine import quiet_transformers
 from kdutils.predictors import (
     EXPORT_META,
     META_FILE,
@@ -37,7 +38,6 @@ from kdutils.predictors import (
     make_predictor,
     models_dir_of,
     onnx_dir,
-    quiet_transformers,
     source_key,
     weights_digest,
 )

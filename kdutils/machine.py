@@ -110,3 +110,15 @@ def resolve_precision(requested: str = "auto", device: str | None = None) -> Pre
     if requested == "bf16":
         log.warning("bf16 requested but %s; running in fp32", reason)
     return PrecisionChoice("fp32", requested, device, reason)
+
+
+def quiet_transformers() -> None:
+    """No per-load progress bars or load reports from transformers in logs and notebooks.
+
+    The load report lists the (expected) new classification head and dropped layers; each saved
+    model's ``kdmodel.json`` records them instead.
+    """
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()

@@ -192,7 +192,7 @@ def rerun_command(profile: str, numbers: list[str], overrides: dict | None = Non
 def preflight(cfg: Profile) -> None:
     """Cheap checks of everything the profile names, before anything is written."""
     from kdutils.data import validate_source
-    from kdutils.teachers import validate_teacher
+    from kdutils.teacher_weights import validate_teacher
 
     validate_source(cfg.data)
     validate_teacher(cfg.teacher)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kdutils.machine import quiet_transformers
 from kdutils.runs import sha256_file
 
 # Local directories only; a missing file must fail, never reach for a hub.
@@ -383,14 +384,6 @@ class TorchTeacherPredictor(Predictor):
             out = self.model(input_ids=self._torch.from_numpy(batch["input_ids"]),
                              attention_mask=self._torch.from_numpy(batch["attention_mask"]))
             return out.logits.float().numpy()
-
-
-def quiet_transformers() -> None:
-    """No per-load progress bars or load reports from transformers in server logs and notebooks."""
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.logging.set_verbosity_error()
 
 
 def ort_session(path: str | Path, threads: int | None = None) -> Any:

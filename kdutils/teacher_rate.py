@@ -1,7 +1,7 @@
 """Measure how fast a profile's teacher trains and scores on this machine; project notebook 02's wall time.
 
 The ``paper`` profile's 110M teacher takes hours on a 2-core CPU. Rather than guess, this runs the
-real fine-tuning code (:func:`kdutils.teachers.fine_tune`, same Trainer, collator, batch size and
+real fine-tuning code (:func:`kdutils.finetune.fine_tune`, same Trainer, collator, batch size and
 sequence length) for a few optimiser steps at every depth of the profile, times them after a
 warm-up, times the scorer on validation sentences, and projects::
 
@@ -64,8 +64,8 @@ def _step_timer(warmup: int, steps: int) -> Any:
 
 def _probe_depth(base: Path, splits: Any, cfg: Profile, num_layers: int | None, epochs: int, warmup: int,
                  steps: int, score_rows: int, workdir: Path) -> dict[str, Any]:
+    from kdutils.finetune import FineTuneSettings, fine_tune
     from kdutils.scoring import TeacherScorer
-    from kdutils.teachers import FineTuneSettings, fine_tune
 
     settings = FineTuneSettings.from_config(cfg.teacher, num_layers=num_layers, epochs=epochs)
     timer = _step_timer(warmup, steps)
@@ -114,7 +114,7 @@ def probe(cfg: Profile, *, steps: int = 8, warmup: int = 2, score_rows: int = 25
     from kdutils import data
     from kdutils.bench import OtherLoad, cpu_count
     from kdutils.machine import cpu_name
-    from kdutils.teachers import resolve_teacher, validate_teacher
+    from kdutils.teacher_weights import resolve_teacher, validate_teacher
 
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
@@ -210,8 +210,8 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
     import numpy as np
     import torch
 
+    from kdutils.finetune import load_pretrained
     from kdutils.scoring import TeacherScorer
-    from kdutils.teachers import load_pretrained
 
     tokenizer, model, _ = load_pretrained(base, num_labels)
     batches = _training_batches(tokenizer, train_texts, train_labels, batch_size, max_length, warmup + steps)
@@ -305,7 +305,7 @@ def compare_modes(cfg: Profile, teachers: list[str] | None = None, *, steps: int
     from kdutils.bench import OtherLoad
     from kdutils.config import TEACHERS
     from kdutils.machine import cpu_description, cpu_flags, resolve_precision
-    from kdutils.teachers import resolve_teacher
+    from kdutils.teacher_weights import resolve_teacher
 
     teachers = list(teachers or TEACHERS)
     data.validate_source(cfg.data)

@@ -8,7 +8,7 @@ The same command runs as one process or as data-parallel ranks::
     torchrun --nnodes 2 --node_rank 0 --rdzv_endpoint host:29500 -m kdutils.teacher_train_cli ...
 
 ``--train``/``--val`` are Parquet or CSV files with ``text`` and ``label`` columns, or a run's
-``data/`` folder (``--data``) as written by notebook 01. Every rank runs :func:`kdutils.teachers.
+``data/`` folder (``--data``) as written by notebook 01. Every rank runs :func:`kdutils.finetune.
 fine_tune`; rank 0 writes the model and prints its ``kdmodel.json`` summary as one JSON line.
 """
 
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdutils.teachers import TEACHER_SPECS, FineTuneSettings, fine_tune, resolve_teacher
+from kdutils.finetune import FineTuneSettings, fine_tune
+from kdutils.teacher_weights import TEACHER_SPECS, resolve_teacher
 
 
 def _read_frame(path: str) -> pd.DataFrame:

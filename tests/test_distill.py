@@ -47,7 +47,8 @@ ARCH = StudentArch(embedding="glove", embedding_dim=50, hidden_size=16, pooling=
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory) -> Path:
     """The real minilm-l6 weights cut to one layer, with a fresh 2-way head, saved like notebook 02 does."""
-    from kdutils.teachers import load_pretrained, resolve_teacher
+    from kdutils.finetune import load_pretrained
+    from kdutils.teacher_weights import resolve_teacher
 
     base = resolve_teacher("minilm-l6")
     tokenizer, model, _ = load_pretrained(base, num_labels=2, num_layers=1)

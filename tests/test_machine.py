@@ -8,7 +8,7 @@ import pytest
 
 from kdutils import machine
 from kdutils.config import ConfigError, load_profile
-from kdutils.teachers import FineTuneSettings
+from kdutils.finetune import FineTuneSettings
 
 
 def test_cpu_facts_are_read() -> None:

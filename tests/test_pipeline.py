@@ -258,7 +258,7 @@ class _Clock:
 def test_progress_relay_is_throttled_and_says_where_it_is() -> None:
     clock, lines = _Clock(), []
     relay = pipeline.ProgressRelay("02_teacher", 9, lines.append, interval=60, previous_seconds=1200, clock=clock)
-    relay.cell(3, "result = teachers.fine_tune(\n    settings)\n# comment")
+    relay.cell(3, "result = finetune.fine_tune(\n    settings)\n# comment")
     assert lines == []  # nothing before the first interval
     for i in range(1000):  # a tqdm bar redrawn a thousand times within one interval
         clock.t = 10 + i * 0.04

