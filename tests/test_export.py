@@ -9,6 +9,7 @@ import onnx
 import pytest
 from serving_fixtures import ServingRun
 
+from kdutils.metrics import softmax
 from kdutils.predictors import (
     ModelNotFound,
     OnnxPredictor,
@@ -56,10 +57,15 @@ def test_onnx_agrees_with_eager(serving_run: ServingRun, base: str) -> None:
     # batch 1 and a one-token text go through the dynamic axes too.
     np.testing.assert_allclose(fp32.predict_logits(texts[:3], batch_size=1), ref[:3], atol=1e-4)
     assert fp32.predict_logits(["ok"]).shape == (1, 2)
-    # int8 changes the numbers a little, the decisions almost never.
+    # int8 changes the numbers a little, and so a decision only where the model is on the fence
+    # (the fixture student is barely trained: its probabilities all lie within 0.1 of 0.5).
     q = int8.predict_logits(texts, batch_size=32)
     assert q.shape == ref.shape and np.isfinite(q).all()
-    assert (q.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    p_ref, p_q = softmax(ref), softmax(q)
+    change = np.abs(p_q - p_ref).max()
+    assert change < 0.05
+    agree = q.argmax(1) == ref.argmax(1)
+    assert agree[np.abs(p_ref[:, 1] - 0.5) > change].all() and agree.mean() >= 0.85
 
 
 def test_export_metadata_and_checks(serving_run: ServingRun) -> None:
@@ -72,7 +78,10 @@ def test_export_metadata_and_checks(serving_run: ServingRun) -> None:
         assert checks["onnx"]["max_abs_logit_diff"] < 1e-3
         assert abs(checks["onnx"]["accuracy_change_points"]) == 0.0
         assert checks["onnx-int8"]["n"] == len(serving_run.texts)
-        assert 0.9 <= checks["onnx-int8"]["agreement"] <= 1.0
+        # int8 scales are per row (batch-invariant); the barely trained fixture student sits within
+        # 0.01 of p=0.5 on the sentences it flips, so agreement is checked loosely here and tightly
+        # (no flip away from the fence) in test_onnx_agrees_with_eager.
+        assert 0.85 <= checks["onnx-int8"]["agreement"] <= 1.0
         # int8 weights are about a quarter of fp32 for the teacher (matmul-dominated).
         if base == "teacher":
             assert info["size_mb"]["onnx-int8"] < 0.5 * info["size_mb"]["onnx"]
