@@ -33,6 +33,7 @@ import pandas as pd
 
 from kdutils import progress
 from kdutils.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
+from kdutils.model_files import read_meta
 from kdutils.text import tokenize
 
 SOURCES = ("train", "augmented", "unlabelled")
@@ -556,7 +557,7 @@ def save_distilled(
     """
     from kdutils.metrics import classification_metrics
     from kdutils.models import save_student
-    from kdutils.runs import read_json, write_json
+    from kdutils.runs import write_json
     from kdutils.train import save_predictions
 
     if run.model is None:
@@ -572,7 +573,7 @@ def save_distilled(
             "test_accuracy": scores["test"]["accuracy"], "train_seconds": run.seconds,
             "arch": arch.model_dump() if hasattr(arch, "model_dump") else dict(arch), **(extra_meta or {})}
     save_student(model_dir, run.model, vocab, meta)
-    saved = read_json(Path(model_dir) / "kdmodel.json")
+    saved = read_meta(model_dir)
     return {"seed": run.seed, "accuracy": scores["test"]["accuracy"], "macro_f1": scores["test"]["macro_f1"],
             "ece": scores["test"]["ece"], "val_accuracy": scores["val"]["accuracy"],
             "best_epoch": run.best_epoch, "epochs_run": len(run.history), "train_seconds": run.seconds,

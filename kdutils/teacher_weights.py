@@ -30,9 +30,9 @@ from typing import Any
 from kdutils import assets
 from kdutils.assets import AssetError
 from kdutils.config import TEACHERS, ConfigError, TeacherConfig
+from kdutils.model_files import CONFIG_FILE, WEIGHTS_FILE
 from kdutils.runs import atomic_dir, read_json, sha256_file, write_json
 
-WEIGHTS_FILE = "model.safetensors"
 VERIFIED_MARKER = ".kdutils-verified.json"
 
 
@@ -256,7 +256,7 @@ def position_limit(config: dict[str, Any]) -> int:
 
 
 def read_teacher_info(name: str, path: Path) -> TeacherInfo:
-    config = json.loads((Path(path) / "config.json").read_text())
+    config = json.loads((Path(path) / CONFIG_FILE).read_text())
     return TeacherInfo(
         name=name,
         path=Path(path),
