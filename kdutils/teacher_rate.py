@@ -303,8 +303,8 @@ def compare_modes(cfg: Profile, teachers: list[str] | None = None, *, steps: int
     """
     from kdutils import data
     from kdutils.bench import OtherLoad
-    from kdutils.config import TEACHERS
     from kdutils.machine import cpu_description, cpu_flags, resolve_precision
+    from kdutils.specs import TEACHERS
     from kdutils.teacher_weights import resolve_teacher
 
     teachers = list(teachers or TEACHERS)
