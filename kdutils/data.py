@@ -43,7 +43,7 @@ from sklearn.model_selection import train_test_split
 
 from kdutils.assets import AssetError, package_file, read_wheel_member, wheel_path
 from kdutils.config import ConfigError, DataConfig
-from kdutils.runs import RunDir, atomic_path, read_json, sha256_file, write_json
+from kdutils.runs import DATA_META_FILE, RunDir, atomic_path, read_json, sha256_file, write_json
 from kdutils.specs import DATASETS, TEACHERS, SourceFile
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -474,9 +474,11 @@ def assert_disjoint(splits: Splits) -> None:
 
 def _data_dir(run: RunDir | str | Path) -> Path:
     if isinstance(run, RunDir):
-        return Path(run.root) / "data"
+        return run.data_meta_path.parent
     path = Path(run)
-    return path if (path / "meta.json").exists() and not (path / "data").is_dir() else path / "data"
+    # A data/ folder itself (it holds meta.json), or a run directory holding one.
+    as_run = RunDir(path).data_meta_path.parent
+    return path if (path / DATA_META_FILE).exists() and not as_run.is_dir() else as_run
 
 
 def _card(splits: Splits) -> dict[str, Any]:
@@ -503,13 +505,13 @@ def write_splits(splits: Splits, run: RunDir | str | Path) -> Path:
             table.to_parquet(tmp, index=False)
         files[target.name] = sha256_file(target)
     meta = {**_card(splits), "files": files, "info": splits.info}
-    return write_json(directory / "meta.json", meta)
+    return write_json(directory / DATA_META_FILE, meta)
 
 
 def load_splits(run: RunDir | str | Path) -> Splits:
     """Read the splits notebook 01 wrote (run directory, RunDir or its ``data/`` folder)."""
     directory = _data_dir(run)
-    meta_path = directory / "meta.json"
+    meta_path = directory / DATA_META_FILE
     if not meta_path.exists():
         raise FileNotFoundError(
             f"{meta_path} not found: run notebooks/01_data.ipynb for this profile first"

@@ -33,7 +33,8 @@ import pandas as pd
 
 from kdutils import progress
 from kdutils.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
-from kdutils.model_files import read_meta
+from kdutils.model_files import VOCAB_FILE, meta_path, read_meta, weights_path
+from kdutils.runs import RunDir, history_file, predictions_file
 from kdutils.specs import DATASETS
 from kdutils.text import tokenize
 
@@ -47,18 +48,20 @@ UNLABELLED_SOURCES = {name: spec.unlabelled for name, spec in DATASETS.items() i
 
 def _missing(root: Path, seeds: Sequence[int]) -> list[tuple[str, tuple[str, ...]]]:
     """``(what is missing, notebooks that write it)`` pairs for notebook 04's upstream."""
+    run = RunDir(root)  # only paths of it are read: nothing is created
+    teacher = run.model_dir("teacher")
     need = [
-        (root / "data" / "meta.json", "01_data"),
-        (root / "models" / "teacher" / "kdmodel.json", "02_teacher"),
-        (root / "models" / "teacher" / "model.safetensors", "02_teacher"),
+        (run.data_meta_path, "01_data"),
+        (meta_path(teacher), "02_teacher"),
+        (weights_path(teacher), "02_teacher"),
     ]
     for seed in seeds:
-        base = root / "models" / "student_baseline" / f"seed{seed}"
-        need += [(base / "kdmodel.json", "03_student"), (base / "vocab.json", "03_student"),
-                 (root / "metrics" / f"student_baseline_seed{seed}_test.npz", "03_student"),
-                 (root / "metrics" / f"student_baseline_seed{seed}_val.npz", "03_student")]
+        base = run.model_dir("student_baseline", seed)
+        need += [(meta_path(base), "03_student"), (base / VOCAB_FILE, "03_student"),
+                 (run.predictions_path("student_baseline", "test", seed), "03_student"),
+                 (run.predictions_path("student_baseline", "val", seed), "03_student")]
     problems = [(str(path), (nb,)) for path, nb in need if not path.exists()]
-    summary = root / "summary.json"
+    summary = run.summary_path
     if summary.exists():
         models = json.loads(summary.read_text()).get("models", {})
         for name, nb in (("teacher", "02_teacher"), ("student_baseline", "03_student")):
@@ -289,7 +292,7 @@ def load_predictions(metrics_dir: str | Path, model: str, seeds: Sequence[int],
     """Per-seed ``logits`` and ``labels`` from ``<metrics>/<model>_seed<k>_<split>.npz``."""
     out = {}
     for seed in seeds:
-        path = Path(metrics_dir) / f"{model}_seed{seed}_{split}.npz"
+        path = predictions_file(metrics_dir, model, split, seed)
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run the notebook that trains {model} first")
         with np.load(path) as z:
@@ -563,9 +566,9 @@ def save_distilled(
     metrics_dir = Path(metrics_dir)
     scores = {}
     for split, logits, labels in (("val", run.val_logits, val_labels), ("test", run.test_logits, test_labels)):
-        save_predictions(metrics_dir / f"{name}_seed{run.seed}_{split}.npz", logits, labels)
+        save_predictions(predictions_file(metrics_dir, name, split, run.seed), logits, labels)
         scores[split] = classification_metrics(labels, logits)
-    write_json(metrics_dir / f"{name}_seed{run.seed}_history.json", run.history)
+    write_json(history_file(metrics_dir, name, run.seed), run.history)
     meta = {"name": name, "label_names": list(label_names), "max_length": max_length, "seed": run.seed,
             "best_epoch": run.best_epoch, "val_accuracy": scores["val"]["accuracy"],
             "test_accuracy": scores["test"]["accuracy"], "train_seconds": run.seconds,

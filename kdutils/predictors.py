@@ -41,7 +41,7 @@ from kdutils.model_files import (
     read_meta,
     weights_path,
 )
-from kdutils.runs import sha256_file
+from kdutils.runs import RunDir, sha256_file
 
 # Local directories only; a missing file must fail, never reach for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -97,11 +97,17 @@ class ModelEntry:
                 "max_length": self.max_length, "source": str(self.source_dir)}
 
 
-def models_dir_of(run_or_models: str | Path | Any) -> Path:
-    """Accept a RunDir, a run directory or its ``models/`` folder."""
+def run_of(run_or_models: str | Path | Any) -> RunDir:
+    """The run of a RunDir, a run directory or its ``models/`` folder."""
     # (A pathlib.Path has a ``.root`` too, the filesystem root: only a RunDir's is wanted.)
     root = Path(run_or_models if isinstance(run_or_models, str | Path) else run_or_models.root)
-    return root if root.name == "models" else root / "models"
+    parent = RunDir(root.parent)
+    return parent if parent.models == root else RunDir(root)
+
+
+def models_dir_of(run_or_models: str | Path | Any) -> Path:
+    """Accept a RunDir, a run directory or its ``models/`` folder."""
+    return run_of(run_or_models).models
 
 
 def served_seed_dir(model_dir: Path) -> Path | None:
@@ -127,11 +133,7 @@ def _trained_models(models_dir: Path) -> dict[str, Path]:
 
 def onnx_dir(run_or_models: str | Path | Any, base: str) -> Path:
     """Where the ONNX exports of ``base`` live: ``models/onnx/<base>/``."""
-    return models_dir_of(run_or_models) / "onnx" / base
-
-
-def _weights_file(source_dir: Path) -> Path:
-    return source_dir / "model.safetensors"
+    return run_of(run_or_models).onnx_dir(base)
 
 
 def source_key(source_dir: Path) -> str:
