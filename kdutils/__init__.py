@@ -2,13 +2,16 @@
 
 Rooms, one job each:
 
-* set-up and runs: ``config`` (profiles, the only reader of one), ``pipeline`` (notebooks through
-  papermill, cache keys, manifest), ``runs`` (a run's layout, atomic writes), ``summary`` (the
-  typed ``summary.json``), ``progress`` (text progress bars), ``machine`` (CPU facts and the
-  teacher's numeric mode);
+* set-up and runs: ``specs`` (the registry: one spec per teacher and data set, every descriptive
+  and provenance fact), ``config`` (profiles, the only reader of one), ``pipeline`` (notebooks
+  through papermill, cache keys, manifest), ``runs`` (a run's layout: every path in it, atomic
+  writes), ``summary`` (the typed ``summary.json``), ``progress`` (text progress bars), ``machine``
+  (CPU facts and the teacher's numeric mode);
 * data: ``assets`` (offline data and weights, sha256 checks), ``data`` (datasets, splits, data
   card), ``text`` (the student's word tokenizer and vocabulary), ``embeddings`` (GloVe);
-* teacher: ``teacher_weights`` (registry, verified weights), ``finetune`` (fine-tuning, resume),
+* saved models: ``model_files`` (a saved model's file names, its ``kdmodel.json`` read and written
+  atomically);
+* teacher: ``teacher_weights`` (resolving and verifying weights), ``finetune`` (fine-tuning, resume),
   ``teachers`` (test metrics, latency, figures), ``scoring`` (cached teacher logits),
   ``teacher_train_cli`` (the torchrun entry point), ``teacher_rate`` (speed and mode probes);
 * students and distillation: ``models``, ``train``, ``baselines``, ``losses``, ``augment``,

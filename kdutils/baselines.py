@@ -7,7 +7,6 @@ grid; the test split is scored once, with the chosen C.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from kdutils.model_files import PIPELINE_FILE, write_meta
 from kdutils.runs import atomic_dir
 from kdutils.text import TOKENIZER_VERSION, tokenize
 
@@ -79,14 +79,14 @@ def save_tfidf(directory: str | Path, result: TfidfResult, meta: dict[str, Any])
     """Pipeline (joblib; a reference model, never served) plus ``kdmodel.json`` with kind ``reference``."""
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
-        joblib.dump(result.pipeline, tmp / "pipeline.joblib")
-        size_mb = (tmp / "pipeline.joblib").stat().st_size / 2**20
+        joblib.dump(result.pipeline, tmp / PIPELINE_FILE)
+        size_mb = (tmp / PIPELINE_FILE).stat().st_size / 2**20
         info = {"kind": "reference", **meta, "params": result.params, "size_mb": round(size_mb, 4),
                 "C": result.C, "val_accuracy": result.val_accuracy, "grid": result.grid,
                 "tokenizer": TOKENIZER_VERSION, "format": "joblib"}
-        (tmp / "kdmodel.json").write_text(json.dumps(info, indent=2) + "\n")
+        write_meta(tmp, info)
     return directory
 
 
 def model_size_mb(directory: str | Path) -> float:
-    return (Path(directory) / "pipeline.joblib").stat().st_size / 2**20
+    return (Path(directory) / PIPELINE_FILE).stat().st_size / 2**20

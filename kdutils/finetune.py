@@ -35,11 +35,11 @@ import pandas as pd
 
 from kdutils.config import TeacherConfig
 from kdutils.machine import quiet_transformers
+from kdutils.model_files import WEIGHTS_FILE, meta_path, read_meta, weights_path, write_meta
 from kdutils.runs import atomic_dir, read_json, sha256_file, sha256_text, write_json
 from kdutils.scoring import weights_identity
-from kdutils.teacher_weights import WEIGHTS_FILE, resolve_teacher
+from kdutils.teacher_weights import resolve_teacher
 
-META_FILE = "kdmodel.json"
 MIB = 2**20
 
 
@@ -115,10 +115,10 @@ class TeacherResult:
     @classmethod
     def load(cls, model_dir: str | Path) -> TeacherResult:
         model_dir = Path(model_dir)
-        path = model_dir / META_FILE
+        path = meta_path(model_dir)
         if not path.exists():
             raise FileNotFoundError(f"{path} not found: the teacher was not trained (run notebook 02_teacher for this profile first)")
-        meta = read_json(path)
+        meta = read_meta(model_dir)
         training = meta["training"]
         return cls(
             model_dir=model_dir,
@@ -420,7 +420,7 @@ def fine_tune(
         with atomic_dir(output_dir) as tmp:
             final.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            size_mb = (tmp / WEIGHTS_FILE).stat().st_size / MIB
+            size_mb = weights_path(tmp).stat().st_size / MIB
             meta = {
                 "kind": "teacher",
                 "name": name,
@@ -433,7 +433,7 @@ def fine_tune(
                 "model_type": final.config.model_type,
                 "num_layers": int(final.config.num_hidden_layers),
                 "new_parameters": new_params,
-                "weights_sha256": sha256_file(tmp / WEIGHTS_FILE),
+                "weights_sha256": sha256_file(weights_path(tmp)),
                 "fingerprint": fingerprint,
                 "settings": asdict(settings),
                 "training": {
@@ -452,15 +452,15 @@ def fine_tune(
                     "precision": settings.precision,
                 },
             }
-            write_json(tmp / META_FILE, meta)
+            write_meta(tmp, meta)
         shutil.rmtree(scratch_dir, ignore_errors=True)
     _barrier()
     return TeacherResult.load(output_dir)
 
 
 def _saved_matches(output_dir: Path, fingerprint: str) -> bool:
-    path = output_dir / META_FILE
-    return path.exists() and (output_dir / WEIGHTS_FILE).exists() and read_json(path).get("fingerprint") == fingerprint
+    return (meta_path(output_dir).exists() and weights_path(output_dir).exists()
+            and read_meta(output_dir).get("fingerprint") == fingerprint)
 
 
 def train_teacher(

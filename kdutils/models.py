@@ -21,14 +21,18 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from kdutils.model_files import (
+    CONFIG_FILE,
+    META_FILE,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    read_meta,
+    write_meta,
+)
 from kdutils.runs import atomic_dir, sha256_file
 from kdutils.text import TOKENIZER_VERSION, Vocab, VocabError
 
 POOLINGS = ("max", "mean", "both")
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-VOCAB_FILE = "vocab.json"
-META_FILE = "kdmodel.json"
 ARCHITECTURE = "BiLSTMClassifier"
 
 
@@ -169,16 +173,8 @@ def save_student(directory: str | Path, model: BiLSTMClassifier, vocab: Vocab, m
         info = {"kind": "student", **meta, "params": model.num_parameters(), "size_mb": round(size_mb, 4),
                 "architecture": ARCHITECTURE, "tokenizer": TOKENIZER_VERSION, "format": "safetensors",
                 "files": {f: sha256_file(tmp / f) for f in (WEIGHTS_FILE, VOCAB_FILE, CONFIG_FILE)}}
-        (tmp / META_FILE).write_text(json.dumps(info, indent=2, default=_plain) + "\n")
+        write_meta(tmp, info)
     return directory
-
-
-def _plain(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def load_student(directory: str | Path) -> tuple[BiLSTMClassifier, Vocab, dict[str, Any]]:
@@ -192,7 +188,7 @@ def load_student(directory: str | Path) -> tuple[BiLSTMClassifier, Vocab, dict[s
     for f in (WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE, META_FILE):
         if not (directory / f).exists():
             raise StudentLoadError(f"{directory} is not a complete student directory: {f} is missing")
-    meta = json.loads((directory / META_FILE).read_text())
+    meta = read_meta(directory)
     config = json.loads((directory / CONFIG_FILE).read_text())
     if meta.get("kind") != "student" or config.get("architecture") != ARCHITECTURE:
         raise StudentLoadError(f"{directory} holds kind={meta.get('kind')!r} architecture="

@@ -244,7 +244,7 @@ def _run_git(notebooks: dict[str, Any]) -> dict[str, Any]:
 
 def _input_hashes(run: RunDir) -> dict[str, str]:
     """sha256 of every input file the run read (source data recorded by the data step, and splits)."""
-    meta_path = run.root / "data" / "meta.json"
+    meta_path = run.data_meta_path
     if not meta_path.exists():
         return {}
     meta = read_json(meta_path)
@@ -543,8 +543,7 @@ def run_pipeline(
     output_root = run.root.parent.resolve()
     run.root.mkdir(parents=True, exist_ok=True)
     _setup_log(run)
-    state_dir = run.root / ".state"
-    state_dir.mkdir(exist_ok=True)
+    state_dir = run.state_dir
 
     upstream = ""
     timings: dict[str, Any] = {}
@@ -599,7 +598,7 @@ def build_reports(run: RunDir) -> None:
 
 def _setup_log(run: RunDir) -> None:
     # One file handler per run directory, also when run_pipeline is called again in one process.
-    target = str((run.logs / "pipeline.log").resolve())
+    target = str(run.pipeline_log.resolve())
     for h in list(log.handlers):
         if isinstance(h, logging.FileHandler):
             log.removeHandler(h)

@@ -33,7 +33,15 @@ from typing import Any, Literal
 import numpy as np
 
 from kdutils.machine import quiet_transformers
-from kdutils.runs import sha256_file
+from kdutils.model_files import (
+    EXPORT_META,
+    ONNX_FILES,
+    VOCAB_FILE,
+    meta_path,
+    read_meta,
+    weights_path,
+)
+from kdutils.runs import RunDir, sha256_file
 
 # Local directories only; a missing file must fail, never reach for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,9 +49,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 Runtime = Literal["torch", "onnx", "onnx-int8"]
 RUNTIMES: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
-ONNX_FILES = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
-EXPORT_META = "export.json"
-META_FILE = "kdmodel.json"
 STUDENT_NAMES = ("student_baseline", "student_distilled", "student_original")
 _SEED_DIR = re.compile(r"^seed(\d+)$")
 _TEACHER_NAME = re.compile(r"^teacher(_L\d+)?$")
@@ -92,17 +97,23 @@ class ModelEntry:
                 "max_length": self.max_length, "source": str(self.source_dir)}
 
 
-def models_dir_of(run_or_models: str | Path | Any) -> Path:
-    """Accept a RunDir, a run directory or its ``models/`` folder."""
+def run_of(run_or_models: str | Path | Any) -> RunDir:
+    """The run of a RunDir, a run directory or its ``models/`` folder."""
     # (A pathlib.Path has a ``.root`` too, the filesystem root: only a RunDir's is wanted.)
     root = Path(run_or_models if isinstance(run_or_models, str | Path) else run_or_models.root)
-    return root if root.name == "models" else root / "models"
+    parent = RunDir(root.parent)
+    return parent if parent.models == root else RunDir(root)
+
+
+def models_dir_of(run_or_models: str | Path | Any) -> Path:
+    """Accept a RunDir, a run directory or its ``models/`` folder."""
+    return run_of(run_or_models).models
 
 
 def served_seed_dir(model_dir: Path) -> Path | None:
     """The seed directory a student is served from: the lowest seed number present."""
     seeds = sorted((int(m.group(1)), p) for p in model_dir.iterdir()
-                   if p.is_dir() and (m := _SEED_DIR.match(p.name)) and (p / META_FILE).exists())
+                   if p.is_dir() and (m := _SEED_DIR.match(p.name)) and meta_path(p).exists())
     return seeds[0][1] if seeds else None
 
 
@@ -112,7 +123,7 @@ def _trained_models(models_dir: Path) -> dict[str, Path]:
     if not models_dir.is_dir():
         return found
     for p in sorted(models_dir.iterdir()):
-        if _TEACHER_NAME.match(p.name) and (p / META_FILE).exists():
+        if _TEACHER_NAME.match(p.name) and meta_path(p).exists():
             found[p.name] = p
     for name in STUDENT_NAMES:
         if (models_dir / name).is_dir() and (seed_dir := served_seed_dir(models_dir / name)):
@@ -122,11 +133,7 @@ def _trained_models(models_dir: Path) -> dict[str, Path]:
 
 def onnx_dir(run_or_models: str | Path | Any, base: str) -> Path:
     """Where the ONNX exports of ``base`` live: ``models/onnx/<base>/``."""
-    return models_dir_of(run_or_models) / "onnx" / base
-
-
-def _weights_file(source_dir: Path) -> Path:
-    return source_dir / "model.safetensors"
+    return run_of(run_or_models).onnx_dir(base)
 
 
 def source_key(source_dir: Path) -> str:
@@ -140,12 +147,12 @@ def source_key(source_dir: Path) -> str:
 
 def export_is_current(export_dir: Path, source_dir: Path) -> bool:
     """True when ``export_dir`` was exported from the weights now in ``source_dir``."""
-    meta_path = export_dir / EXPORT_META
-    if not meta_path.exists():
+    path = export_dir / EXPORT_META
+    if not path.exists():
         return False
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads(path.read_text())
     return (meta.get("source") == source_key(source_dir)
-            and meta.get("source_sha256") == weights_digest(_weights_file(source_dir)))
+            and meta.get("source_sha256") == weights_digest(weights_path(source_dir)))
 
 
 def weights_digest(path: Path) -> str:
@@ -168,9 +175,9 @@ def discover(run_or_models: str | Path | Any) -> dict[str, ModelEntry]:
     models_dir = models_dir_of(run_or_models)
     entries: dict[str, ModelEntry] = {}
     for base, source in _trained_models(models_dir).items():
-        meta = json.loads((source / META_FILE).read_text())
+        meta = read_meta(source)
         kind = meta.get("kind", "student" if base.startswith("student") else "teacher")
-        entries[base] = ModelEntry(base, base, "torch", kind, source, _weights_file(source), meta)
+        entries[base] = ModelEntry(base, base, "torch", kind, source, weights_path(source), meta)
         exp = onnx_dir(models_dir, base)
         if export_is_current(exp, source):
             for runtime, fname in ONNX_FILES.items():
@@ -207,7 +214,7 @@ class StudentEncoder:
     def __init__(self, source_dir: Path, max_length: int) -> None:
         from kdutils.text import Vocab
 
-        self.vocab = Vocab.load(source_dir / "vocab.json")
+        self.vocab = Vocab.load(source_dir / VOCAB_FILE)
         self.max_length = max_length
 
     def encode(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:

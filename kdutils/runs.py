@@ -22,6 +22,8 @@ from typing import Any
 from kdutils.summary import Summary, load_summary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Beside the split files in <run>/data/: their card and sha256 (kdutils.data writes and checks it).
+DATA_META_FILE = "meta.json"
 
 
 def default_output_root() -> Path:
@@ -121,6 +123,18 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def predictions_file(metrics_dir: str | Path, name: str, split: str, seed: int | None = None) -> Path:
+    """Where a model's logits and labels on ``split`` are saved: ``<metrics>/<name>_seed<k>_<split>.npz``
+    (``<name>_<split>.npz`` for a model trained once, ``seed=None``)."""
+    stem = f"{name}_seed{seed}" if seed is not None else name
+    return Path(metrics_dir) / f"{stem}_{split}.npz"
+
+
+def history_file(metrics_dir: str | Path, name: str, seed: int) -> Path:
+    """Where a student's per-epoch training history is saved: ``<metrics>/<name>_seed<k>_history.json``."""
+    return Path(metrics_dir) / f"{name}_seed{seed}_history.json"
+
+
 def _deep_update(base: dict, extra: dict) -> dict:
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(base.get(key), dict):
@@ -132,7 +146,12 @@ def _deep_update(base: dict, extra: dict) -> dict:
 
 @dataclass(frozen=True)
 class RunDir:
-    """Paths of one run: ``<output_root>/<profile name>/``."""
+    """Paths of one run: ``<output_root>/<profile name>/``.
+
+    The folders (``data``, ``figures``, ``cache``, ...) are created when asked for, except
+    ``models`` and what lies below it, which their writers create atomically. Paths of files
+    (``summary_path``, ``predictions_path``, ...) are only computed, never created.
+    """
 
     root: Path
 
@@ -152,7 +171,9 @@ class RunDir:
 
     @property
     def models(self) -> Path:
-        return self._sub("models")
+        """``models/``, not created here: models are written with :func:`atomic_dir`, which creates
+        it, so the folder exists only once a model does (``kdutils.serve`` tells runs apart by it)."""
+        return self.root / "models"
 
     @property
     def figures(self) -> Path:
@@ -191,9 +212,64 @@ class RunDir:
         return self.root / "manifest.json"
 
     def model_dir(self, name: str, seed: int | None = None) -> Path:
-        """Where a trained model lives: ``models/<name>`` or ``models/<name>/seed<k>``."""
+        """Where a trained model lives: ``models/<name>`` or ``models/<name>/seed<k>`` (not created)."""
         p = self.models / name
         return p / f"seed{seed}" if seed is not None else p
+
+    def onnx_dir(self, name: str) -> Path:
+        """Where the ONNX exports of model ``name`` live: ``models/onnx/<name>/`` (not created)."""
+        return self.models / "onnx" / name
+
+    @property
+    def data_meta_path(self) -> Path:
+        """``data/meta.json``, written with the splits by :func:`kdutils.data.write_splits` (not created)."""
+        return self.root / "data" / DATA_META_FILE
+
+    @property
+    def transfer_set_path(self) -> Path:
+        """``data/transfer_set.parquet``: the distillation rows (:class:`kdutils.distill.TransferSet`)."""
+        return self.data / "transfer_set.parquet"
+
+    def predictions_path(self, name: str, split: str, seed: int | None = None) -> Path:
+        """``metrics/<name>_seed<k>_<split>.npz`` (see :func:`predictions_file`; not created)."""
+        return predictions_file(self.root / "metrics", name, split, seed)
+
+    def history_path(self, name: str, seed: int) -> Path:
+        """``metrics/<name>_seed<k>_history.json`` (see :func:`history_file`; not created)."""
+        return history_file(self.root / "metrics", name, seed)
+
+    @property
+    def teacher_logits_cache(self) -> Path:
+        """``cache/teacher_logits/``: the scorer's content-keyed logits (:mod:`kdutils.scoring`)."""
+        return self.cache / "teacher_logits"
+
+    @property
+    def distill_cache(self) -> Path:
+        """``cache/distill_runs/``: distilled students by setting, seed and code (:func:`kdutils.distill.run_setting`)."""
+        return self.cache / "distill_runs"
+
+    def checkpoint_dir(self, name: str) -> Path:
+        """``cache/checkpoints/<name>/``: a teacher's fine-tuning checkpoints, removed once it is saved."""
+        return self.cache / "checkpoints" / name
+
+    def train_log(self, name: str) -> Path:
+        """``logs/<name>_train.log``: the output of a teacher trained under torchrun."""
+        return self.logs / f"{name}_train.log"
+
+    @property
+    def pipeline_log(self) -> Path:
+        """``logs/pipeline.log``: the pipeline's progress lines."""
+        return self.logs / "pipeline.log"
+
+    @property
+    def serving_logs(self) -> Path:
+        """``logs/serving/``: the deployment's server, nginx and load-test files."""
+        return self._sub("logs/serving")
+
+    @property
+    def state_dir(self) -> Path:
+        """``.state/``: the pipeline's record of each step's cache key."""
+        return self._sub(".state")
 
     def read_summary(self) -> dict[str, Any]:
         """``summary.json`` as parsed JSON, unvalidated ({} before the first notebook)."""

@@ -37,9 +37,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 
-from kdutils.runs import atomic_path, read_json, sha256_file, sha256_text
+from kdutils.model_files import CONFIG_FILE, meta_path, read_meta, weights_path
+from kdutils.runs import atomic_path, sha256_file, sha256_text
 
-WEIGHTS_FILE = "model.safetensors"
 CACHE_FORMAT = 1
 # ONNX Runtime and eager PyTorch (both fp32) must agree this closely to share cached rows.
 ONNX_TOLERANCE = 1e-3
@@ -55,7 +55,7 @@ def _weights_id(path: str, size: int, mtime_ns: int) -> str:
 
 def weights_identity(model_dir: str | Path) -> str:
     """sha256 of a model directory's weights (hashed once per file version in a process)."""
-    weights = Path(model_dir) / WEIGHTS_FILE
+    weights = weights_path(model_dir)
     stat = weights.stat()
     return _weights_id(str(weights.resolve()), stat.st_size, stat.st_mtime_ns)
 
@@ -90,14 +90,13 @@ class TeacherScorer:
         from kdutils.machine import resolve_precision
 
         self.model_dir = Path(model_dir)
-        if not (self.model_dir / WEIGHTS_FILE).exists():
-            raise FileNotFoundError(f"{self.model_dir / WEIGHTS_FILE} not found: train the teacher first")
+        if not weights_path(self.model_dir).exists():
+            raise FileNotFoundError(f"{weights_path(self.model_dir)} not found: train the teacher first")
         if runtime not in ("auto", "torch", "onnx"):
             raise ValueError(f"runtime must be auto, torch or onnx, got {runtime!r}")
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-        meta_path = self.model_dir / "kdmodel.json"
-        self.meta: dict[str, Any] = read_json(meta_path) if meta_path.exists() else {}
+        self.meta: dict[str, Any] = read_meta(self.model_dir) if meta_path(self.model_dir).exists() else {}
         if max_length is None:
             if "max_length" not in self.meta:
                 raise ValueError(f"{self.model_dir}: no kdmodel.json max_length; pass max_length")
@@ -123,7 +122,7 @@ class TeacherScorer:
     def key(self) -> str:
         """Cache key: the weights' sha256, the model config, ``max_length`` and (if not fp32) the mode."""
         if self._key is None:
-            config = (self.model_dir / "config.json").read_text()
+            config = (self.model_dir / CONFIG_FILE).read_text()
             # fp32 keys are those of earlier versions: cached fp32 rows stay valid.
             mode = () if self.precision.mode == "fp32" else (self.precision.mode,)
             self._key = sha256_text(f"format{CACHE_FORMAT}", weights_identity(self.model_dir), config,

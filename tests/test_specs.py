@@ -1,0 +1,93 @@
+"""The registry of teachers and data sets: every name a profile accepts has a spec, the specs agree
+with the weights and files they describe, and the paper can cite what they cite."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from kdutils import specs, teacher_weights
+from kdutils.anchors import REFERENCES
+from kdutils.assets import WHEELS
+from kdutils.config import ConfigError, DataConfig, TeacherConfig, available_profiles, load_profile
+
+
+def test_names_match_keys_and_kdutils_imports_nothing_here() -> None:
+    assert all(s.name == n for n, s in specs.TEACHERS.items())
+    assert all(s.name == n for n, s in specs.DATASETS.items())
+    # config reads this module, so it must stay below every other room.
+    source = Path(specs.__file__).read_text()
+    assert not re.search(r"^\s*(from|import) kdutils", source, re.MULTILINE)
+
+
+@pytest.mark.parametrize("name", list(specs.TEACHERS))
+def test_every_teacher_spec_is_a_valid_profile_value(name: str) -> None:
+    assert TeacherConfig(name=name).name == name
+
+
+@pytest.mark.parametrize("name", list(specs.DATASETS))
+def test_every_dataset_spec_is_a_valid_profile_value(name: str) -> None:
+    path = "reviews.csv" if not specs.DATASETS[name].packaged else None
+    assert DataConfig(dataset=name, path=path).dataset == name
+
+
+def test_names_without_a_spec_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"teacher\.name.*unknown teacher 'bert-base'.*minilm-l6, mpnet-12"):
+        load_profile("smoke", {"teacher": {"name": "bert-base"}})
+    with pytest.raises(ConfigError, match=r"data\.dataset.*unknown dataset 'sst2'.*rotten_tomatoes, imdb, tweets, file"):
+        load_profile("smoke", {"data": {"dataset": "sst2"}})
+
+
+@pytest.mark.parametrize("profile", available_profiles())
+def test_shipped_profiles_name_registered_teachers_and_data(profile: str) -> None:
+    cfg = load_profile(profile)
+    assert cfg.teacher.name in specs.TEACHERS and cfg.data.dataset in specs.DATASETS
+
+
+def test_report_facing_fields_are_filled_and_cite_known_references() -> None:
+    for t in specs.TEACHERS.values():
+        assert t.label and t.family and t.architecture and t.refs
+        assert isinstance(t.layers, int) and t.layers > 1 and isinstance(t.hidden, int) and t.hidden > 0
+    for d in specs.DATASETS.values():
+        assert d.label and d.long
+    cited = {r for s in [*specs.TEACHERS.values(), *specs.DATASETS.values()] for r in s.refs}
+    assert cited <= set(REFERENCES), f"not in kdutils.anchors.REFERENCES: {sorted(cited - set(REFERENCES))}"
+
+
+def test_minilm_spec_matches_its_weights_config() -> None:
+    spec = specs.TEACHERS["minilm-l6"]
+    path = teacher_weights.resolve_teacher("minilm-l6")
+    config = json.loads((path / "config.json").read_text())
+    assert (config["num_hidden_layers"], config["hidden_size"]) == (spec.layers, spec.hidden)
+    assert config["model_type"] == spec.architecture.lower()
+    assert (path / "model.safetensors").stat().st_size == spec.weights_bytes
+    assert teacher_weights.read_teacher_info("minilm-l6", path).description == spec.description
+    assert spec.description.startswith(f"{spec.label}: BERT, 6 layers, hidden 384, uncased;")
+
+
+def test_wheel_sources_are_the_pinned_asset_wheels() -> None:
+    # A wheel's requirement is written twice (the spec and kdutils.assets.WHEELS): they must agree.
+    for t in specs.TEACHERS.values():
+        if t.parts:
+            assert " ".join(WHEELS[key].requirement for key, _ in t.parts) == t.requirement
+            assert len(t.part_bytes) == len(t.parts)
+        else:
+            assert t.package and importlib.util.find_spec(t.package) is not None
+    for d in specs.DATASETS.values():
+        for source in d.sources:
+            assert re.fullmatch(r"[0-9a-f]{64}", source.sha256)
+            if source.package:
+                assert importlib.util.find_spec(source.package) is not None, source.requirement
+            else:
+                assert WHEELS[source.distribution].requirement == source.requirement
+
+
+def test_label_names_are_given_for_packaged_data_only() -> None:
+    for d in specs.DATASETS.values():
+        assert bool(d.label_names) == d.packaged
+        assert len(set(d.label_names)) == len(d.label_names)
+    assert not specs.DATASETS["file"].unlabelled and not specs.DATASETS["file"].official_test
