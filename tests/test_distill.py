@@ -28,6 +28,7 @@ from kdutils.distill import (
     plot_calibration,
     plot_gain_per_seed,
     plot_training_curves,
+    run_key,
     run_setting,
     save_distilled,
     score_transfer_set,
@@ -36,7 +37,7 @@ from kdutils.distill import (
     teacher_unk_token,
 )
 from kdutils.text import tokenize
-from kdutils.train import encode_texts, init_student
+from kdutils.train import TrainSettings, encode_texts, init_student
 
 matplotlib.use("Agg")
 
@@ -184,14 +185,14 @@ def small_runs(rt_splits, vocab, transfer, teacher_dir, tmp_path_factory):
         return init_student(vocab, 2, ARCH, seed)
 
     cache = tmp_path_factory.mktemp("runs")
-    kwargs = {"epochs": 1, "batch_size": 64, "lr": 1e-3, "patience": 1}
+    training = TrainSettings(epochs=1, batch_size=64, learning_rate=1e-3, patience=1)
     mse = Setting("train+augmented+unlabelled: MSE", "train+augmented+unlabelled", "mse", 0.0)
     ce = Setting("train: labels only", "train", "ce", 1.0)
-    distilled = run_setting(mse, [0, 1], make, data, val, test, cache_dir=cache, cache_key="k", keep_models=True,
-                            **kwargs)
-    baseline = run_setting(ce, [0, 1], make, data.subset(np.arange(200)), val, test, **kwargs)
+    distilled = run_setting(mse, [0, 1], make, data, val, test, training, cache_dir=cache, cache_key="k",
+                            keep_models=True)
+    baseline = run_setting(ce, [0, 1], make, data.subset(np.arange(200)), val, test, training)
     return {"mse": mse, "distilled": distilled, "baseline": baseline, "data": data, "val": val, "test": test,
-            "make": make, "cache": cache, "kwargs": kwargs}
+            "make": make, "cache": cache, "training": training}
 
 
 def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, vocab) -> None:
@@ -202,8 +203,8 @@ def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, 
     # Same setting, seed and data: loaded from the cache, same predictions, no training.
     bar = io.StringIO()
     again = run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
-                        small_runs["test"], cache_dir=small_runs["cache"], cache_key="k", progress_file=bar,
-                        **small_runs["kwargs"])[0]
+                        small_runs["test"], small_runs["training"], cache_dir=small_runs["cache"], cache_key="k",
+                        progress_file=bar)[0]
     assert again.from_cache
     # A seed read from the cache counts as done on the setting's bar.
     assert re.fullmatch(rf"{re.escape(small_runs['mse'].name)}: 1/1 seeds \[\d\d:\d\d\], 1 from cache",
@@ -211,9 +212,18 @@ def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, 
     np.testing.assert_allclose(again.test_logits, run.test_logits, atol=1e-6)
     # Another data key is another run.
     other = run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
-                        small_runs["test"], cache_dir=small_runs["cache"], cache_key="other",
-                        **small_runs["kwargs"])[0]
+                        small_runs["test"], small_runs["training"], cache_dir=small_runs["cache"],
+                        cache_key="other")[0]
     assert not other.from_cache
+
+
+def test_run_cache_key_is_unchanged() -> None:
+    # Recorded before the training settings became one object: cached students stay valid while equal.
+    setting = Setting("train+augmented: MSE, alpha=0", "train+augmented", "mse", 0.0, None)
+    training = TrainSettings(epochs=10, batch_size=128, learning_rate=2e-3, patience=2)
+    assert run_key(setting, 3, training, "datakey", code="codefp") == (
+        "6c9d742ba8a92668ba62bc926602046795d4d786ff98d6b2367ef5dd3309d285")
+    assert run_key(setting, 3, training, "datakey") != run_key(setting, 3, training, "datakey", code="codefp")
 
 
 def _bar_states(stream: io.StringIO) -> list[str]:
@@ -226,7 +236,7 @@ def test_seeds_trained_in_worker_processes_match_in_process_training(small_runs,
 
     bar = io.StringIO()
     runs = run_setting(small_runs["mse"], [0, 1], partial(init_student, vocab, 2, ARCH), small_runs["data"],
-                       small_runs["val"], small_runs["test"], workers=2, progress_file=bar, **small_runs["kwargs"])
+                       small_runs["val"], small_runs["test"], small_runs["training"], workers=2, progress_file=bar)
     # The bar lives in this process and advances as each worker's seed finishes (it used to
     # stay at 0/14: the bars were drawn inside the workers).
     counts = [re.search(r": (\d)/2 seeds", s).group(1) for s in _bar_states(bar)]
@@ -236,7 +246,7 @@ def test_seeds_trained_in_worker_processes_match_in_process_training(small_runs,
         np.testing.assert_allclose(worker_run.test_logits, local_run.test_logits, atol=1e-5)
     with pytest.raises(ValueError, match="workers must be"):
         run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
-                    small_runs["test"], workers=0, **small_runs["kwargs"])
+                    small_runs["test"], small_runs["training"], workers=0)
 
 
 def test_save_distilled_writes_what_later_notebooks_read(tmp_path, small_runs, vocab, rt_splits) -> None:
