@@ -33,14 +33,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ftfy
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from kdutils import steps
+from kdutils import plots, steps
 from kdutils.assets import AssetError, package_file, read_wheel_member, wheel_path
 from kdutils.config import ConfigError, DataConfig
 from kdutils.runs import RunDir, atomic_path, read_json, sha256_file, write_json
+
+# Imported where used: the data packages (an ImportError says how to install one), kdutils.text
+# (torch, seconds to import; a regex stands in without it), transformers and matplotlib.
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -137,8 +141,6 @@ def repair_text(text: str) -> str:
     C1 control characters that ftfy leaves in place are dropped: they never print and only
     survive from byte sequences that were already cut upstream, which nothing can restore.
     """
-    import ftfy
-
     return _C1_CONTROLS.sub("", ftfy.fix_text(text))
 
 
@@ -653,8 +655,6 @@ def plot_label_balance(splits: Splits) -> Any:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from kdutils import plots
-
     plots.set_style()
     long = _long_frame(splits)
     shares = (
@@ -685,8 +685,6 @@ def plot_length_distribution(splits: Splits, clip_quantile: float = 0.99) -> Any
     """Density of text length in words per split (x axis clipped at a high quantile)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from kdutils import plots
 
     plots.set_style()
     long = _long_frame(splits)

@@ -34,6 +34,9 @@ import httpx
 
 from kdutils.runs import REPO_ROOT
 
+# kdutils.serve (FastAPI and the predictors) is imported only for the body limit: the load
+# clients and nginx helpers here need none of it.
+
 NGINX_FALLBACK = "/usr/sbin/nginx"
 
 

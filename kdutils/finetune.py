@@ -35,12 +35,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 import pandas as pd
 
-from kdutils import steps
+from kdutils import progress, steps
 from kdutils.config import TeacherConfig
 from kdutils.machine import Precision, quiet_transformers, resolve_precision
 from kdutils.runs import atomic_dir, read_json, sha256_file, sha256_text, write_json
 from kdutils.scoring import weights_identity
 from kdutils.teacher_weights import WEIGHTS_FILE, resolve_teacher
+
+# transformers and torch are imported where used: each takes seconds, and the settings, the
+# fingerprint and TeacherResult (read by later notebooks and the command line) need neither.
 
 META_FILE = "kdmodel.json"
 MIB = 2**20
@@ -241,8 +244,6 @@ def complete_checkpoints(scratch_dir: Path) -> list[Path]:
 
 def _make_progress_callback(total_desc: str) -> Any:
     from transformers import TrainerCallback
-
-    from kdutils import progress
 
     class _Progress(TrainerCallback):
         # One bar per run on the main process, instead of Trainer's bar per epoch and evaluation.

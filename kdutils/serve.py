@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -72,6 +73,9 @@ from kdutils import steps
 from kdutils.config import DeployConfig
 from kdutils.metrics import softmax
 from kdutils.predictors import EmptyTextError, ModelEntry, Predictor, discover, make_predictor
+
+# torch and kdutils.text (which imports torch) are imported where an eager model or the no-op
+# endpoint needs them: a server of ONNX models never loads torch. fastapi_offline only serves /docs.
 
 log = logging.getLogger("kdutils.serve")
 
@@ -668,8 +672,6 @@ def pin_cpus(cpus: set[int] | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
     args = parse_args(argv)
     pin_cpus(args.cpus)
     # Set before torch/onnxruntime create their pools, so every library uses the stated threads.

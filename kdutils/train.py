@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdutils import progress
+from kdutils import plots, progress
 from kdutils.embeddings import glove_embedding_matrix
 from kdutils.metrics import classification_metrics
 from kdutils.models import BiLSTMClassifier, build_student, save_student
@@ -446,8 +446,6 @@ def plot_student_curves(histories: dict[str, dict[int, list[dict[str, Any]]]]) -
     # matplotlib loads in seconds: only the notebooks that draw pay for it, not training workers.
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from kdutils import plots
 
     plots.set_style()
     names = list(histories)
