@@ -192,7 +192,8 @@ def missing(root: str | Path, key: str, seeds: Sequence[int] = (), extra: Sequen
     """What step ``key`` needs (its table entry, then ``extra`` run files) and does not find under the
     run directory ``root``, each with the step that writes it. Nothing is created.
 
-    ``{seed}`` in a needed path is checked for every one of ``seeds``; a ``*`` for any match.
+    ``{seed}`` in a needed path is checked for every one of ``seeds`` (so not at all without
+    seeds); a ``*`` is satisfied by any match. Raises :class:`UnknownStep` for an unknown ``key``.
     """
     root = Path(root)
     spec = step(key)
