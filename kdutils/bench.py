@@ -16,6 +16,7 @@ seconds are discarded from latency and throughput but their failures still count
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -24,17 +25,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
+from kdutils import lightload, plots
+from kdutils.deploy import (
+    Deployment,
+    ServerOptions,
+    free_ports,
+    spawn,
+    start_server,
+    wait_healthy,
+)
 from kdutils.machine import cpu_name
 from kdutils.model_files import CONFIG_FILE
 from kdutils.predictors import RUNTIMES, ModelEntry, Predictor, discover, make_predictor, split_name
 from kdutils.runs import REPO_ROOT
+from kdutils.summary import ServingSection
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 
@@ -55,7 +67,7 @@ def configure_threads(threads: int) -> dict[str, int]:
 
     onnxruntime takes its thread count per session (``make_predictor(entry, threads)``).
     """
-    import torch
+    import torch  # seconds to import: the load tests (OtherLoad, sweeps) never need it
 
     torch.set_num_threads(threads)
     try:
@@ -68,8 +80,7 @@ def configure_threads(threads: int) -> dict[str, int]:
 
 def matmul_peak_gflops(threads: int, n: int = 1024, repeats: int = 5) -> dict[str, float]:
     """Best float32 GFLOP/s of an n x n matmul in torch and in numpy, with ``threads`` threads."""
-    import torch
-    from threadpoolctl import threadpool_limits
+    import torch  # seconds to import: the load tests (OtherLoad, sweeps) never need it
 
     flops = 2.0 * n**3
     torch.set_num_threads(threads)
@@ -469,15 +480,63 @@ def serving_frame(serving: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# --------------------------------------------------------------------------- the summary's serving section
+
+LOAD_GENERATOR = "locust (headless, own process, FastHttpUser, no wait time)"
+LATENCY_CLIENT = "kdutils.lightload (http.client keep-alive, own process, interleaved)"
+
+
+def with_in_process(http_overhead: dict[str, Any], inference: dict[str, Any]) -> dict[str, Any]:
+    """``http_overhead`` of :func:`peer_comparison` (a copy) with each served runtime's in-process
+    batch-1 p50 from ``inference`` (:func:`micro_benchmark`) beside its HTTP p50, in ms:
+    ``in_process_p50_ms`` per runtime and, for the first served model, at the top."""
+    out = copy.deepcopy(http_overhead)
+    for name, result in out["runtimes"].items():
+        base, runtime = split_name(name)
+        result["in_process_p50_ms"] = inference[base][runtime]["latency_ms_p50"]
+    out["in_process_p50_ms"] = out["runtimes"][out["model"]]["in_process_p50_ms"]
+    return out
+
+
+def serving_section(*, machine: dict[str, Any], replicas: int, threads_per_replica: int, warmup_s: float,
+                    duration_s: float, peers: dict[str, Any], batching: dict[str, Any],
+                    http_overhead: dict[str, Any], one_replica: dict[str, Any], micro_batching: dict[str, Any],
+                    other_load: dict[str, float | None], nginx_version: str | None,
+                    nginx_sweep: dict[str, Any] | None = None,
+                    fault_test: dict[str, Any] | None = None) -> ServingSection:
+    """Notebook 05's measurements as ``summary.json``'s ``serving`` section.
+
+    ``machine`` is ``inference["machine"]`` (:func:`micro_benchmark`); ``peers``, ``batching`` and
+    ``http_overhead`` come from :func:`peer_comparison` (the last through :func:`with_in_process`),
+    ``one_replica`` and ``nginx_sweep`` from :func:`sweep`, ``fault_test`` from :func:`fault_test`,
+    ``micro_batching`` from :func:`compare_micro_batching`; ``other_load`` is each block's
+    :class:`OtherLoad` share (fraction of the cores, None where not measurable) and
+    ``nginx_version`` :func:`kdutils.deploy.nginx_version`. Without nginx (``nginx_sweep`` and
+    ``fault_test`` None) the fault test is recorded as skipped. Raises pydantic's ValidationError
+    when a value does not fit :class:`kdutils.summary.ServingSection`.
+    """
+    settings = {"cpu": machine["cpu"], "cores": machine["cores"], "replicas": replicas,
+                "threads_per_replica": threads_per_replica, "warmup_s": warmup_s, "duration_s": duration_s,
+                "load_generator": LOAD_GENERATOR, "latency_client": LATENCY_CLIENT, "nginx": nginx_version,
+                "other_processes_cpu_share": other_load}
+    section = {"settings": settings, "peers": peers, "batching": batching, "http_overhead": http_overhead,
+               "1_replica": one_replica}
+    if nginx_sweep is not None:
+        section["N_replicas_nginx"] = nginx_sweep
+    section["fault_test"] = fault_test if fault_test is not None else {"skipped": "nginx is not installed"}
+    section["micro_batching"] = micro_batching
+    return ServingSection.from_record(section)
+
+
 # --------------------------------------------------------------------------- figures
+# matplotlib and seaborn are imported inside each figure function: the servers and load clients
+# started from this module never draw.
 
 
 def plot_inference(inference: dict[str, Any]) -> Any:
     """Batch-1 p50 latency (log scale) per model, one bar per runtime."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from kdutils import plots
 
     plots.set_style()
     df = inference_frame(inference)
@@ -495,8 +554,7 @@ def plot_inference(inference: dict[str, Any]) -> Any:
 def plot_pareto(inference: dict[str, Any]) -> Any:
     """Test accuracy against batch-1 latency (log scale); the Pareto front joined by a line."""
     import matplotlib.pyplot as plt
-
-    from kdutils import plots
+    from matplotlib.lines import Line2D
 
     plots.set_style()
     df = inference_frame(inference).sort_values("latency_ms_p50")
@@ -511,8 +569,6 @@ def plot_pareto(inference: dict[str, Any]) -> Any:
         r = g.iloc[0]
         ax.annotate(model, (r["latency_ms_p50"], 100 * r["accuracy"]), fontsize=5, xytext=(3, 3),
                     textcoords="offset points")
-    from matplotlib.lines import Line2D
-
     ax.legend(handles=[Line2D([], [], marker=m, ls="", color="0.3", label=k) for k, m in markers.items()],
               loc="lower right")
     ax.set_xscale("log")
@@ -524,8 +580,6 @@ def plot_pareto(inference: dict[str, Any]) -> Any:
 def plot_serving(serving: dict[str, Any]) -> Any:
     """Throughput and p95 latency against concurrency, per model, for each setup."""
     import matplotlib.pyplot as plt
-
-    from kdutils import plots
 
     plots.set_style()
     df = serving_frame(serving)
@@ -570,15 +624,15 @@ def http_overhead(url: str, models: Sequence[str], texts_path: Path, duration_s:
 
 
 def compare_micro_batching(run_dir: str | Path, model: str, texts_path: Path, users: int, duration_s: float,
-                           warmup_s: float, micro_batching_ms: float, options: Any, out_dir: Path) -> dict[str, Any]:
-    """One replica with micro-batching off, then on (``micro_batching_ms``), at ``users`` in flight."""
-    from dataclasses import replace
+                           warmup_s: float, options: ServerOptions, out_dir: Path) -> dict[str, Any]:
+    """One replica serving ``model`` with batching off, then on, at ``users`` in flight (locust).
 
-    from kdutils.deploy import Deployment
-
-    out: dict[str, Any] = {"model": model, "users": users, "micro_batching_ms": micro_batching_ms}
-    for label, ms in (("off", 0.0), ("on", micro_batching_ms)):
-        opts = replace(options, models=(model,), micro_batching_ms=ms)
+    ``options`` are the replica's other settings. Returns ``{model, users, off, on, rps_ratio}``
+    (``serving.micro_batching`` of :mod:`kdutils.summary`; no ``rps_ratio`` when off served nothing).
+    """
+    out: dict[str, Any] = {"model": model, "users": users}
+    for label, batching in (("off", False), ("on", True)):
+        opts = replace(options, models=(model,), batching=batching)
         with Deployment(run_dir, replicas=1, options=opts, log_dir=out_dir) as dep:
             out[label] = run_load(dep.url, model, texts_path, users, duration_s, warmup_s, out_dir,
                                   tag=f"microbatch_{label}")
@@ -724,9 +778,6 @@ def peer_comparison(run_dir: str | Path, model: str, texts: Sequence[str], out_d
     (``p50_ms``, ``p95_ms``, ``p99_ms``, ``rps``, ``errors``, ``requests``). Raises
     :class:`kdutils.deploy.DeployError` when a server does not come up.
     """
-    from kdutils import lightload
-    from kdutils.deploy import ServerOptions, free_ports, spawn, start_server, wait_healthy
-
     out_dir = Path(out_dir)
     server_cpus, client_cpus = split_cpus()
     pin = tuple(sorted(server_cpus)) if server_cpus else None
@@ -798,8 +849,6 @@ def peers_frame(peers: dict[str, Any]) -> pd.DataFrame:
 def plot_peers(peers: dict[str, Any]) -> Any:
     """p50 latency and throughput against requests in flight: floor, naive peer and ours."""
     import matplotlib.pyplot as plt
-
-    from kdutils import plots
 
     plots.set_style()
     df = peers_frame(peers)

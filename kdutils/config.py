@@ -249,8 +249,6 @@ class DeployConfig(_Section):
     server_threads: Int = Field(1, ge=1)
     max_texts: Int = Field(64, ge=1)
     max_chars: Int = Field(5000, ge=1)
-    max_body_bytes: Int = Field(1_000_000, ge=1024)
-    micro_batching_ms: Float = Field(5.0, ge=0)
     # Models served in the load tests (the micro-benchmark covers every model): a trained
     # model's name, optionally with a runtime suffix (student_distilled@onnx-int8).
     load_models: tuple[str, ...] = ("student_distilled", "teacher")

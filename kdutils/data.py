@@ -37,14 +37,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ftfy
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from kdutils import plots, steps
 from kdutils.assets import AssetError, package_file, read_wheel_member, wheel_path
 from kdutils.config import ConfigError, DataConfig
 from kdutils.runs import DATA_META_FILE, RunDir, atomic_path, read_json, sha256_file, write_json
 from kdutils.specs import DATASETS, TEACHERS, SourceFile
+
+# Imported where used: the data packages (an ImportError says how to install one), kdutils.text
+# (torch, seconds to import; a regex stands in without it), transformers and matplotlib.
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -147,8 +152,6 @@ def repair_text(text: str) -> str:
     C1 control characters that ftfy leaves in place are dropped: they never print and only
     survive from byte sequences that were already cut upstream, which nothing can restore.
     """
-    import ftfy
-
     return _C1_CONTROLS.sub("", ftfy.fix_text(text))
 
 
@@ -514,7 +517,7 @@ def load_splits(run: RunDir | str | Path) -> Splits:
     meta_path = directory / DATA_META_FILE
     if not meta_path.exists():
         raise FileNotFoundError(
-            f"{meta_path} not found: run notebooks/01_data.ipynb for this profile first"
+            f"{meta_path} not found: {steps.run_first('data/meta.json')}"
         )
     meta = read_json(meta_path)
     parts = {}
@@ -522,10 +525,10 @@ def load_splits(run: RunDir | str | Path) -> Splits:
         path = directory / f"{name}.parquet"
         expected = meta.get("files", {}).get(path.name)
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: rerun notebooks/01_data.ipynb")
+            raise FileNotFoundError(f"{path} not found: {steps.run_first(f'data/{path.name}', rerun=True)}")
         if expected and sha256_file(path) != expected:
             raise AssetError(
-                f"{path} differs from the sha256 in {meta_path}: rerun notebooks/01_data.ipynb"
+                f"{path} differs from the sha256 in {meta_path}: {steps.run_first(f'data/{path.name}', rerun=True)}"
             )
         part = pd.read_parquet(path)
         parts[name] = pd.DataFrame(
@@ -685,8 +688,6 @@ def plot_label_balance(splits: Splits) -> Any:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from kdutils import plots
-
     plots.set_style()
     long = _long_frame(splits)
     shares = (
@@ -717,8 +718,6 @@ def plot_length_distribution(splits: Splits, clip_quantile: float = 0.99) -> Any
     """Density of text length in words per split (x axis clipped at a high quantile)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from kdutils import plots
 
     plots.set_style()
     long = _long_frame(splits)

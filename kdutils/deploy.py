@@ -34,6 +34,9 @@ import httpx
 
 from kdutils.runs import REPO_ROOT
 
+# kdutils.serve (FastAPI and the predictors) is imported only for the body limit: the load
+# clients and nginx helpers here need none of it.
+
 NGINX_FALLBACK = "/usr/sbin/nginx"
 
 
@@ -201,7 +204,6 @@ class ServerOptions:
     max_chars: int = 5000
     max_body_bytes: int | None = None  # None: what max_texts x max_chars take as escaped JSON
     batching: bool = True
-    micro_batching_ms: float | None = None  # older spelling: 0 turns batching off, > 0 on
     inline_ms: float | None = None  # None: the server's default
     body_timeout_s: float | None = None
     cpus: tuple[int, ...] | None = None  # pin the server to these CPUs
@@ -219,8 +221,7 @@ class ServerOptions:
                "--max-chars", str(self.max_chars), "--log-level", self.log_level]
         if self.max_body_bytes is not None:
             out += ["--max-body-bytes", str(self.max_body_bytes)]
-        batching = self.batching if self.micro_batching_ms is None else self.micro_batching_ms > 0
-        out += ["--batching" if batching else "--no-batching"]
+        out += ["--batching" if self.batching else "--no-batching"]
         if self.inline_ms is not None:
             out += ["--inline-ms", str(self.inline_ms)]
         if self.body_timeout_s is not None:

@@ -3,8 +3,6 @@
 Notebook ``04_distillation`` drives this module; it holds no profile knowledge
 (every value arrives as an argument).
 
-- :func:`missing_upstream` / :func:`missing_steps`: what notebooks 01-03 should have written (and
-  which of them to run), checked before anything runs.
 - :func:`in_domain_sentences` cuts unlabelled in-domain sentences (for
   rotten_tomatoes: from the imdb *train* reviews) and :func:`build_transfer_set`
   joins the training split, its augmented copies and those sentences into a
@@ -16,6 +14,7 @@ Notebook ``04_distillation`` drives this module; it holds no profile knowledge
 - :func:`grid_settings` and :func:`select_setting`: candidates, chosen on validation only.
 - :func:`save_distilled` saves a student the way notebook 03 saves the baseline.
 - :func:`paired_comparison` and :func:`agreement`: the gain, its tests, and fidelity.
+- :func:`summary_sections`: the results as ``summary.json``'s typed sections.
 - ``plot_*``: training curves, accuracy comparison, per-seed gain, ablation, calibration.
 """
 
@@ -23,67 +22,47 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+import torch
 
-from kdutils import progress
+from kdutils import plots, progress, steps
 from kdutils.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
-from kdutils.model_files import VOCAB_FILE, meta_path, read_meta, weights_path
-from kdutils.runs import RunDir, history_file, predictions_file
+from kdutils.data import unlabelled_texts
+from kdutils.losses import make_loss
+from kdutils.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    reliability_curve,
+    softmax,
+)
+from kdutils.model_files import read_meta
+from kdutils.models import save_student
+from kdutils.runs import atomic_path, history_file, predictions_file, write_json
 from kdutils.specs import DATASETS
+from kdutils.stats import mcnemar_exact, mean_ci, paired_bootstrap, paired_gain
+from kdutils.summary import DistillationSection, DistilledStudentEntry
 from kdutils.text import tokenize
+from kdutils.train import (
+    EncodedSet,
+    TrainSettings,
+    code_fingerprint,
+    predict_logits,
+    save_predictions,
+    summarise_seeds,
+    train_classifier,
+)
 
 SOURCES = ("train", "augmented", "unlabelled")
 # Where unlabelled in-domain text comes from, per data set that has some (kdutils.specs.DATASETS).
 UNLABELLED_SOURCES = {name: spec.unlabelled for name, spec in DATASETS.items() if spec.unlabelled}
-
-
-# --------------------------------------------------------------------------- preconditions
-
-
-def _missing(root: Path, seeds: Sequence[int]) -> list[tuple[str, tuple[str, ...]]]:
-    """``(what is missing, notebooks that write it)`` pairs for notebook 04's upstream."""
-    run = RunDir(root)  # only paths of it are read: nothing is created
-    teacher = run.model_dir("teacher")
-    need = [
-        (run.data_meta_path, "01_data"),
-        (meta_path(teacher), "02_teacher"),
-        (weights_path(teacher), "02_teacher"),
-    ]
-    for seed in seeds:
-        base = run.model_dir("student_baseline", seed)
-        need += [(meta_path(base), "03_student"), (base / VOCAB_FILE, "03_student"),
-                 (run.predictions_path("student_baseline", "test", seed), "03_student"),
-                 (run.predictions_path("student_baseline", "val", seed), "03_student")]
-    problems = [(str(path), (nb,)) for path, nb in need if not path.exists()]
-    summary = run.summary_path
-    if summary.exists():
-        models = json.loads(summary.read_text()).get("models", {})
-        for name, nb in (("teacher", "02_teacher"), ("student_baseline", "03_student")):
-            if name not in models:
-                problems.append((f"summary.json has no models.{name}", (nb,)))
-    else:
-        problems.append((str(summary), ("01_data", "02_teacher", "03_student")))
-    return problems
-
-
-def missing_upstream(root: str | Path, seeds: Sequence[int]) -> list[str]:
-    """What notebook 04 needs and does not find under the run directory ``root`` (nothing is created).
-
-    Each entry names the missing artefact and the notebook that writes it.
-    """
-    return [f"{what} (run notebooks/{nbs[0]}.ipynb)" if len(nbs) == 1 else f"{what} (run notebooks "
-            f"{nbs[0][:2]}-{nbs[-1][:2]} first)" for what, nbs in _missing(Path(root), seeds)]
-
-
-def missing_steps(root: str | Path, seeds: Sequence[int]) -> list[str]:
-    """The notebooks (``["02_teacher", "03_student"]``, in order) whose outputs notebook 04 misses."""
-    return sorted({nb for _, nbs in _missing(Path(root), seeds) for nb in nbs})
 
 
 # --------------------------------------------------------------------------- transfer set
@@ -131,8 +110,6 @@ class TransferSet:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_frame` as Parquet, atomically (the transfer set is a study artefact)."""
-        from kdutils.runs import atomic_path
-
         with atomic_path(path) as tmp:
             self.to_frame().to_parquet(tmp, index=False)
         return Path(path)
@@ -166,7 +143,6 @@ def in_domain_sentences(
     """
     if n <= 0 or dataset not in UNLABELLED_SOURCES:
         return []
-    from kdutils.data import unlabelled_texts
 
     reviews = unlabelled_texts(dataset)
     lengths = np.array([len(tokenize(t)) for t in reference_texts])
@@ -238,7 +214,7 @@ def score_transfer_set(transfer: TransferSet, scorer: Any) -> np.ndarray:
 
 def teacher_unk_token(model_dir: str | Path) -> str:
     """The unknown token of the saved teacher's tokenizer (``[UNK]`` for BERT, ``<unk>`` for MPNet)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # seconds to import: only this call needs it
 
     token = AutoTokenizer.from_pretrained(str(model_dir)).unk_token
     if not token:
@@ -249,8 +225,6 @@ def teacher_unk_token(model_dir: str | Path) -> str:
 def encode_rows(vocab: Any, tokens: Sequence[Sequence[str]], labels: Sequence[int], max_length: int,
                 teacher_logits: np.ndarray | None = None) -> Any:
     """An :class:`~kdutils.train.EncodedSet` from token lists (never re-tokenised: ``<unk>`` stays UNK)."""
-    from kdutils.train import EncodedSet
-
     ids, mask = vocab.encode_batch([list(t) for t in tokens], max_length)
     return EncodedSet(ids, mask, np.asarray(labels, dtype=np.int64), teacher_logits)
 
@@ -282,8 +256,6 @@ def select_setting(rows: Sequence[dict[str, Any]], key: str = "val_accuracy_mean
 
 def softmax_confidence(logits: np.ndarray) -> float:
     """Mean probability of the predicted class (NaN for no rows)."""
-    from kdutils.metrics import softmax
-
     return float(softmax(logits).max(axis=1).mean()) if len(logits) else float("nan")
 
 
@@ -294,7 +266,7 @@ def load_predictions(metrics_dir: str | Path, model: str, seeds: Sequence[int],
     for seed in seeds:
         path = predictions_file(metrics_dir, model, split, seed)
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: run the notebook that trains {model} first")
+            raise FileNotFoundError(f"{path} not found: {steps.run_first(f'models.{model}')}")
         with np.load(path) as z:
             out[seed] = {"logits": z["logits"], "labels": z["labels"]}
     return out
@@ -314,8 +286,6 @@ class Setting:
     temperature: float | None = None
 
     def loss_fn(self) -> Any:
-        from kdutils.losses import make_loss
-
         return make_loss(self.loss, self.alpha, self.temperature or 1.0)  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, Any]:
@@ -374,14 +344,6 @@ class StudentRun:
     model: Any = None
 
 
-def code_fingerprint() -> str:
-    """Digest of the modules that shape a trained student, so a cached run dies with a code change."""
-    from kdutils.runs import sha256_text
-
-    here = Path(__file__).parent
-    return sha256_text(*(p.read_text() for p in (here / f"{m}.py" for m in ("train", "models", "losses", "text"))))
-
-
 def fingerprint(*parts: Any) -> str:
     """sha256 of arrays, tensors, token lists and JSON-able values (cache keys)."""
     h = hashlib.sha256()
@@ -397,6 +359,13 @@ def fingerprint(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def run_key(setting: Setting, seed: int, training: TrainSettings, cache_key: str, code: str | None = None) -> str:
+    """The run cache's key of one student: its setting, seed, training settings, data (``cache_key``)
+    and the training code (``code``, default :func:`kdutils.train.code_fingerprint`)."""
+    return fingerprint(setting.describe(), seed, training.epochs, training.batch_size, training.learning_rate,
+                       training.patience, cache_key, code_fingerprint() if code is None else code)
+
+
 def train_student(
     setting: Setting,
     seed: int,
@@ -404,11 +373,8 @@ def train_student(
     train: Any,
     val: Any,
     test: Any,
+    training: TrainSettings,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    patience: int,
     cache_path: str | Path | None = None,
     show_progress: bool = True,
 ) -> StudentRun:
@@ -418,11 +384,6 @@ def train_student(
     ``test`` is only scored, after training: early stopping and selection use ``val``.
     ``show_progress=False`` draws no per-batch bar (worker processes: see :func:`run_setting`).
     """
-    import torch
-
-    from kdutils.runs import atomic_path
-    from kdutils.train import train_classifier
-
     model = make_model(seed)
     cache_path = Path(cache_path) if cache_path is not None else None
     if cache_path is not None and cache_path.exists():
@@ -434,8 +395,9 @@ def train_student(
                              float(stored["seconds"]), from_cache=True)
         except (RuntimeError, KeyError, OSError, ValueError):
             model = make_model(seed)  # an unreadable cache entry is retrained, never trusted
-    result = train_classifier(model, train, val, loss_fn=setting.loss_fn(), epochs=epochs, batch_size=batch_size,
-                              lr=lr, patience=patience, seed=seed, desc=f"{setting.name} seed {seed}",
+    result = train_classifier(model, train, val, loss_fn=setting.loss_fn(), epochs=training.epochs,
+                              batch_size=training.batch_size, lr=training.learning_rate,
+                              patience=training.stop_after, seed=seed, desc=f"{setting.name} seed {seed}",
                               show_progress=show_progress)
     run = _run_from(setting, seed, model, val, test, result.history, result.best_epoch, result.seconds)
     if cache_path is not None:
@@ -447,8 +409,6 @@ def train_student(
 
 def _run_from(setting: Setting, seed: int, model: Any, val: Any, test: Any, history: list[dict[str, Any]],
               best_epoch: int, seconds: float, from_cache: bool = False) -> StudentRun:
-    from kdutils.train import predict_logits
-
     val_logits = predict_logits(model, val)
     test_logits = predict_logits(model, test)
     return StudentRun(
@@ -467,11 +427,8 @@ def run_setting(
     train: Any,
     val: Any,
     test: Any,
+    training: TrainSettings,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    patience: int,
     cache_dir: str | Path | None = None,
     cache_key: str = "",
     keep_models: bool = False,
@@ -479,7 +436,8 @@ def run_setting(
     progress_file: IO[str] | None = None,
 ) -> list[StudentRun]:
     """:func:`train_student` over ``seeds``. With ``cache_dir``, a run whose setting, seed, data
-    (``cache_key``), training parameters and code are unchanged is loaded instead of retrained.
+    (``cache_key``), training settings and code are unchanged is loaded instead of retrained
+    (:func:`run_key`).
 
     With ``workers > 1``, seeds still to train run in that many spawned processes at once: each
     student trains on one thread (small LSTMs scale poorly across threads), so on a 2-core machine
@@ -498,10 +456,7 @@ def run_setting(
     for seed in seeds:
         paths[seed] = None
         if cache_dir is not None:
-            key = fingerprint(setting.describe(), seed, epochs, batch_size, lr, patience, cache_key,
-                              code_fingerprint())
-            paths[seed] = Path(cache_dir) / f"{key[:40]}.pt"
-    kwargs = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patience": patience}
+            paths[seed] = Path(cache_dir) / f"{run_key(setting, seed, training, cache_key)[:40]}.pt"
     todo = [s for s in seeds if paths[s] is None or not paths[s].exists()]  # type: ignore[union-attr]
     done: dict[int, StudentRun] = {}
     # mininterval=0: a seed takes seconds to minutes, so every finished seed is worth a redraw.
@@ -509,14 +464,11 @@ def run_setting(
                        bar_format="{desc}: {n_fmt}/{total_fmt} seeds [{elapsed}]{postfix}")
     try:
         if workers > 1 and len(todo) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
             # spawn, not fork: a forked child of a process that already ran OpenMP can hang in torch.
             with ProcessPoolExecutor(min(workers, len(todo)),
                                      mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(train_student, setting, s, make_model, train, val, test,
-                                       cache_path=paths[s], show_progress=False, **kwargs): s for s in todo}
+                futures = {pool.submit(train_student, setting, s, make_model, train, val, test, training,
+                                       cache_path=paths[s], show_progress=False): s for s in todo}
                 for future in as_completed(futures):
                     done[futures[future]] = future.result()
                     bar.update(1)
@@ -525,8 +477,8 @@ def run_setting(
             run = done.get(seed)
             if run is None:
                 # In this process the bar counts seeds; a second, per-batch bar would garble it.
-                run = train_student(setting, seed, make_model, train, val, test, cache_path=paths[seed],
-                                    show_progress=False, **kwargs)
+                run = train_student(setting, seed, make_model, train, val, test, training,
+                                    cache_path=paths[seed], show_progress=False)
                 bar.update(1)
             if not keep_models:
                 run.model = None
@@ -556,11 +508,6 @@ def save_distilled(
     Writes ``model_dir`` (``save_student``), ``<metrics>/<name>_seed<k>_{val,test}.npz`` and
     ``..._history.json``, so later notebooks read every student alike.
     """
-    from kdutils.metrics import classification_metrics
-    from kdutils.models import save_student
-    from kdutils.runs import write_json
-    from kdutils.train import save_predictions
-
     if run.model is None:
         raise ValueError("the run kept no model: call run_setting(..., keep_models=True)")
     metrics_dir = Path(metrics_dir)
@@ -584,8 +531,6 @@ def save_distilled(
 def prediction_row(setting: Setting, val_logits: dict[int, np.ndarray], test_logits: dict[int, np.ndarray],
                    val_labels: np.ndarray, test_labels: np.ndarray) -> dict[str, Any]:
     """An ablation row from saved predictions (e.g. the baseline's), in :func:`setting_row`'s format."""
-    from kdutils.stats import mean_ci
-
     seeds = sorted(test_logits)
     test = mean_ci([float((test_logits[s].argmax(1) == test_labels).mean()) for s in seeds])
     val = mean_ci([float((val_logits[s].argmax(1) == val_labels).mean()) for s in seeds])
@@ -596,8 +541,6 @@ def prediction_row(setting: Setting, val_logits: dict[int, np.ndarray], test_log
 
 def setting_row(setting: Setting, runs: Sequence[StudentRun]) -> dict[str, Any]:
     """One ablation row: test accuracy (mean, 95% CI over seeds) and mean validation accuracy."""
-    from kdutils.stats import mean_ci
-
     test = mean_ci([r.test_accuracy for r in runs])
     val = mean_ci([r.val_accuracy for r in runs])
     return {**setting.describe(), "seeds": len(runs), "accuracy_mean": test["mean"], "accuracy_ci95": test["ci95"],
@@ -624,8 +567,6 @@ def paired_comparison(
     over sentences (one-sided, distilled better; the headline p-value) and an exact
     McNemar test per seed.
     """
-    from kdutils.stats import mcnemar_exact, paired_bootstrap, paired_gain
-
     seeds = sorted(distilled)
     missing = [s for s in seeds if s not in baseline]
     if missing:
@@ -655,7 +596,78 @@ def paired_comparison(
     }
 
 
+# --------------------------------------------------------------------------- the summary's sections
+
+# The keys of paired_comparison and of an ablation row that summary.json keeps.
+_COMPARISON_KEYS = ("gain_points_mean", "gain_points_std", "gain_ci95", "gain_points_per_seed", "p_value",
+                    "p_value_test", "bootstrap_gain_ci95_points", "mcnemar", "mcnemar_test")
+_ABLATION_KEYS = ("setting", "data", "loss", "alpha", "temperature", "seeds", "accuracy_mean", "accuracy_ci95",
+                  "val_accuracy_mean")
+
+
+def summary_sections(
+    records: Sequence[dict[str, Any]],
+    comparison: dict[str, Any],
+    *,
+    seeds: Sequence[int],
+    agreement: dict[int, float],
+    baseline_agreement: dict[int, float],
+    transfer: TransferSet,
+    chosen: Setting,
+    training: TrainSettings,
+    unlabelled_requested: int,
+    unlabelled_source: str | None,
+    ablation_seeds: Sequence[int],
+    ablation_rows: Sequence[dict[str, Any]],
+    teacher: dict[str, Any],
+    teacher_scoring: dict[str, Any],
+    selection_runs: Iterable[StudentRun],
+    headline_runs: Iterable[StudentRun],
+) -> tuple[DistilledStudentEntry, DistillationSection]:
+    """Notebook 04's results as ``summary.json``'s ``models.student_distilled`` and ``distillation``.
+
+    ``records`` are :func:`save_distilled`'s, one per seed of ``seeds``; ``comparison`` is
+    :func:`paired_comparison`'s; ``agreement`` / ``baseline_agreement`` map a seed to the share of
+    test sentences where the distilled / baseline student agrees with the teacher (:func:`agreement`).
+    The transfer set gives its size, sources and augmentation settings; ``unlabelled_requested``
+    is what the profile asked for (``transfer`` may hold fewer). ``teacher`` is the summary's
+    ``models.teacher`` entry ({} without one: no size ratios), ``teacher_scoring`` the scorer's
+    ``last_stats``. ``train_seconds_total`` adds the runs trained here (cached ones excluded) of
+    the selection grid and of the headline. Raises pydantic's ValidationError when a value does
+    not fit :mod:`kdutils.summary`.
+    """
+    entry = summarise_seeds(records)
+    entry["teacher_agreement"] = float(np.mean(list(agreement.values())))
+    entry["teacher_agreement_per_seed"] = [agreement[s] for s in seeds]
+    size_ratio = teacher["size_mb"] / entry["size_mb"] if teacher.get("size_mb") else None
+    params_ratio = teacher["params"] / entry["params"] if teacher.get("params") else None
+    counts = transfer.counts()
+    section = {
+        **{k: comparison[k] for k in _COMPARISON_KEYS},
+        "seeds": list(seeds),
+        "transfer_set_size": len(transfer),
+        "transfer_set": counts,
+        "loss": chosen.loss, "alpha": chosen.alpha, "temperature": chosen.temperature,
+        **{k: transfer.info[k] for k in ("n_iter", "p_mask", "p_replace", "p_ngram")},
+        "unlabelled": counts["unlabelled"], "unlabelled_requested": unlabelled_requested,
+        "unlabelled_source": unlabelled_source,
+        "epochs": training.epochs, "batch_size": training.batch_size,
+        "ablation_seeds": list(ablation_seeds),
+        "ablation": [{k: r[k] for k in _ABLATION_KEYS} for r in ablation_rows],
+        "selected_on": "validation",
+        "baseline_teacher_agreement": float(np.mean(list(baseline_agreement.values()))),
+        "size_ratio_teacher_over_student": size_ratio,
+        "params_ratio_teacher_over_student": params_ratio,
+        "teacher_scoring": teacher_scoring,
+        "train_seconds_total": float(sum(r.seconds for r in selection_runs if not r.from_cache)
+                                     + sum(r.seconds for r in headline_runs if not r.from_cache)),
+    }
+    return DistilledStudentEntry.from_record(entry), DistillationSection.from_record(section)
+
+
 # --------------------------------------------------------------------------- figures
+# matplotlib and seaborn are imported inside each figure function: the worker processes of
+# run_setting import this module to train and never draw.
 
 
 def _curves_frame(histories: dict[int, list[dict[str, Any]]], model: str) -> pd.DataFrame:
@@ -674,8 +686,6 @@ def plot_training_curves(distilled: dict[int, list[dict[str, Any]]],
     import matplotlib.pyplot as plt
     import seaborn as sns
     from matplotlib.ticker import MaxNLocator
-
-    from kdutils import plots
 
     plots.set_style()
     frames = [_curves_frame(distilled, "student_distilled")]
@@ -711,8 +721,6 @@ def comparison_frame(models: dict[str, dict[str, Any]]) -> pd.DataFrame:
     Single runs (the teachers) and students with too few seeds have no interval over seeds:
     ``accuracy_ci95`` is ``None`` and ``ci_low == ci_high == accuracy``, so their bars carry none.
     """
-    from kdutils import plots
-
     def rank(name: str) -> tuple[int, str]:
         for i, prefix in enumerate(_COMPARISON_ORDER):
             if name == prefix or (prefix == "teacher_L" and name.startswith(prefix)):
@@ -738,8 +746,6 @@ def comparison_frame(models: dict[str, dict[str, Any]]) -> pd.DataFrame:
 def plot_accuracy_comparison(models: dict[str, dict[str, Any]]) -> Any:
     """Horizontal bars of test accuracy for every model, with 95% CI error bars over seeds."""
     import matplotlib.pyplot as plt
-
-    from kdutils import plots
 
     plots.set_style()
     df = comparison_frame(models)
@@ -771,8 +777,6 @@ def plot_gain_per_seed(seeds: Sequence[int], baseline: Sequence[float], distille
     """Per-seed test accuracy of baseline and distilled student; a line joins each seed's pair."""
     import matplotlib.pyplot as plt
 
-    from kdutils import plots
-
     plots.set_style()
     fig, ax = plots.new_figure("single")
     for s, b, d in zip(seeds, baseline, distilled, strict=True):
@@ -795,8 +799,6 @@ def plot_ablation(rows: Sequence[dict[str, Any]], chosen: str | None = None) -> 
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-
-    from kdutils import plots
 
     plots.set_style()
     df = pd.DataFrame(rows)
@@ -839,9 +841,6 @@ def plot_calibration(labels: np.ndarray, logits: dict[str, np.ndarray], n_bins: 
     ``note`` is appended to each legend entry (e.g. which seed a student's curve comes from).
     """
     import matplotlib.pyplot as plt
-
-    from kdutils import plots
-    from kdutils.metrics import expected_calibration_error, reliability_curve, softmax
 
     plots.set_style()
     fig, ax = plots.new_figure("single")

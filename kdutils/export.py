@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from kdutils.machine import quiet_transformers
 from kdutils.model_files import EXPORT_META, ONNX_FILES, read_meta, weights_path
@@ -39,6 +40,9 @@ from kdutils.predictors import (
     weights_digest,
 )
 from kdutils.runs import atomic_dir, write_json
+
+# torch, transformers, onnx and onnxruntime's quantizer are imported where used: each takes
+# seconds, and the served-model records of this module need none of them.
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +230,6 @@ def export_run(run_or_models: str | Path | Any, names: Sequence[str] | None = No
 
 def checks_frame(info: dict[str, dict[str, Any]]) -> Any:
     """The agreement checks of :func:`export_run` as a table: one row per model and ONNX variant."""
-    import pandas as pd
-
     rows = []
     for model, meta in info.items():
         for runtime, check in meta.get("checks", {}).items():

@@ -1,7 +1,7 @@
 """Fine-tuning a teacher with the Hugging Face ``Trainer``, in one process or under ``torchrun``.
 
-- ``FineTuneSettings``: everything that shapes a run (part of the saved model's fingerprint), and
-  the command line of :mod:`kdutils.teacher_train_cli` (``settings_to_args``).
+- ``FineTuneSettings``: everything that shapes a run (part of the saved model's fingerprint), read
+  from the profile and written to and parsed from the command line of :mod:`kdutils.teacher_train_cli`.
 - ``fine_tune(...)``: the first ``num_layers`` layers, dynamic padding, warm-up + linear decay,
   evaluation and a checkpoint each epoch (plus one every ``checkpoint_minutes``), best checkpoint
   kept, early stopping, resume from the last complete checkpoint, in the numeric mode of
@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -24,7 +25,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 # Set before transformers is imported anywhere through this module: no hub, ever.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,12 +35,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import numpy as np
 import pandas as pd
 
+from kdutils import progress, steps
 from kdutils.config import TeacherConfig
-from kdutils.machine import quiet_transformers
+from kdutils.machine import Precision, quiet_transformers, resolve_precision
 from kdutils.model_files import WEIGHTS_FILE, meta_path, read_meta, weights_path, write_meta
 from kdutils.runs import atomic_dir, read_json, sha256_file, sha256_text, write_json
 from kdutils.scoring import weights_identity
 from kdutils.teacher_weights import resolve_teacher
+
+# transformers and torch are imported where used: each takes seconds, and the settings, the
+# fingerprint and TeacherResult (read by later notebooks and the command line) need neither.
 
 MIB = 2**20
 
@@ -46,9 +52,22 @@ MIB = 2**20
 # --------------------------------------------------------------------------- fine-tuning
 
 
+# Settings whose profile key (kdutils.config.TeacherConfig) has another name; the others share theirs.
+PROFILE_KEYS = {"patience": "early_stopping_patience", "eval_batch_size": "score_batch_size"}
+# Settings a profile does not hold as such: the depth is chosen per run, the mode per machine.
+NOT_IN_PROFILE = ("num_layers", "precision")
+
+
 @dataclass(frozen=True)
 class FineTuneSettings:
-    """Everything that shapes a fine-tuning run (part of the saved model's fingerprint)."""
+    """Everything that shapes a fine-tuning run (part of the saved model's fingerprint).
+
+    The one definition of a fine-tuning setting: :meth:`from_config` reads each from the profile's
+    teacher section, :meth:`to_args` / :meth:`add_arguments` / :meth:`from_args` make and parse the
+    flags of :mod:`kdutils.teacher_train_cli`, and :meth:`identity` enters the fingerprint. A new
+    field reaches all of them (and needs a same-named ``TeacherConfig`` field, or an entry in
+    :data:`PROFILE_KEYS`).
+    """
 
     max_length: int = 64
     epochs: int = 2
@@ -60,11 +79,11 @@ class FineTuneSettings:
     seed: int = 42
     num_layers: int | None = None  # keep the first k layers; None = full depth
     eval_batch_size: int = 128
-    # "fp32" or "bf16" (CPU autocast), already resolved for this machine (kdutils.machine).
-    precision: str = "fp32"
+    # Already resolved for this machine (kdutils.machine): bf16 is CPU autocast.
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
-        if self.precision not in ("fp32", "bf16"):
+        if self.precision not in get_args(Precision):
             raise ValueError(f"precision must be fp32 or bf16 (resolved), got {self.precision!r}")
 
     def identity(self) -> dict[str, Any]:
@@ -76,22 +95,44 @@ class FineTuneSettings:
 
     @classmethod
     def from_config(cls, cfg: TeacherConfig, num_layers: int | None = None, epochs: int | None = None) -> FineTuneSettings:
-        """Settings from a profile's teacher section; ``precision`` resolved on this machine."""
-        from kdutils.machine import resolve_precision
+        """Settings from a profile's teacher section; ``precision`` resolved on this machine.
 
-        return cls(
-            max_length=cfg.max_length,
-            epochs=epochs or cfg.epochs,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
-            warmup_ratio=cfg.warmup_ratio,
-            weight_decay=cfg.weight_decay,
-            patience=cfg.early_stopping_patience,
-            seed=cfg.seed,
-            num_layers=num_layers,
-            eval_batch_size=cfg.score_batch_size,
-            precision=resolve_precision(cfg.precision).mode,
-        )
+        ``num_layers`` truncates the teacher (None: full depth); ``epochs`` replaces the profile's
+        (the depth sweep's ``depth_epochs``).
+        """
+        values = {f.name: getattr(cfg, PROFILE_KEYS.get(f.name, f.name))
+                  for f in fields(cls) if f.name not in NOT_IN_PROFILE}
+        return cls(**{**values, "epochs": epochs or cfg.epochs}, num_layers=num_layers,
+                   precision=resolve_precision(cfg.precision).mode)
+
+    def to_args(self) -> list[str]:
+        """Command-line flags of :mod:`kdutils.teacher_train_cli` for these settings (None left out)."""
+        out: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out += [_flag(f.name), str(value)]
+        return out
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """One flag per setting (``--learning-rate``), typed from its annotation, defaulting to its default."""
+        hints, defaults = get_type_hints(cls), cls()
+        for f in fields(cls):
+            kind = hints[f.name]
+            # `int | None` parses as int (absent: None); a Literal offers its values as choices.
+            base = next(t for t in get_args(kind) if t is not type(None)) if get_origin(kind) is UnionType else kind
+            extra = {"choices": get_args(base), "type": str} if get_origin(base) is Literal else {"type": base}
+            parser.add_argument(_flag(f.name), default=getattr(defaults, f.name), **extra)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> FineTuneSettings:
+        """The settings :meth:`add_arguments` parsed into ``args`` (other attributes ignored)."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
 
 
 @dataclass
@@ -117,7 +158,8 @@ class TeacherResult:
         model_dir = Path(model_dir)
         path = meta_path(model_dir)
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found: the teacher was not trained (run notebook 02_teacher for this profile first)")
+            raise FileNotFoundError(f"{path} not found: the teacher was not trained "
+                                    f"({steps.run_first(f'models.{model_dir.name}')})")
         meta = read_meta(model_dir)
         training = meta["training"]
         return cls(
@@ -202,8 +244,6 @@ def complete_checkpoints(scratch_dir: Path) -> list[Path]:
 
 def _make_progress_callback(total_desc: str) -> Any:
     from transformers import TrainerCallback
-
-    from kdutils import progress
 
     class _Progress(TrainerCallback):
         # One bar per run on the main process, instead of Trainer's bar per epoch and evaluation.
@@ -502,7 +542,7 @@ def train_teacher(
         "--teacher", teacher, "--train", str(inputs / "train.parquet"), "--val", str(inputs / "val.parquet"),
         "--label-names", json.dumps(list(label_names)), "--output", str(output_dir),
         "--scratch", str(scratch_dir), "--name", name, "--quiet",
-        *settings_to_args(settings),
+        *settings.to_args(),
     ]
     run_command(cmd, log_path, timeout)
     shutil.rmtree(inputs, ignore_errors=True)
@@ -510,16 +550,6 @@ def train_teacher(
     if result.meta.get("fingerprint") != fingerprint:
         raise RuntimeError(f"{output_dir}: the multi-process run saved a model of a different configuration")
     return result, False
-
-
-def settings_to_args(settings: FineTuneSettings) -> list[str]:
-    """Command-line flags of :mod:`kdutils.teacher_train_cli` for ``settings``."""
-    out: list[str] = []
-    for f in fields(settings):
-        value = getattr(settings, f.name)
-        if value is not None:
-            out += [f"--{f.name.replace('_', '-')}", str(value)]
-    return out
 
 
 def run_command(cmd: list[str], log_path: str | Path | None, timeout: float | None) -> None:

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+# torch and transformers are imported where used: the CPU facts above need neither, and each
+# takes seconds to import.
+
 log = logging.getLogger(__name__)
 
 Precision = Literal["fp32", "bf16"]

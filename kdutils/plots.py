@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+# matplotlib and seaborn are imported when a figure is drawn: modules import this one for its
+# colours and labels, and training processes never draw.
+
 # matplotlib and seaborn are imported inside the functions that draw: the report imports this
 # module for model names and colours only, and should not pay for a plotting stack.
 

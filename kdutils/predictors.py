@@ -43,6 +43,9 @@ from kdutils.model_files import (
 )
 from kdutils.runs import RunDir, sha256_file
 
+# torch (also through kdutils.text and kdutils.models), transformers and onnxruntime are imported
+# where a predictor of that runtime is built: a server of ONNX students never loads torch.
+
 # Local directories only; a missing file must fail, never reach for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

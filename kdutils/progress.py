@@ -18,6 +18,8 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
+# IPython exists only inside a Jupyter kernel: imported where a bar is drawn there.
+
 
 class DisplayLine:
     """A write-only text stream for tqdm that keeps only the bar's current line.

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kdutils.summary import Summary, load_summary
+from kdutils.summary import json_default as _json_default
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Beside the split files in <run>/data/: their card and sha256 (kdutils.data writes and checks it).
@@ -112,15 +113,6 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
-
-
-def _json_default(obj: Any) -> Any:
-    # numpy scalars and arrays, Paths and tuples reach JSON as plain values.
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def predictions_file(metrics_dir: str | Path, name: str, split: str, seed: int | None = None) -> Path:

@@ -37,8 +37,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 
+from kdutils import progress
+from kdutils.export import export_onnx
+from kdutils.machine import resolve_precision
 from kdutils.model_files import CONFIG_FILE, meta_path, read_meta, weights_path
+from kdutils.predictors import ort_session
 from kdutils.runs import atomic_path, sha256_file, sha256_text
+
+# torch and transformers are imported where the teacher is loaded: each takes seconds, and a
+# job served from the cache never needs them.
 
 CACHE_FORMAT = 1
 # ONNX Runtime and eager PyTorch (both fp32) must agree this closely to share cached rows.
@@ -87,8 +94,6 @@ class TeacherScorer:
     def __init__(self, model_dir: str | Path, cache_dir: str | Path | None = None, batch_size: int = 128,
                  max_length: int | None = None, device: str | None = None, progress: bool = False,
                  precision: str = "auto", runtime: str = "auto", chunk_rows: int = 4096) -> None:
-        from kdutils.machine import resolve_precision
-
         self.model_dir = Path(model_dir)
         if not weights_path(self.model_dir).exists():
             raise FileNotFoundError(f"{weights_path(self.model_dir)} not found: train the teacher first")
@@ -193,9 +198,6 @@ class TeacherScorer:
         """Export the teacher to ONNX once (kept beside the cache, keyed by its weights) and open it."""
         import torch
 
-        from kdutils.export import export_onnx
-        from kdutils.predictors import ort_session
-
         folder = self.cache_dir if self.cache_dir is not None else self.model_dir
         path = Path(folder) / f"teacher-{weights_identity(self.model_dir)[:24]}.onnx"
         started = time.perf_counter()
@@ -261,8 +263,6 @@ class TeacherScorer:
         out = np.zeros((len(texts), self._model.config.num_labels), dtype=np.float32)
         batches: Any = range(0, len(order), self.batch_size)
         if self.progress:
-            from kdutils import progress
-
             batches = progress.bar(batches, desc=f"teacher logits ({runtime}, {self.precision.mode})", leave=False,
                                    mininterval=5, unit="batch")
         pending: list[np.ndarray] = []

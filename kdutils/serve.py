@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
@@ -68,10 +69,14 @@ from pydantic import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kdutils import steps
 from kdutils.config import DeployConfig
 from kdutils.metrics import softmax
 from kdutils.predictors import EmptyTextError, ModelEntry, Predictor, discover, make_predictor
 from kdutils.runs import RunDir
+
+# torch and kdutils.text (which imports torch) are imported where an eager model or the no-op
+# endpoint needs them: a server of ONNX models never loads torch. fastapi_offline only serves /docs.
 
 log = logging.getLogger("kdutils.serve")
 
@@ -634,8 +639,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batching", action=argparse.BooleanOptionalAction, default=True,
                    help="gather requests that arrive while a model is busy into its next batch (default on; "
                         "measured never slower than off)")
-    p.add_argument("--micro-batching-ms", type=float, default=None,
-                   help="older spelling: 0 turns batching off, > 0 on (no time window is waited)")
     p.add_argument("--inline-ms", type=float, default=INLINE_MS,
                    help="run a model call expected to take at most this long on the event loop when it is the "
                         "only request in flight (0: never)")
@@ -644,15 +647,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     if not RunDir(args.run).models.is_dir():
-        p.error(f"--run {args.run}: no models/ directory (run notebooks 02-04 first)")
+        p.error(f"--run {args.run}: no models/ directory (run notebooks {steps.span(steps.trainers())} first)")
     if min(args.threads, args.max_texts, args.max_chars, args.max_batch) < 1 or args.body_timeout <= 0:
         p.error("--threads, --max-texts, --max-chars, --max-batch and --body-timeout must be positive")
     needed = min_body_bytes(args.max_texts, args.max_chars)
     if args.max_body_bytes is not None and args.max_body_bytes < needed:
         p.error(f"--max-body-bytes {args.max_body_bytes} is below the {needed} bytes that --max-texts "
                 f"{args.max_texts} texts of --max-chars {args.max_chars} characters take as escaped JSON")
-    if args.micro_batching_ms is not None:
-        args.batching = args.micro_batching_ms > 0
     if args.inline_ms < 0:
         p.error(f"--inline-ms must be 0 or more, got {args.inline_ms}")
     if args.cpus is not None:
@@ -672,8 +673,6 @@ def pin_cpus(cpus: set[int] | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
     args = parse_args(argv)
     pin_cpus(args.cpus)
     # Set before torch/onnxruntime create their pools, so every library uses the stated threads.

@@ -24,10 +24,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 from kdutils.metrics import softmax
 from kdutils.predictors import Predictor, load_predictor
+from kdutils.serve import pin_cpus
 
 PEERS = ("floor", "naive")
 
@@ -83,8 +86,6 @@ class NaiveResponse(BaseModel):
 
 def naive_app(predictor: Predictor, model: str) -> Any:
     """The FastAPI app a user would write: pydantic in and out, the model in a sync handler."""
-    from fastapi import FastAPI
-
     app = FastAPI()
 
     @app.get("/healthz")
@@ -105,10 +106,6 @@ def naive_app(predictor: Predictor, model: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import uvicorn
-
-    from kdutils.serve import pin_cpus
-
     p = argparse.ArgumentParser(prog="python -m kdutils.serving_peers", description=__doc__.split("\n\n")[0])
     p.add_argument("peer", choices=PEERS)
     p.add_argument("--run", required=True, type=Path)
@@ -120,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     pin_cpus({int(c) for c in args.cpus.split(",")} if args.cpus else None)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(args.threads)
-    import torch
+    import torch  # after the thread variables: its pools read them once
 
     torch.set_num_threads(args.threads)
     # Loaded before the port opens: a peer that answers /healthz is ready.

@@ -10,11 +10,11 @@ built from::
     models.*       02 / 03 / 04             Models               teachers.summary_entry,
                                                                  train.summarise_seeds
     student        03_student.ipynb         StudentSection       (notebook dict)
-    distillation   04_distillation.ipynb    DistillationSection  (notebook dict)
+    distillation   04_distillation.ipynb    DistillationSection  distill.summary_sections
     inference      05_deployment.ipynb      InferenceSection     bench.micro_benchmark
-    serving        05_deployment.ipynb      ServingSection       bench.peer_comparison (peers,
-                                                                 batching, http_overhead), sweep,
-                                                                 fault_test, compare_micro_batching
+    serving        05_deployment.ipynb      ServingSection       bench.serving_section (of
+                                                                 peer_comparison, sweep,
+                                                                 fault_test, compare_micro_batching)
 
 :meth:`kdutils.runs.RunDir.update_summary` validates every write against this contract, so a
 notebook that writes a bad or unknown key fails in that notebook, naming the dotted field path.
@@ -61,6 +61,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from kdutils.steps import STEPS, writer
 
 __all__ = [
     "AblationRow",
@@ -159,6 +161,15 @@ DataSources = Annotated[
 TEACHER_NAME = re.compile(r"^teacher(_L[1-9][0-9]*)?$")
 
 
+def json_default(obj: Any) -> Any:
+    """``json.dumps``'s ``default``: numpy scalars and arrays, Paths and tuples as plain JSON values."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
 class _Section(BaseModel):
     """Base of every section: unknown keys fail; JSON keys that are not identifiers use aliases."""
 
@@ -168,6 +179,16 @@ class _Section(BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
     )
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Any:
+        """The section from a dict as a notebook would write it (numpy values allowed: they reach
+        the model as the JSON values ``summary.json`` will hold). Raises pydantic's ValidationError."""
+        return cls.model_validate(json.loads(json.dumps(record, default=json_default)))
+
+    def record(self) -> dict[str, Any]:
+        """What :meth:`kdutils.runs.RunDir.update_summary` takes: JSON keys, only the keys given."""
+        return self.model_dump(by_alias=True, exclude_unset=True)
 
 
 class _OpenSection(_Section):
@@ -903,9 +924,11 @@ class MicroBatching(_Section):
 
     model: Str = Field(description="Served model name.")
     users: Positive = Field(description="Requests in flight.")
-    micro_batching_ms: NonNegative = Field(description="Batching window, ms.")
+    micro_batching_ms: NonNegative | None = Field(
+        None, description="Older runs only: the batching window, ms (batching now waits for none)."
+    )
     off: LoadRunStats = Field(description="Micro-batching off.")
-    on: LoadRunStats = Field(description="Micro-batching on, window micro_batching_ms.")
+    on: LoadRunStats = Field(description="Micro-batching on.")
     rps_ratio: NonNegative | None = Field(
         None, description="on.rps / off.rps; absent when off.rps is 0."
     )
@@ -1129,20 +1152,8 @@ def load_summary(path: str | Path) -> Summary:
 
 # --------------------------------------------------------------------------- error messages
 
-SECTION_NOTEBOOKS: dict[str, str] = {
-    "data": "01_data",
-    "student": "03_student",
-    "distillation": "04_distillation",
-    "inference": "05_deployment",
-    "serving": "05_deployment",
-}
-MODEL_NOTEBOOKS: dict[str, str] = {
-    "teacher": "02_teacher",
-    "student_baseline": "03_student",
-    "student_original": "03_student",
-    "tfidf_logreg": "03_student",
-    "student_distilled": "04_distillation",
-}
+# The notebook that writes each top-level section (models: per model, see notebook_for).
+SECTION_NOTEBOOKS: dict[str, str] = {key: spec.name for spec in STEPS for key in spec.summary if "." not in key}
 # At most this many fields are listed; a summary from a much older version fails everywhere.
 MAX_LISTED_ERRORS = 12
 
@@ -1152,8 +1163,8 @@ def notebook_for(loc: tuple[Any, ...]) -> str | None:
     if not loc:
         return None
     if loc[0] == "models":
-        name = str(loc[1]) if len(loc) > 1 else ""
-        return MODEL_NOTEBOOKS.get(name) or ("02_teacher" if TEACHER_NAME.match(name) else None)
+        spec = writer(f"models.{loc[1]}") if len(loc) > 1 else None
+        return spec.name if spec else None
     return SECTION_NOTEBOOKS.get(str(loc[0]))
 
 

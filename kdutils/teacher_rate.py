@@ -18,6 +18,7 @@ copies that repeat another sentence are dropped before scoring.
 
 from __future__ import annotations
 
+import copy
 import math
 import statistics
 import tempfile
@@ -25,11 +26,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from kdutils import data
+from kdutils.bench import OtherLoad, cpu_count
 from kdutils.config import Profile
+from kdutils.finetune import FineTuneSettings, fine_tune, load_pretrained
+from kdutils.machine import PrecisionChoice, cpu_description, cpu_flags, cpu_name, resolve_precision
 from kdutils.model_files import meta_path, read_meta, write_meta
 from kdutils.runs import RunDir, write_json
+from kdutils.scoring import TeacherScorer
+from kdutils.specs import TEACHERS
+from kdutils.teacher_weights import resolve_teacher, validate_teacher
+
+# torch and transformers are imported where a probe runs: each takes seconds, and the pipeline
+# imports this module for its command line.
 
 RATE_FILE = "teacher_rate.json"
 MODES_FILE = "teacher_modes.json"
@@ -64,9 +76,6 @@ def _step_timer(warmup: int, steps: int) -> Any:
 
 def _probe_depth(base: Path, splits: Any, cfg: Profile, num_layers: int | None, epochs: int, warmup: int,
                  steps: int, score_rows: int, workdir: Path) -> dict[str, Any]:
-    from kdutils.finetune import FineTuneSettings, fine_tune
-    from kdutils.scoring import TeacherScorer
-
     settings = FineTuneSettings.from_config(cfg.teacher, num_layers=num_layers, epochs=epochs)
     timer = _step_timer(warmup, steps)
     tag = f"L{num_layers}" if num_layers else "full"
@@ -110,11 +119,6 @@ def probe(cfg: Profile, *, steps: int = 8, warmup: int = 2, score_rows: int = 25
     seconds of the teacher notebook, plus the teacher's scoring of the distillation transfer set.
     """
     import torch
-
-    from kdutils import data
-    from kdutils.bench import OtherLoad, cpu_count
-    from kdutils.machine import cpu_name
-    from kdutils.teacher_weights import resolve_teacher, validate_teacher
 
     if steps < 1 or warmup < 0:
         raise ValueError(f"steps must be >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
@@ -205,13 +209,7 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
                 val_texts: list[str], val_labels: list[int], *, batch_size: int, max_length: int, steps: int,
                 warmup: int, score_batches: int, model_dir: Path | None) -> dict[str, Any]:
     """Interleaved rates of fp32 / bf16 training steps and fp32 / bf16 / ONNX scoring for one teacher."""
-    import copy
-
-    import numpy as np
     import torch
-
-    from kdutils.finetune import load_pretrained
-    from kdutils.scoring import TeacherScorer
 
     tokenizer, model, _ = load_pretrained(base, num_labels)
     batches = _training_batches(tokenizer, train_texts, train_labels, batch_size, max_length, warmup + steps)
@@ -237,8 +235,6 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
     # pretrained encoder with its new head (agreement and speed only).
     scored_dir = model_dir
     if scored_dir is None:
-        import tempfile
-
         tmp = Path(tempfile.mkdtemp(prefix="teacher-modes-"))
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
@@ -251,8 +247,6 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
     }
     # The bf16 scorer is forced (not resolved): the probe measures the mode even where detection
     # would refuse it, to show why.
-    from kdutils.machine import PrecisionChoice
-
     scorers["bf16"].precision = PrecisionChoice("bf16", "bf16", "cpu", "forced by the probe")
     score_texts = val_texts[: score_batches * batch_size]
     for sc in scorers.values():
@@ -301,12 +295,6 @@ def compare_modes(cfg: Profile, teachers: list[str] | None = None, *, steps: int
     Also records what :func:`kdutils.machine.resolve_precision` chooses here and why. Writes
     ``<run>/metrics/teacher_modes.json``.
     """
-    from kdutils import data
-    from kdutils.bench import OtherLoad
-    from kdutils.machine import cpu_description, cpu_flags, resolve_precision
-    from kdutils.specs import TEACHERS
-    from kdutils.teacher_weights import resolve_teacher
-
     teachers = list(teachers or TEACHERS)
     data.validate_source(cfg.data)
     df, label_names = data.load_dataset(cfg.data)

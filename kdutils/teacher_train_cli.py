@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 
+from kdutils.data import load_splits
 from kdutils.finetune import FineTuneSettings, fine_tune
 from kdutils.specs import TEACHERS
 from kdutils.teacher_weights import resolve_teacher
@@ -49,20 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit-val", type=int, help="use only the first N validation rows")
     parser.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    defaults = FineTuneSettings()
-    for f in fields(FineTuneSettings):
-        default = getattr(defaults, f.name)
-        kind = type(default) if default is not None else int  # num_layers: None = full depth
-        extra = {"choices": ("fp32", "bf16")} if f.name == "precision" else {}
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default, **extra)
+    FineTuneSettings.add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     if args.data:
-        from kdutils.data import load_splits
-
         splits = load_splits(args.data)
         train, val, label_names = splits.train, splits.val, splits.label_names
     elif args.train and args.val:
@@ -77,7 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
     train = train.iloc[: args.limit_train] if args.limit_train else train
     val = val.iloc[: args.limit_val] if args.limit_val else val
 
-    settings = FineTuneSettings(**{f.name: getattr(args, f.name) for f in fields(FineTuneSettings)})
+    settings = FineTuneSettings.from_args(args)
     base = resolve_teacher(args.teacher) if args.teacher in TEACHERS else Path(args.teacher)
     teacher = args.teacher if args.teacher in TEACHERS else ""
     result = fine_tune(base, train, val, label_names, args.output, args.scratch, settings,

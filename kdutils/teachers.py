@@ -14,9 +14,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kdutils import metrics, plots
 from kdutils.finetune import TeacherResult
 from kdutils.machine import quiet_transformers
+from kdutils.metrics import classification_metrics
+from kdutils.runs import atomic_path
 from kdutils.scoring import TeacherScorer
+
+# torch, transformers and matplotlib are imported where used: each takes seconds to import.
 
 # --------------------------------------------------------------------------- evaluation, costs and figures
 
@@ -24,8 +29,6 @@ from kdutils.scoring import TeacherScorer
 def evaluate_teacher(model_dir: str | Path, frame: pd.DataFrame, cache_dir: str | Path | None,
                      batch_size: int = 128) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics (accuracy, macro-F1, ECE, confusion) and logits of a saved teacher on ``frame``."""
-    from kdutils.metrics import classification_metrics
-
     scorer = TeacherScorer(model_dir, cache_dir, batch_size=batch_size)
     logits = scorer.logits(frame["text"].astype(str).tolist())
     return classification_metrics(frame["label"].to_numpy(), logits, len(scorer.meta.get("label_names", [])) or None), logits
@@ -33,8 +36,6 @@ def evaluate_teacher(model_dir: str | Path, frame: pd.DataFrame, cache_dir: str 
 
 def save_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -> Path:
     """Write test logits and labels to an ``.npz`` atomically (for paired comparisons later)."""
-    from kdutils.runs import atomic_path
-
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, logits=np.asarray(logits, dtype=np.float32), labels=np.asarray(labels))
     return Path(path)
@@ -114,8 +115,6 @@ def plot_training_curves(results: dict[str, TeacherResult]) -> Any:
     """Train loss and validation accuracy per epoch, one line per model."""
     import matplotlib.pyplot as plt
 
-    from kdutils import plots
-
     plots.set_style()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=plots.DOUBLE_COLUMN)
     for label, res in results.items():
@@ -137,8 +136,6 @@ def plot_training_curves(results: dict[str, TeacherResult]) -> Any:
 def plot_reliability(labels: np.ndarray, logits: np.ndarray, name: str = "teacher", n_bins: int = 10) -> Any:
     """Reliability diagram: accuracy against confidence per bin, with the ECE in the title."""
     import matplotlib.pyplot as plt
-
-    from kdutils import metrics, plots
 
     plots.set_style()
     probs = metrics.softmax(logits)
@@ -164,8 +161,6 @@ def plot_depth_sweep(table: pd.DataFrame, threads: int | None = None) -> Any:
     title: this timing is the teacher notebook's own, not the deployment benchmark's.
     """
     import matplotlib.pyplot as plt
-
-    from kdutils import plots
 
     plots.set_style()
     fig, (ax_acc, ax_lat) = plt.subplots(1, 2, figsize=plots.DOUBLE_COLUMN)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from kdutils.runs import atomic_path
+
 # Bumped whenever the rules below change: a saved vocab records it, and loading
 # a vocab made under other rules fails instead of silently mis-encoding.
 # ptb-lower-2: NFKC normalisation, invisible characters dropped, only real HTML tags are markup.
@@ -193,8 +195,6 @@ class Vocab:
                 "itos": self.itos}
 
     def save(self, path: str | Path) -> Path:
-        from kdutils.runs import atomic_path
-
         path = Path(path)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 import math
 import random
@@ -26,12 +27,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdutils import progress
+from kdutils import plots, progress
 from kdutils.embeddings import glove_embedding_matrix
 from kdutils.metrics import classification_metrics
 from kdutils.model_files import meta_path, read_meta
 from kdutils.models import BiLSTMClassifier, build_student, save_student
-from kdutils.runs import atomic_path, history_file, predictions_file, read_json, write_json
+from kdutils.runs import (
+    atomic_path,
+    history_file,
+    predictions_file,
+    read_json,
+    sha256_text,
+    write_json,
+)
 from kdutils.stats import mean_ci
 from kdutils.text import Vocab, tokenize
 
@@ -114,6 +122,25 @@ class EncodedSet:
         if all(s.teacher_logits is not None for s in sets):
             tl = torch.cat([s.teacher_logits for s in sets])
         return EncodedSet(ids, mask, labels, tl)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How a student is trained: the one settings object of notebook 03's and 04's students.
+
+    ``patience`` is the number of epochs without a better validation accuracy before training
+    stops; ``None`` trains every epoch (the best validation epoch is still the one kept).
+    """
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    patience: int | None = None
+
+    @property
+    def stop_after(self) -> int:
+        """Epochs without improvement before stopping, as :func:`train_classifier` takes it."""
+        return self.patience or self.epochs
 
 
 @dataclass
@@ -312,18 +339,19 @@ def save_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -
     return path
 
 
+def code_fingerprint() -> str:
+    """Digest of the modules that shape a trained student, so a saved or cached run dies with a code change."""
+    here = Path(__file__).parent
+    return sha256_text(*(p.read_text() for p in (here / f"{m}.py" for m in ("train", "models", "losses", "text"))))
+
+
 def _fit_fingerprint(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val: EncodedSet, test: EncodedSet,
                      loss_fn: LossFn, **settings: Any) -> str:
     """Identity of one student run: data, vocabulary, architecture, loss, settings and training code."""
-    import hashlib
-
-    from kdutils.runs import sha256_text
-
     h = hashlib.sha256()
     for part in (train.ids, train.labels, val.ids, val.labels, test.ids, test.labels):
         h.update(np.ascontiguousarray(part.numpy()).tobytes())
-    here = Path(__file__).parent
-    code = sha256_text(*(p.read_text() for p in (here / f"{m}.py" for m in ("train", "models", "losses", "text"))))
+    code = code_fingerprint()
     arch_dump = arch.model_dump() if hasattr(arch, "model_dump") else dict(arch)
     return sha256_text(name, h.hexdigest(), json.dumps(vocab.itos), json.dumps(arch_dump, sort_keys=True),
                        getattr(loss_fn, "__qualname__", repr(loss_fn)), json.dumps(settings, sort_keys=True), code)
@@ -350,30 +378,30 @@ def _saved_record(model_dir: Path, metrics_dir: Path, name: str, seed: int, fing
             "history": history}
 
 
-def fit_student(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val: EncodedSet, test: EncodedSet, *,
-                seed: int, epochs: int, batch_size: int, lr: float, patience: int | None,
-                label_names: Sequence[str], max_length: int, model_dir: str | Path,
-                metrics_dir: str | Path, loss_fn: LossFn = cross_entropy_loss,
+def fit_student(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val: EncodedSet, test: EncodedSet,
+                training: TrainSettings, *, seed: int, label_names: Sequence[str], max_length: int,
+                model_dir: str | Path, metrics_dir: str | Path, loss_fn: LossFn = cross_entropy_loss,
                 extra_meta: dict[str, Any] | None = None, num_threads: int | None = 1,
                 reuse: bool = True) -> dict[str, Any]:
     """Train one student for one seed, save it and its val/test logits; return the seed's record.
 
     Writes ``model_dir`` (:func:`~kdutils.models.save_student`),
     ``metrics_dir/<name>_seed<k>_{val,test}.npz`` and ``..._history.json``.
-    ``patience=None`` trains every epoch (the best validation epoch is still kept).
     With ``reuse``, a run already saved with the same data, vocabulary, architecture, loss, settings
     and training code (its fingerprint in ``kdmodel.json``) is read back instead of retrained, so an
     interrupted notebook resumes with the seeds it had not finished.
     """
     model_dir, metrics_dir = Path(model_dir), Path(metrics_dir)
-    fingerprint = _fit_fingerprint(name, arch, vocab, train, val, test, loss_fn, seed=seed, epochs=epochs,
-                                   batch_size=batch_size, lr=lr, patience=patience, max_length=max_length,
+    fingerprint = _fit_fingerprint(name, arch, vocab, train, val, test, loss_fn, seed=seed, epochs=training.epochs,
+                                   batch_size=training.batch_size, lr=training.learning_rate,
+                                   patience=training.patience, max_length=max_length,
                                    label_names=list(label_names), extra_meta=extra_meta or {})
     if reuse and (saved := _saved_record(model_dir, metrics_dir, name, seed, fingerprint)) is not None:
         return saved
     model = init_student(vocab, len(label_names), arch, seed)
-    result = train_classifier(model, train, val, loss_fn=loss_fn, epochs=epochs, batch_size=batch_size,
-                              lr=lr, patience=patience or epochs, seed=seed, desc=f"{name} seed {seed}",
+    result = train_classifier(model, train, val, loss_fn=loss_fn, epochs=training.epochs,
+                              batch_size=training.batch_size, lr=training.learning_rate,
+                              patience=training.stop_after, seed=seed, desc=f"{name} seed {seed}",
                               num_threads=num_threads)
     scores = {}
     for split, data in (("val", val), ("test", test)):
@@ -422,10 +450,9 @@ def plot_student_curves(histories: dict[str, dict[int, list[dict[str, Any]]]]) -
     ``histories`` maps a model name to ``{seed: history}``; each seed is one line, its best
     validation epoch marked with a dot.
     """
+    # matplotlib loads in seconds: only the notebooks that draw pay for it, not training workers.
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
-
-    from kdutils import plots
 
     plots.set_style()
     names = list(histories)

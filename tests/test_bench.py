@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -146,3 +148,35 @@ def test_targets_from_results() -> None:
     assert met["HTTP p50 of student_distilled@onnx at concurrency 1 within 1.5x the no-op's"] is True
     assert got["zero failed requests in the load tests"]["value"] == 2  # the micro-batching run counts too
     assert met["zero failed requests in the fault test (replica killed)"] is True
+
+
+def test_serving_section_is_what_notebook_05_wrote() -> None:
+    # A smoke run's serving section, taken apart into what notebook 05 measures and rebuilt.
+    from kdutils.runs import REPO_ROOT
+
+    written = json.loads((REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json").read_text())
+    serving, inference = written["serving"], written["inference"]
+    settings = serving["settings"]
+    measured = {**{k: v for k, v in serving["http_overhead"].items() if k != "in_process_p50_ms"},
+                "runtimes": {n: {k: v for k, v in r.items() if k != "in_process_p50_ms"}
+                             for n, r in serving["http_overhead"]["runtimes"].items()}}
+    overhead = bench.with_in_process(measured, inference)
+    assert overhead == serving["http_overhead"] and "in_process_p50_ms" not in measured
+    section = bench.serving_section(
+        machine={"cpu": settings["cpu"], "cores": settings["cores"]}, replicas=settings["replicas"],
+        threads_per_replica=settings["threads_per_replica"], warmup_s=settings["warmup_s"],
+        duration_s=settings["duration_s"], peers=serving["peers"], batching=serving["batching"],
+        http_overhead=overhead, one_replica=serving["1_replica"], nginx_sweep=serving["N_replicas_nginx"],
+        fault_test=serving["fault_test"], micro_batching=serving["micro_batching"],
+        other_load=settings["other_processes_cpu_share"], nginx_version=settings["nginx"])
+    assert json.dumps(section.record()) == json.dumps(serving), "same keys, values and order"
+    # Without nginx: no nginx sweep, and the fault test is recorded as skipped.
+    alone = bench.serving_section(
+        machine={"cpu": settings["cpu"], "cores": settings["cores"]}, replicas=settings["replicas"],
+        threads_per_replica=settings["threads_per_replica"], warmup_s=settings["warmup_s"],
+        duration_s=settings["duration_s"], peers=serving["peers"], batching=serving["batching"],
+        http_overhead=overhead, one_replica=serving["1_replica"], micro_batching=serving["micro_batching"],
+        other_load={k: v for k, v in settings["other_processes_cpu_share"].items() if k != "N_replicas_nginx"},
+        nginx_version=None).record()
+    assert "N_replicas_nginx" not in alone and alone["fault_test"] == {"skipped": "nginx is not installed"}
+    assert alone["settings"]["nginx"] is None

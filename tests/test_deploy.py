@@ -42,7 +42,7 @@ def test_nginx_config_has_retry_and_keepalive(tmp_path) -> None:
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
 def test_two_replicas_behind_nginx_survive_a_killed_replica(serving_run: ServingRun, tmp_path) -> None:
     texts_path = bench.write_texts(tmp_path / "texts.json", serving_run.texts)
-    options = ServerOptions(models=(MODEL,), threads=1, micro_batching_ms=5.0)
+    options = ServerOptions(models=(MODEL,), threads=1, batching=True)
     pgids: list[int] = []
     with pytest.raises(RuntimeError, match="cell failed"):
         with Deployment(serving_run.run.root, replicas=2, nginx=True, options=options, log_dir=tmp_path) as dep:

@@ -28,6 +28,7 @@ from kdutils.distill import (
     plot_calibration,
     plot_gain_per_seed,
     plot_training_curves,
+    run_key,
     run_setting,
     save_distilled,
     score_transfer_set,
@@ -36,7 +37,7 @@ from kdutils.distill import (
     teacher_unk_token,
 )
 from kdutils.text import tokenize
-from kdutils.train import encode_texts, init_student
+from kdutils.train import TrainSettings, encode_texts, init_student
 
 matplotlib.use("Agg")
 
@@ -184,14 +185,14 @@ def small_runs(rt_splits, vocab, transfer, teacher_dir, tmp_path_factory):
         return init_student(vocab, 2, ARCH, seed)
 
     cache = tmp_path_factory.mktemp("runs")
-    kwargs = {"epochs": 1, "batch_size": 64, "lr": 1e-3, "patience": 1}
+    training = TrainSettings(epochs=1, batch_size=64, learning_rate=1e-3, patience=1)
     mse = Setting("train+augmented+unlabelled: MSE", "train+augmented+unlabelled", "mse", 0.0)
     ce = Setting("train: labels only", "train", "ce", 1.0)
-    distilled = run_setting(mse, [0, 1], make, data, val, test, cache_dir=cache, cache_key="k", keep_models=True,
-                            **kwargs)
-    baseline = run_setting(ce, [0, 1], make, data.subset(np.arange(200)), val, test, **kwargs)
+    distilled = run_setting(mse, [0, 1], make, data, val, test, training, cache_dir=cache, cache_key="k",
+                            keep_models=True)
+    baseline = run_setting(ce, [0, 1], make, data.subset(np.arange(200)), val, test, training)
     return {"mse": mse, "distilled": distilled, "baseline": baseline, "data": data, "val": val, "test": test,
-            "make": make, "cache": cache, "kwargs": kwargs}
+            "make": make, "cache": cache, "training": training}
 
 
 def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, vocab) -> None:
@@ -202,8 +203,8 @@ def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, 
     # Same setting, seed and data: loaded from the cache, same predictions, no training.
     bar = io.StringIO()
     again = run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
-                        small_runs["test"], cache_dir=small_runs["cache"], cache_key="k", progress_file=bar,
-                        **small_runs["kwargs"])[0]
+                        small_runs["test"], small_runs["training"], cache_dir=small_runs["cache"], cache_key="k",
+                        progress_file=bar)[0]
     assert again.from_cache
     # A seed read from the cache counts as done on the setting's bar.
     assert re.fullmatch(rf"{re.escape(small_runs['mse'].name)}: 1/1 seeds \[\d\d:\d\d\], 1 from cache",
@@ -211,9 +212,18 @@ def test_distilled_student_has_the_baseline_architecture_and_caches(small_runs, 
     np.testing.assert_allclose(again.test_logits, run.test_logits, atol=1e-6)
     # Another data key is another run.
     other = run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
-                        small_runs["test"], cache_dir=small_runs["cache"], cache_key="other",
-                        **small_runs["kwargs"])[0]
+                        small_runs["test"], small_runs["training"], cache_dir=small_runs["cache"],
+                        cache_key="other")[0]
     assert not other.from_cache
+
+
+def test_run_cache_key_is_unchanged() -> None:
+    # Recorded before the training settings became one object: cached students stay valid while equal.
+    setting = Setting("train+augmented: MSE, alpha=0", "train+augmented", "mse", 0.0, None)
+    training = TrainSettings(epochs=10, batch_size=128, learning_rate=2e-3, patience=2)
+    assert run_key(setting, 3, training, "datakey", code="codefp") == (
+        "6c9d742ba8a92668ba62bc926602046795d4d786ff98d6b2367ef5dd3309d285")
+    assert run_key(setting, 3, training, "datakey") != run_key(setting, 3, training, "datakey", code="codefp")
 
 
 def _bar_states(stream: io.StringIO) -> list[str]:
@@ -226,7 +236,7 @@ def test_seeds_trained_in_worker_processes_match_in_process_training(small_runs,
 
     bar = io.StringIO()
     runs = run_setting(small_runs["mse"], [0, 1], partial(init_student, vocab, 2, ARCH), small_runs["data"],
-                       small_runs["val"], small_runs["test"], workers=2, progress_file=bar, **small_runs["kwargs"])
+                       small_runs["val"], small_runs["test"], small_runs["training"], workers=2, progress_file=bar)
     # The bar lives in this process and advances as each worker's seed finishes (it used to
     # stay at 0/14: the bars were drawn inside the workers).
     counts = [re.search(r": (\d)/2 seeds", s).group(1) for s in _bar_states(bar)]
@@ -236,7 +246,7 @@ def test_seeds_trained_in_worker_processes_match_in_process_training(small_runs,
         np.testing.assert_allclose(worker_run.test_logits, local_run.test_logits, atol=1e-5)
     with pytest.raises(ValueError, match="workers must be"):
         run_setting(small_runs["mse"], [0], small_runs["make"], small_runs["data"], small_runs["val"],
-                    small_runs["test"], workers=0, **small_runs["kwargs"])
+                    small_runs["test"], small_runs["training"], workers=0)
 
 
 def test_save_distilled_writes_what_later_notebooks_read(tmp_path, small_runs, vocab, rt_splits) -> None:
@@ -315,35 +325,70 @@ def test_bad_distillation_parameters_fail_when_the_profile_loads(override, param
         load_profile("smoke", {"distill": override})
 
 
-def test_missing_upstream_names_each_artefact_and_writes_nothing(tmp_path) -> None:
-    from kdutils.distill import missing_upstream
+def test_summary_sections_are_what_notebook_04_wrote(tmp_path, small_runs, transfer, vocab, rt_splits) -> None:
+    from kdutils.distill import UNLABELLED_SOURCES, prediction_row, summary_sections
+    from kdutils.runs import REPO_ROOT
+    from kdutils.summary import json_default
+    from kdutils.train import summarise_seeds
 
-    root = tmp_path / "run" / "smoke"
-    problems = missing_upstream(root, [0, 1])
-    assert any("data/meta.json" in p and "01_data" in p for p in problems)
-    assert any("teacher/model.safetensors" in p and "02_teacher" in p for p in problems)
-    assert any("student_baseline_seed1_test.npz" in p and "03_student" in p for p in problems)
-    assert not root.exists()
+    val_labels, test_labels = rt_splits.val["label"].to_numpy(), rt_splits.test["label"].to_numpy()
+    headline, baseline = small_runs["distilled"], small_runs["baseline"]
+    records = [save_distilled("student_distilled", r, vocab, arch=ARCH, label_names=["negative", "positive"],
+                              max_length=48, model_dir=tmp_path / f"seed{r.seed}", metrics_dir=tmp_path / "metrics",
+                              val_labels=val_labels, test_labels=test_labels) for r in headline]
+    seeds = [r.seed for r in headline]
+    comparison = paired_comparison({r.seed: r.test_logits for r in headline},
+                                   {r.seed: r.test_logits for r in baseline}, test_labels, n_resamples=200)
+    # The baseline's logits stand in for the teacher's: agreement is a share of matching labels either way.
+    agree = {r.seed: agreement(r.test_logits, baseline[0].test_logits) for r in headline}
+    agree_baseline = {r.seed: agreement(r.test_logits, baseline[0].test_logits) for r in baseline}
+    ablation_rows = [prediction_row(Setting("train: labels only (baseline)", "train", "ce", 1.0),
+                                    {r.seed: r.val_logits for r in baseline}, {r.seed: r.test_logits for r in baseline},
+                                    val_labels, test_labels),
+                     setting_row(small_runs["mse"], headline)]
+    smoke = json.loads((REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json").read_text())
+    teacher_entry, score_stats = smoke["models"]["teacher"], smoke["distillation"]["teacher_scoring"]
+    chosen, training, counts = small_runs["mse"], small_runs["training"], transfer.counts()
+    unlabelled_source = UNLABELLED_SOURCES["rotten_tomatoes"]
 
+    entry, section = summary_sections(
+        records, comparison, seeds=seeds, agreement=agree, baseline_agreement=agree_baseline, transfer=transfer,
+        chosen=chosen, training=training, unlabelled_requested=60, unlabelled_source=unlabelled_source,
+        ablation_seeds=seeds, ablation_rows=ablation_rows, teacher=teacher_entry, teacher_scoring=score_stats,
+        selection_runs=baseline, headline_runs=headline)
 
-def test_missing_upstream_comes_down_to_one_command(tmp_path) -> None:
-    # issue 13.13's instance: without its upstream, notebook 04 listed 24 files instead of what to run.
-    import json
+    # What notebook 04 assembled by hand before this function existed, for the same inputs.
+    old_entry = summarise_seeds(records)
+    old_entry["teacher_agreement"] = float(np.mean(list(agree.values())))
+    old_entry["teacher_agreement_per_seed"] = [agree[s] for s in seeds]
+    size_ratio = teacher_entry["size_mb"] / old_entry["size_mb"] if teacher_entry.get("size_mb") else None
+    params_ratio = teacher_entry["params"] / old_entry["params"] if teacher_entry.get("params") else None
+    old_section = {
+        **{k: comparison[k] for k in ("gain_points_mean", "gain_points_std", "gain_ci95", "gain_points_per_seed",
+                                       "p_value", "p_value_test", "bootstrap_gain_ci95_points", "mcnemar",
+                                       "mcnemar_test")},
+        "seeds": seeds,
+        "transfer_set_size": len(transfer),
+        "transfer_set": counts,
+        "loss": chosen.loss, "alpha": chosen.alpha, "temperature": chosen.temperature,
+        "n_iter": 2, "p_mask": 0.1, "p_replace": 0.1, "p_ngram": 0.25,
+        "unlabelled": counts["unlabelled"], "unlabelled_requested": 60, "unlabelled_source": unlabelled_source,
+        "epochs": training.epochs, "batch_size": training.batch_size,
+        "ablation_seeds": seeds,
+        "ablation": [{k: r[k] for k in ("setting", "data", "loss", "alpha", "temperature", "seeds", "accuracy_mean",
+                                        "accuracy_ci95", "val_accuracy_mean")} for r in ablation_rows],
+        "selected_on": "validation",
+        "baseline_teacher_agreement": float(np.mean(list(agree_baseline.values()))),
+        "size_ratio_teacher_over_student": size_ratio,
+        "params_ratio_teacher_over_student": params_ratio,
+        "teacher_scoring": score_stats,
+        "train_seconds_total": float(sum(r.seconds for r in baseline if not r.from_cache)
+                                     + sum(r.seconds for r in headline if not r.from_cache)),
+    }
 
-    from kdutils.distill import missing_steps, missing_upstream
-    from kdutils.pipeline import rerun_command
+    def written(value):
+        return json.dumps(value, default=json_default)
 
-    root = tmp_path / "run" / "smoke"
-    seeds = [0, 1, 2, 3, 4]
-    assert len(missing_upstream(root, seeds)) > 20
-    assert missing_steps(root, seeds) == ["01_data", "02_teacher", "03_student"]
-    # Only the students are missing: only notebook 03 needs to run.
-    (root / "data").mkdir(parents=True)
-    (root / "data" / "meta.json").write_text("{}")
-    (root / "models" / "teacher").mkdir(parents=True)
-    for f in ("kdmodel.json", "model.safetensors"):
-        (root / "models" / "teacher" / f).write_text("{}")
-    (root / "summary.json").write_text(json.dumps({"models": {"teacher": {}}}))
-    assert missing_steps(root, seeds) == ["03_student"]
-    assert rerun_command("smoke", [s[:2] for s in missing_steps(root, seeds)]) == (
-        "python -m kdutils.pipeline run --profile smoke --only 03 --force")
+    assert written(entry.record()) == written(old_entry), "same keys, values and order"
+    assert written(section.record()) == written(old_section)
+    assert section.size_ratio_teacher_over_student > 20 and entry.n_seeds == len(seeds)

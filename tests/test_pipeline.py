@@ -7,7 +7,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from kdutils import pipeline
+from kdutils import pipeline, steps
 from kdutils.config import ConfigError, load_profile
 from kdutils.runs import read_json
 
@@ -137,7 +137,7 @@ def test_only_the_studys_own_notebooks_are_steps(notebooks: Path) -> None:
 
 
 def test_the_studys_notebooks_are_the_step_table() -> None:
-    assert [s.number for s in pipeline.discover_steps()] == sorted(pipeline.STEP_READS)
+    assert [s.name for s in pipeline.discover_steps()] == [s.name for s in steps.STEPS]
 
 
 # ----------------------------------------------------------------------------- cache keys

@@ -168,8 +168,61 @@ def test_train_teacher_reuses_a_matching_saved_model(tiny_teacher: finetune.Teac
 
 def test_cli_flags_round_trip_settings() -> None:
     settings = finetune.FineTuneSettings(max_length=48, epochs=3, learning_rate=3e-5, num_layers=4, seed=7)
-    args = build_parser().parse_args(["--output", "o", "--scratch", "s", *finetune.settings_to_args(settings)])
-    assert finetune.FineTuneSettings(**{k: getattr(args, k) for k in settings.__dict__}) == settings
+    args = build_parser().parse_args(["--output", "o", "--scratch", "s", *settings.to_args()])
+    assert finetune.FineTuneSettings.from_args(args) == settings
+    bf16 = finetune.FineTuneSettings(precision="bf16", patience=0)
+    args = build_parser().parse_args(["--output", "o", "--scratch", "s", *bf16.to_args()])
+    assert finetune.FineTuneSettings.from_args(args) == bf16
+    defaults = build_parser().parse_args(["--output", "o", "--scratch", "s"])
+    assert finetune.FineTuneSettings.from_args(defaults) == finetune.FineTuneSettings()
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--output", "o", "--scratch", "s", "--precision", "fp16"])
+
+
+def test_every_setting_comes_from_the_profile() -> None:
+    changed = {"max_length": 40, "epochs": 5, "batch_size": 8, "learning_rate": 1e-3, "warmup_ratio": 0.2,
+               "weight_decay": 0.1, "early_stopping_patience": 3, "seed": 9, "score_batch_size": 7,
+               "precision": "fp32", "depth_epochs": 4}
+    cfg = load_profile("smoke", {"teacher": changed}).teacher
+    settings = finetune.FineTuneSettings.from_config(cfg)
+    assert settings == finetune.FineTuneSettings(max_length=40, epochs=5, batch_size=8, learning_rate=1e-3,
+                                                 warmup_ratio=0.2, weight_decay=0.1, patience=3, seed=9,
+                                                 eval_batch_size=7)
+    depth = finetune.FineTuneSettings.from_config(cfg, num_layers=2, epochs=cfg.depth_epochs)
+    assert (depth.num_layers, depth.epochs) == (2, 4)
+
+
+# Recorded before the settings became one object: fine-tuned teachers saved since are reused only
+# while these stay equal (weights, data, labels and settings hashed as run_fingerprint does).
+FINGERPRINTS = {
+    "default": ({}, "746dec7693b106db9b09cedd1dfd9bd54d378ae7b8e59831e8e6603e859d7cd8"),
+    "tiny": (dict(max_length=32, epochs=1, batch_size=16, learning_rate=1e-4, num_layers=1, eval_batch_size=64,
+                  patience=0), "4b476c2a04c5696280df1a95c8c59a8e820ca8e1a0bcfe5e4bdecb7f7f8215ea"),
+    "bf16": (dict(precision="bf16", num_layers=4, epochs=2),
+             "91f3eb3122d7745fa6666156e599e15284fcd8239be2fbf3d107abd5ad10ae8f"),
+}
+
+
+def _fingerprint(settings: finetune.FineTuneSettings, base: Path) -> str:
+    (base / "model.safetensors").write_bytes(b"kdutils fixed weights")
+    train = pd.DataFrame({"text": ["a fine film .", "dull ."], "label": [1, 0]})
+    val = pd.DataFrame({"text": ["good ."], "label": [1]})
+    return finetune.run_fingerprint(base, train, val, settings, ["negative", "positive"])
+
+
+@pytest.mark.parametrize("name", FINGERPRINTS)
+def test_run_fingerprint_is_unchanged(name: str, tmp_path: Path) -> None:
+    values, expected = FINGERPRINTS[name]
+    assert _fingerprint(finetune.FineTuneSettings(**values), tmp_path) == expected
+
+
+def test_run_fingerprint_from_a_profile_is_unchanged(tmp_path: Path) -> None:
+    smoke = load_profile("smoke", {"teacher": {"precision": "fp32"}}).teacher
+    assert _fingerprint(finetune.FineTuneSettings.from_config(smoke), tmp_path) == (
+        "a37176aa5b1fb75939df1fa88a252ab45624ac614d489b18794227efc5460024")
+    paper = load_profile("paper", {"teacher": {"precision": "fp32"}}).teacher
+    depth = finetune.FineTuneSettings.from_config(paper, num_layers=2, epochs=1)
+    assert _fingerprint(depth, tmp_path) == "afd232adec03292ae0dbdf062b4c05780700ca978df2e4fbd1a412dac661fe61"
 
 
 @pytest.mark.slow

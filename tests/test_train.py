@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from kdutils.summary import SeededEntry
 from kdutils.text import Vocab
 from kdutils.train import (
     EncodedSet,
+    TrainSettings,
     cross_entropy_loss,
     encode_texts,
     fit_student,
@@ -130,9 +132,9 @@ def test_fit_student_saves_model_predictions_and_summary(vocab: Vocab, sets, tmp
     records = []
     for seed in (0, 1):
         records.append(fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"],
-                                   seed=seed, epochs=1, batch_size=32, lr=2e-3, patience=1, label_names=LABELS,
-                                   max_length=48, model_dir=tmp_run.model_dir("student_test", seed),
-                                   metrics_dir=tmp_run.metrics))
+                                   TrainSettings(epochs=1, batch_size=32, learning_rate=2e-3, patience=1),
+                                   seed=seed, label_names=LABELS, max_length=48,
+                                   model_dir=tmp_run.model_dir("student_test", seed), metrics_dir=tmp_run.metrics))
         npz = np.load(tmp_run.metrics / f"student_test_seed{seed}_test.npz")
         assert npz["logits"].shape == (len(sets["test"]), 2)
         np.testing.assert_array_equal(npz["labels"], sets["test"].labels.numpy())
@@ -168,19 +170,21 @@ def test_tfidf_reference_picks_c_on_validation(rt_splits, tmp_path) -> None:
 
 
 def test_fit_student_reads_back_a_finished_run_and_retrains_a_changed_one(vocab: Vocab, sets, tmp_run) -> None:
-    args = {"seed": 0, "epochs": 1, "batch_size": 32, "lr": 2e-3, "patience": 1, "label_names": LABELS,
-            "max_length": 48, "model_dir": tmp_run.model_dir("student_test", 0), "metrics_dir": tmp_run.metrics}
-    first = fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], **args)
+    training = TrainSettings(epochs=1, batch_size=32, learning_rate=2e-3, patience=1)
+    args = {"seed": 0, "label_names": LABELS, "max_length": 48, "model_dir": tmp_run.model_dir("student_test", 0),
+            "metrics_dir": tmp_run.metrics}
+    first = fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], training, **args)
     weights = tmp_run.model_dir("student_test", 0) / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
-    again = fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], **args)
+    again = fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], training, **args)
     assert again == first, "a finished run (same data, settings and code) is read back, record for record"
     assert weights.stat().st_mtime_ns == stamp, "and not retrained"
 
     # A missing prediction file (interrupted before the model was saved) or changed settings retrain.
     (tmp_run.metrics / "student_test_seed0_val.npz").unlink()
-    fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], **args)
+    fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], training, **args)
     assert weights.stat().st_mtime_ns != stamp
     stamp = weights.stat().st_mtime_ns
-    fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"], **(args | {"lr": 1e-3}))
+    fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"],
+                replace(training, learning_rate=1e-3), **args)
     assert weights.stat().st_mtime_ns != stamp
