@@ -23,7 +23,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from kdutils import anchors, plots, report  # noqa: E402
+from kdutils import plots, report  # noqa: E402
+from kdutils.report import anchors  # noqa: E402
 from kdutils.runs import REPO_ROOT, RunDir, default_output_root, read_json, write_json  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
