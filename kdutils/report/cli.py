@@ -12,9 +12,12 @@ from kdutils.report.publish import check, publish
 from kdutils.report.reading import ReportError
 from kdutils.report.render import render
 from kdutils.runs import REPO_ROOT
+from kdutils.summary import SummaryError
 
 
 def main(argv: Iterable[str] | None = None) -> int:
+    """Run one subcommand (``render``, ``publish``, ``index``, ``check``); the exit code: 0 done,
+    1 a check found differences, 2 an error (printed on stderr)."""
     parser = argparse.ArgumentParser(prog="python -m kdutils.report", description=_package_doc.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_render = sub.add_parser("render", help="tables, paper.md and paper.html of a run")
@@ -60,7 +63,7 @@ def main(argv: Iterable[str] | None = None) -> int:
                     print(d)
                 return 1
             print(f"{args.published}: tables and text match summary.json")
-    except ReportError as err:
+    except (ReportError, SummaryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

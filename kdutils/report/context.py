@@ -1,7 +1,15 @@
-"""The paper's context: everything the template may say, computed once here."""
+"""The paper's context: everything the template may say, computed once here.
+
+:func:`build_context` joins one small builder per part of the paper (front matter, data,
+teacher, students, distillation, deployment, published work) and the helpers the template
+calls to place tables, figures and citations. The summary is the validated
+:class:`~kdutils.summary.Summary` after :func:`~kdutils.report.results.guard_intervals`; the
+manifest stays a dict (it has no contract of its own), so only its reads are guarded.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from kdutils import plots
@@ -12,18 +20,27 @@ from kdutils.report.formatting import RUNTIME_LABELS, is_num
 from kdutils.report.reading import ReportError
 from kdutils.report.results import (
     SIGNIFICANCE_LEVEL,
+    Bench,
     depth_rows,
+    gain_seeds,
+    gap_closed,
     inference_rows,
-    models_of,
-    n_of,
-    records,
+    latency_ratio,
     serving_rows,
     significance_caveat,
     teacher_key,
-    throughput_key,
 )
 from kdutils.report.tables import STUDENT_ORDER, Table
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
+from kdutils.summary import (
+    AblationRow,
+    DistillationSection,
+    FaultTest,
+    FaultTestSkipped,
+    HttpOverhead,
+    Peers,
+    Summary,
+)
 
 # Replicas must beat one replica's throughput by this factor before the paper calls it a speed-up.
 BALANCER_GAIN = 1.2
@@ -34,21 +51,35 @@ STUDENT_PHRASES = {"student_distilled": "distilled BiLSTM", "student_baseline": 
                    "student_original": "BiLSTM at the original sizes"}
 
 
-def gain_summary(summary: dict[str, Any]) -> dict[str, Any] | None:
-    dist = summary.get("distillation")
-    if not isinstance(dist, dict) or not is_num(dist.get("gain_points_mean")):
+def paper_title(summary: Summary, manifest: dict[str, Any]) -> str:
+    """The paper's title: the teacher (from the parameters) and the data set (from ``data``)."""
+    key = teacher_key(manifest)
+    teacher = TEACHER_INFO[key]["label"] if key else "a transformer"
+    info = DATASET_INFO.get(summary.data.dataset, {}) if summary.data else {}
+    dataset = info.get("label", "sentiment data")
+    return f"Distilling {teacher} into a BiLSTM for sentiment on {dataset}: a reproducible study"
+
+
+# ---- the gain and how it was tested
+
+
+def gain_summary(summary: Summary) -> dict[str, Any] | None:
+    """What the paper and the index say about the gain: the numbers, the verdict and its caveat.
+
+    ``gain`` and ``ci`` are in points, ``p`` is the one-sided paired p-value; ``verdict`` and
+    ``caveat`` are the words every "significant" sentence uses. ``None`` before notebook 04.
+    """
+    dist = summary.distillation
+    if dist is None:
         return None
-    ci = dist.get("gain_ci95") if isinstance(dist.get("gain_ci95"), list | tuple) else None
-    p = dist.get("p_value")
-    gain = float(dist["gain_points_mean"])
-    n_seeds = n_of(dist, "gain_points_per_seed", "seeds")
-    significant = is_num(p) and p < SIGNIFICANCE_LEVEL
+    ci, p, gain = dist.gain_ci95, dist.p_value, dist.gain_points_mean
+    n_seeds = gain_seeds(dist)
+    significant = p < SIGNIFICANCE_LEVEL
+    test_text = dist.p_value_test
     return {
-        **dist,
         "gain": gain,
         "ci": ci,
         "p": p,
-        "has_p": is_num(p),
         "significant": significant,
         "n_seeds": n_seeds,
         # Every sentence that says "significant" says it with these words (paper and index).
@@ -56,53 +87,236 @@ def gain_summary(summary: dict[str, Any]) -> dict[str, Any] | None:
         "caveat": significance_caveat(significant, ci, n_seeds),
         "ci_excludes_zero": bool(ci) and (ci[0] > 0 or ci[1] < 0),
         "positive": gain > 0,
-        "ablation": _ablation_context(records(dist.get("ablation"))),
-        "test_text": _test_text(dist),
+        "ablation": _ablation_context(dist.ablation),
+        "test_text": test_text,
         # "paired bootstrap over the 853 test sentences (2000 resamples), ..." -> the part before "(".
-        "test_name": (_test_text(dist) or "").split(" (")[0].split(",")[0].strip() or None,
-        "test_sides": next((w for w in ("one-sided", "two-sided") if w in (_test_text(dist) or "")), None),
-        "boot_ci": dist.get("bootstrap_gain_ci95_points") if isinstance(dist.get("bootstrap_gain_ci95_points"),
-                                                                        list | tuple) else None,
+        "test_name": test_text.split(" (")[0].split(",")[0].strip() or None,
+        "test_sides": next((w for w in ("one-sided", "two-sided") if w in test_text), None),
+        "boot_ci": dist.bootstrap_gain_ci95_points,
         "mcnemar": _mcnemar_context(dist),
-        "paired_seeds": isinstance(dist.get("gain_points_per_seed"), list),
     }
 
 
-_ROW_LABEL_KEYS = ("setting", "variant", "name", "config", "label", "ablation", "model")
-_ROW_ACC_KEYS = ("accuracy_mean", "accuracy", "val_accuracy_mean", "val_accuracy")
-
-
-def _ablation_context(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The best ablation row by test accuracy, when the rows carry a label and an accuracy."""
+def _ablation_context(rows: list[AblationRow]) -> dict[str, Any] | None:
+    """How many settings were tried, and the best and weakest by test accuracy."""
     if not rows:
         return None
-    label_key = next((k for k in _ROW_LABEL_KEYS if all(isinstance(r.get(k), str) for r in rows)), None)
-    acc_key = next((k for k in _ROW_ACC_KEYS if all(is_num(r.get(k)) for r in rows)), None)
-    out: dict[str, Any] = {"n": len(rows), "best": None}
-    if label_key and acc_key:
-        best = max(rows, key=lambda r: r[acc_key])
-        worst = min(rows, key=lambda r: r[acc_key])
-        out.update(best={"label": best[label_key], "accuracy": best[acc_key]},
-                   worst={"label": worst[label_key], "accuracy": worst[acc_key]})
+    best = max(rows, key=lambda r: r.accuracy_mean)
+    worst = min(rows, key=lambda r: r.accuracy_mean)
+    return {"n": len(rows), "best": {"label": best.setting, "accuracy": best.accuracy_mean},
+            "worst": {"label": worst.setting, "accuracy": worst.accuracy_mean}}
+
+
+def _mcnemar_context(dist: DistillationSection) -> dict[str, Any] | None:
+    """Per-seed exact McNemar tests: how many seeds show a significant difference."""
+    if not dist.mcnemar:
+        return None
+    return {"n": len(dist.mcnemar), "significant": sum(r.p_value < SIGNIFICANCE_LEVEL for r in dist.mcnemar),
+            "test": dist.mcnemar_test}
+
+
+# ---- one builder per part of the paper
+
+
+def _front_matter(summary: Summary, manifest: dict[str, Any], profile: str) -> dict[str, Any]:
+    params = manifest.get("parameters") or {}
+    packages = manifest.get("packages") or {}
+    return {
+        "title": paper_title(summary, manifest),
+        "profile": profile,
+        "description": params.get("description") or "",
+        "manifest": manifest,
+        "params": params,
+        "git": manifest.get("git") or {},
+        "machine": {"cpu": manifest.get("cpu"), "cores": manifest.get("cores"), "python": manifest.get("python"),
+                    "torch": packages.get("torch"), "transformers": packages.get("transformers")},
+    }
+
+
+def _data_part(summary: Summary, params: dict[str, Any]) -> dict[str, Any]:
+    data = summary.data
+    return {
+        "data": data,
+        "dataset": DATASET_INFO.get(data.dataset) if data else None,
+        "subsampled": any((params.get("data") or {}).get(k) for k in ("max_train", "max_val", "max_test")),
+    }
+
+
+def _depth_context(summary: Summary) -> dict[str, Any] | None:
+    """The depth sweep as the text describes it: monotone or not, best, shallowest, full."""
+    rows = depth_rows(summary)
+    if len(rows) < 2:
+        return None
+    accs = [r.entry.accuracy for r in rows]
+    shallow, full = rows[0], rows[-1]
+    return {
+        "rows": rows,
+        "monotone": all(b >= a for a, b in zip(accs, accs[1:], strict=False)),
+        "best": max(rows, key=lambda r: r.entry.accuracy),
+        "shallowest": shallow,
+        "full": full,
+        "drop_points": 100 * (full.entry.accuracy - shallow.entry.accuracy),
+    }
+
+
+def _teacher_part(summary: Summary, manifest: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    key = teacher_key(manifest)
+    return {
+        "teacher": summary.models.teacher if summary.models else None,
+        "teacher_key": key,
+        "teacher_info": TEACHER_INFO.get(key) if key else None,
+        "depth": _depth_context(summary),
+        "depths": [r for r in depth_rows(summary) if r.name != "teacher"],
+        "teacher_params": params.get("teacher") or {},
+    }
+
+
+def _students_part(summary: Summary, params: dict[str, Any]) -> dict[str, Any]:
+    models, dist = summary.models, summary.distillation
+    students = {n: m for n in STUDENT_ORDER if models and (m := getattr(models, n)) is not None}
+    baseline, distilled = students.get("student_baseline"), students.get("student_distilled")
+    trained = baseline if baseline is not None else distilled
+    n_seeds = trained.n_seeds if trained is not None else len(dist.seeds) if dist is not None else None
+    return {
+        "students": students,
+        "baseline": baseline,
+        "distilled": distilled,
+        "original_student": students.get("student_original"),
+        "tfidf": students.get("tfidf_logreg"),
+        "n_seeds": n_seeds,
+        "student_params": params.get("student") or {},
+        "student_run": summary.student,
+    }
+
+
+def _distillation_part(summary: Summary, params: dict[str, Any]) -> dict[str, Any]:
+    models, dist = summary.models, summary.distillation
+    distill_params = params.get("distill") or {}
+    # What the distillation notebook recorded wins over the profile's parameters.
+    if dist is not None:
+        aug = {"n_iter": dist.n_iter, "p_mask": dist.p_mask, "p_replace": dist.p_replace, "p_ngram": dist.p_ngram,
+               "unlabelled": dist.unlabelled, "unlabelled_source": dist.unlabelled_source,
+               "counts": dist.transfer_set.model_dump()}
+    else:
+        aug = {k: distill_params.get(k) for k in ("n_iter", "p_mask", "p_replace", "p_ngram", "unlabelled")}
+        aug.update(unlabelled_source=None, counts=None)
+    n_iter = aug["n_iter"]
+    gain = gain_summary(summary)
+    teacher, baseline, distilled = ((models.teacher, models.student_baseline, models.student_distilled)
+                                    if models else (None, None, None))
+    gap = None
+    if teacher and baseline and distilled and gain:
+        gap = {"teacher_minus_baseline": 100 * (teacher.accuracy - baseline.accuracy_mean),
+               "closed_share": gap_closed(teacher.accuracy, baseline.accuracy_mean, distilled.accuracy_mean),
+               "teacher_minus_distilled": 100 * (teacher.accuracy - distilled.accuracy_mean)}
+    return {
+        "distillation": dist,
+        "gain": gain,
+        "gap": gap,
+        "augmented": bool(n_iter) if is_num(n_iter) else None,
+        "aug": aug,
+        "distill_params": distill_params,
+    }
+
+
+def _speed_context(summary: Summary) -> dict[str, Any] | None:
+    """Teacher vs student latency in eager PyTorch, and what ONNX Runtime changes."""
+    by: dict[tuple[str, str], Bench] = {(b.model, b.runtime): b for b in inference_rows(summary)}
+    student_name = next((n for n in ("student_distilled", "student_baseline") if (n, "torch") in by), None)
+    ratio = latency_ratio(summary, student_name) if student_name else None
+    if ratio is None:
+        return None
+    teacher, student = by[("teacher", "torch")].row, by[(student_name, "torch")].row
+    out: dict[str, Any] = {
+        "student_name": student_name,
+        "teacher_ms": teacher.latency_ms_p50, "student_ms": student.latency_ms_p50,
+        "ratio": ratio,
+        "teacher_tp": teacher.throughput_per_s,
+        "student_tp": student.throughput_per_s,
+        "runtimes": {},
+    }
+    for rt in ("onnx", "onnx-int8"):
+        bench = by.get(("teacher", rt))
+        if bench and bench.row.latency_ms_p50 > 0:
+            out["runtimes"][rt] = {
+                "label": RUNTIME_LABELS[rt], "teacher_ms": bench.row.latency_ms_p50,
+                "speedup": teacher.latency_ms_p50 / bench.row.latency_ms_p50,
+                "agreement": bench.row.agreement_with_eager, "size_mb": bench.row.size_mb,
+                "eager_size_mb": teacher.size_mb,
+            }
     return out
 
 
-def _test_text(dist: dict[str, Any]) -> str | None:
-    """How the run computed its p-value, in words, from what the distillation section records."""
-    parts = [str(dist[k]) for k in ("p_value_test", "test", "method") if isinstance(dist.get(k), str)]
-    return parts[0] if parts else None
-
-
-def _mcnemar_context(dist: dict[str, Any]) -> dict[str, Any] | None:
-    """Per-seed exact McNemar tests: how many seeds show a significant difference."""
-    rows = [r for r in dist.get("mcnemar") or [] if isinstance(r, dict) and is_num(r.get("p_value"))]
-    if not rows:
+def _peers_context(peers: Peers, overhead: HttpOverhead) -> dict[str, Any] | None:
+    """Ratios the paper states about serving.peers; ``None`` without a latency at the lowest load."""
+    cs = sorted(peers.ours, key=int)
+    if not cs:
         return None
-    return {"n": len(rows), "significant": sum(r["p_value"] < SIGNIFICANCE_LEVEL for r in rows),
-            "test": dist.get("mcnemar_test") if isinstance(dist.get("mcnemar_test"), str) else None}
+    low, high = cs[0], cs[-1]
+    f, n, o = peers.floor[low], peers.naive[low], peers.ours[low]
+    if f.p50_ms is None or n.p50_ms is None or o.p50_ms is None:
+        return None
+    runtime = overhead.runtimes.get(peers.model)
+    in_process = runtime.in_process_p50_ms if runtime else None
+    ours, naive = peers.ours[high], peers.naive[high]
+    return {"model": peers.model, "low": int(low), "high": int(high), "floor_ms": f.p50_ms,
+            "naive_ms": n.p50_ms, "ours_ms": o.p50_ms, "in_process_ms": in_process,
+            "http_ms": o.p50_ms - in_process if in_process is not None else None,
+            "p50_vs_naive": o.p50_ms / n.p50_ms,
+            "rps_vs_naive": ours.rps / naive.rps if naive.rps else None,
+            "ours_rps": ours.rps, "naive_rps": naive.rps}
+
+
+def _serving_context(summary: Summary) -> dict[str, Any] | None:
+    """Replicas behind nginx vs one replica at the highest shared concurrency; the fault test."""
+    serving = summary.serving
+    if serving is None:
+        return None
+    rows = serving_rows(summary)
+    out: dict[str, Any] = {"balancer": [], "fault": None, "fault_skipped": None, "overhead": None, "micro": None,
+                           "errors": sum(r.stats.errors for r in rows),
+                           "setups": sorted({r.setup for r in rows})}
+    index = {(r.setup, r.model, r.concurrency): r.stats for r in rows}
+    for model in dict.fromkeys(r.model for r in rows):
+        shared = sorted(c for (s, m, c) in index if s == "1_replica" and m == model
+                        and ("N_replicas_nginx", m, c) in index)
+        if not shared:
+            continue
+        one, many = index[("1_replica", model, shared[-1])], index[("N_replicas_nginx", model, shared[-1])]
+        if one.rps > 0:
+            out["balancer"].append({"model": model, "label": plots.model_label(model),
+                                    "concurrency": shared[-1], "one_rps": one.rps, "many_rps": many.rps,
+                                    "ratio": many.rps / one.rps})
+    if isinstance(serving.fault_test, FaultTest):
+        out["fault"] = serving.fault_test
+    elif isinstance(serving.fault_test, FaultTestSkipped):
+        out["fault_skipped"] = serving.fault_test.skipped
+    oh = serving.http_overhead
+    if oh.noop.p50_ms is not None and oh.predict.p50_ms is not None:
+        out["overhead"] = {"noop_ms": oh.noop.p50_ms, "predict_ms": oh.predict.p50_ms, "model": oh.model,
+                           "in_process_ms": oh.in_process_p50_ms, "method": oh.method, "floor_ms": oh.floor.p50_ms}
+    out["peers"] = _peers_context(serving.peers, oh)
+    mb = serving.micro_batching
+    out["micro"] = {"window_ms": mb.micro_batching_ms, "users": mb.users, "model": mb.model,
+                    "off_rps": mb.off.rps, "on_rps": mb.on.rps, "off_p95": mb.off.p95_ms, "on_p95": mb.on.p95_ms}
+    out["settings"] = serving.settings
+    return out
+
+
+def _deployment_part(summary: Summary, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "inference": summary.inference,
+        "serving": summary.serving,
+        "speed": _speed_context(summary),
+        "serve": _serving_context(summary),
+        "bench_machine": summary.inference.machine if summary.inference else None,
+        "deploy_params": params.get("deploy") or {},
+        "balancer_gain": BALANCER_GAIN,
+    }
 
 
 def _published_context(gain: dict[str, Any] | None, augmented: bool | None) -> dict[str, Any]:
+    """Published gains the text compares with, and where this run's gain falls among them."""
     with_aug = anchors.published_gains(augmented=True)
     without_aug = anchors.published_gains(augmented=False)
     original = next(r for r in anchors.DISTILLATION_RESULTS if r.ref == "original")
@@ -122,159 +336,16 @@ def _published_context(gain: dict[str, Any] | None, augmented: bool | None) -> d
         lo, hi = min(comparable), max(comparable)
         out["position"] = "below" if gain["gain"] < lo else "above" if gain["gain"] > hi else "within"
         out["comparable"] = {"min": lo, "max": hi}
-        ci = gain.get("ci")
+        ci = gain["ci"]
         out["original_in_ci"] = bool(ci) and ci[0] <= original.gain_points <= ci[1]
     return out
 
 
-def _depth_context(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    scored = [r for r in rows if is_num(r.get("accuracy")) and r.get("layers") is not None]
-    if len(scored) < 2:
-        return None
-    accs = [r["accuracy"] for r in scored]
-    best = max(scored, key=lambda r: r["accuracy"])
-    shallow, full = scored[0], scored[-1]
-    return {
-        "rows": scored,
-        "monotone": all(b >= a for a, b in zip(accs, accs[1:], strict=False)),
-        "best": best,
-        "shallowest": shallow,
-        "full": full,
-        "drop_points": 100 * (full["accuracy"] - shallow["accuracy"]),
-    }
+# ---- placing tables, figures and citations
 
 
-def _speed_context(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """Teacher vs student latency in eager PyTorch, and what ONNX Runtime changes."""
-    by: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in inference_rows(summary):
-        if is_num(row.get("latency_ms_p50")):
-            by[(str(row.get("model")), str(row.get("runtime", "torch")))] = row
-    student_name = next((n for n in ("student_distilled", "student_baseline") if (n, "torch") in by), None)
-    teacher, student = by.get(("teacher", "torch")), by.get((student_name, "torch")) if student_name else None
-    if not teacher or not student or student["latency_ms_p50"] <= 0:
-        return None
-    out: dict[str, Any] = {
-        "student_name": student_name,
-        "teacher_ms": teacher["latency_ms_p50"], "student_ms": student["latency_ms_p50"],
-        "ratio": teacher["latency_ms_p50"] / student["latency_ms_p50"],
-        "teacher_tp": teacher.get(throughput_key(teacher) or ""),
-        "student_tp": student.get(throughput_key(student) or ""),
-        "runtimes": {},
-    }
-    for rt in ("onnx", "onnx-int8"):
-        row = by.get(("teacher", rt))
-        if row and row["latency_ms_p50"] > 0:
-            out["runtimes"][rt] = {
-                "label": RUNTIME_LABELS[rt], "teacher_ms": row["latency_ms_p50"],
-                "speedup": teacher["latency_ms_p50"] / row["latency_ms_p50"],
-                "agreement": row.get("agreement_with_eager"), "size_mb": row.get("size_mb"),
-                "eager_size_mb": teacher.get("size_mb"),
-            }
-    return out
-
-
-def _peers_context(peers: Any, overhead: dict[str, Any]) -> dict[str, Any] | None:
-    """Ratios the paper states about serving.peers (None when the run has no peer comparison)."""
-    if not isinstance(peers, dict) or not all(isinstance(peers.get(k), dict) for k in ("floor", "naive", "ours")):
-        return None
-    cs = sorted((c for c in peers["ours"] if str(c).isdigit() and c in peers["naive"] and c in peers["floor"]), key=int)
-    if not cs:
-        return None
-    low, high = cs[0], cs[-1]
-    f, n, o = (peers[k][low] for k in ("floor", "naive", "ours"))
-    runtimes = overhead.get("runtimes") if isinstance(overhead.get("runtimes"), dict) else {}
-    in_process = (runtimes.get(peers.get("model")) or {}).get("in_process_p50_ms")
-    if not all(is_num(x) for x in (f.get("p50_ms"), n.get("p50_ms"), o.get("p50_ms"))):
-        return None
-    return {"model": peers.get("model"), "low": int(low), "high": int(high), "floor_ms": f["p50_ms"],
-            "naive_ms": n["p50_ms"], "ours_ms": o["p50_ms"], "in_process_ms": in_process,
-            "http_ms": o["p50_ms"] - in_process if is_num(in_process) else None,
-            "p50_vs_naive": o["p50_ms"] / n["p50_ms"],
-            "rps_vs_naive": peers["ours"][high]["rps"] / peers["naive"][high]["rps"]
-            if is_num(peers["naive"][high].get("rps")) and peers["naive"][high]["rps"] else None,
-            "ours_rps": peers["ours"][high].get("rps"), "naive_rps": peers["naive"][high].get("rps")}
-
-
-def _serving_context(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """Replicas behind nginx vs one replica at the highest shared concurrency; the fault test."""
-    rows = serving_rows(summary)
-    section = summary.get("serving") if isinstance(summary.get("serving"), dict) else {}
-    if not rows and not section:
-        return None
-    out: dict[str, Any] = {"balancer": [], "fault": None, "fault_skipped": None, "overhead": None, "micro": None,
-                           "errors": sum(int(r.get("errors") or 0) for r in rows),
-                           "setups": sorted({str(r.get("setup")) for r in rows if r.get("setup")})}
-    index = {(r.get("setup"), r.get("model"), r.get("concurrency")): r for r in rows}
-    for model in dict.fromkeys(r.get("model") for r in rows):
-        shared = sorted(c for (s, m, c) in index if s == "1_replica" and m == model
-                        and ("N_replicas_nginx", m, c) in index and isinstance(c, int))
-        if not shared:
-            continue
-        one, many = index[("1_replica", model, shared[-1])], index[("N_replicas_nginx", model, shared[-1])]
-        if is_num(one.get("rps")) and is_num(many.get("rps")) and one["rps"] > 0:
-            out["balancer"].append({"model": model, "label": plots.model_label(str(model)),
-                                    "concurrency": shared[-1], "one_rps": one["rps"], "many_rps": many["rps"],
-                                    "ratio": many["rps"] / one["rps"]})
-    fault = section.get("fault_test")
-    if isinstance(fault, dict) and is_num(fault.get("requests")):
-        out["fault"] = fault
-    elif isinstance(fault, dict) and isinstance(fault.get("skipped"), str):
-        out["fault_skipped"] = fault["skipped"]
-    oh = section.get("http_overhead")
-    if isinstance(oh, dict) and all(isinstance(oh.get(k), dict) and is_num(oh[k].get("p50_ms"))
-                                    for k in ("noop", "predict")):
-        out["overhead"] = {"noop_ms": oh["noop"]["p50_ms"], "predict_ms": oh["predict"]["p50_ms"],
-                           "model": oh.get("model"), "in_process_ms": oh.get("in_process_p50_ms"),
-                           "method": oh.get("method"),
-                           "floor_ms": (oh.get("floor") or {}).get("p50_ms")}
-    out["peers"] = _peers_context(section.get("peers"), oh if isinstance(oh, dict) else {})
-    mb = section.get("micro_batching")
-    if isinstance(mb, dict) and all(isinstance(mb.get(k), dict) and is_num(mb[k].get("rps")) for k in ("off", "on")):
-        out["micro"] = {"window_ms": mb.get("micro_batching_ms"), "users": mb.get("users"), "model": mb.get("model"),
-                        "off_rps": mb["off"]["rps"], "on_rps": mb["on"]["rps"],
-                        "off_p95": mb["off"].get("p95_ms"), "on_p95": mb["on"].get("p95_ms")}
-    settings = section.get("settings")
-    out["settings"] = settings if isinstance(settings, dict) else {}
-    return out
-
-
-def build_context(
-    summary: dict[str, Any],
-    manifest: dict[str, Any],
-    tables: dict[str, Table],
-    figures: PaperFigures,
-    profile: str,
-) -> dict[str, Any]:
-    models = models_of(summary)
-    params = manifest.get("parameters") or {}
-    key = teacher_key(summary, manifest)
-    teacher = models.get("teacher") if isinstance(models.get("teacher"), dict) else None
-    data = summary.get("data") if isinstance(summary.get("data"), dict) else None
-    gain = gain_summary(summary)
-    distill_params = params.get("distill") or {}
-    # What the distillation notebook recorded wins over the profile's parameters.
-    recorded = summary.get("distillation") if isinstance(summary.get("distillation"), dict) else {}
-    aug = {k: recorded.get(k, distill_params.get(k)) for k in ("n_iter", "p_mask", "p_replace", "p_ngram")}
-    aug["unlabelled"] = recorded.get("unlabelled", distill_params.get("unlabelled"))
-    aug["unlabelled_source"] = recorded.get("unlabelled_source")
-    counts = recorded.get("transfer_set")
-    aug["counts"] = {k: v for k, v in counts.items() if is_num(v)} if isinstance(counts, dict) else None
-    n_iter = aug["n_iter"]
-    augmented = bool(n_iter) if is_num(n_iter) else None
-    students = {n: models[n] for n in STUDENT_ORDER if isinstance(models.get(n), dict)}
-    baseline, distilled = students.get("student_baseline"), students.get("student_distilled")
-    n_seeds = next((len(m["per_seed"]) for m in (baseline, distilled)
-                    if m and isinstance(m.get("per_seed"), list)), None)
-    if n_seeds is None and isinstance(recorded.get("seeds"), list):
-        n_seeds = len(recorded["seeds"])
-    gap = None
-    if teacher and baseline and distilled and gain and is_num(teacher.get("accuracy")):
-        teacher_gap = 100 * (teacher["accuracy"] - baseline["accuracy_mean"])
-        gap = {"teacher_minus_baseline": teacher_gap,
-               "closed_share": gain["gain"] / teacher_gap if teacher_gap > 0 else None,
-               "teacher_minus_distilled": 100 * (teacher["accuracy"] - distilled["accuracy_mean"])}
-
+def _placement(tables: dict[str, Table], figures: PaperFigures) -> dict[str, Callable[..., Any]]:
+    """The functions the template calls to insert or refer to a table, a figure or a reference."""
     table_numbers = {name: i + 1 for i, name in enumerate(tables)}
     refs_used: list[str] = []
 
@@ -320,64 +391,39 @@ def build_context(
         f = figures.available.get(name)
         return f"Figure {f.number}" if f else ""
 
+    return {"cite": cite, "references": lambda: [anchors.REFERENCES[r] for r in refs_used], "table": table,
+            "table_ref": table_ref, "figure": figure, "figures_of": figures_of, "fig_ref": fig_ref}
+
+
+def build_context(
+    summary: Summary,
+    manifest: dict[str, Any],
+    tables: dict[str, Table],
+    figures: PaperFigures,
+    profile: str,
+) -> dict[str, Any]:
+    """Everything ``templates/paper.md.j2`` may use, for one run.
+
+    ``summary`` is the run's validated summary after
+    :func:`~kdutils.report.results.guard_intervals`; ``tables`` are :func:`build_tables`'s (their
+    order numbers them); ``figures`` are the figures found for the paper. Raises
+    :class:`ReportError` if the template cites a reference :mod:`anchors` does not know.
+    """
+    params = manifest.get("parameters") or {}
+    distillation = _distillation_part(summary, params)
     return {
-        "title": paper_title(summary, manifest),
-        "profile": profile,
-        "description": params.get("description") or "",
-        "manifest": manifest,
-        "params": params,
-        "git": manifest.get("git") or {},
-        "machine": {"cpu": manifest.get("cpu"), "cores": manifest.get("cores"),
-                    "python": manifest.get("python"), "torch": (manifest.get("packages") or {}).get("torch"),
-                    "transformers": (manifest.get("packages") or {}).get("transformers")},
-        "data": data,
-        "dataset": DATASET_INFO.get((data or {}).get("dataset", ""), None),
-        "subsampled": any((params.get("data") or {}).get(k) for k in ("max_train", "max_val", "max_test")),
-        "teacher": teacher,
-        "teacher_key": key,
-        "teacher_info": TEACHER_INFO.get(key) if key else None,
-        "depth": _depth_context(depth_rows(summary, manifest)),
-        "depths": [r for r in depth_rows(summary, manifest) if r["name"] != "teacher"],
-        "students": students,
-        "baseline": baseline,
-        "distilled": distilled,
-        "original_student": students.get("student_original"),
-        "tfidf": students.get("tfidf_logreg"),
-        "n_seeds": n_seeds,
-        "gain": gain,
-        "gap": gap,
-        "augmented": augmented,
-        "aug": aug,
-        "student_params": params.get("student") or {},
-        "student_run": summary.get("student") if isinstance(summary.get("student"), dict) else {},
-        "distill_params": distill_params,
-        "teacher_params": params.get("teacher") or {},
-        "deploy_params": params.get("deploy") or {},
-        "inference": summary.get("inference") or None,
-        "serving": summary.get("serving") or None,
-        "speed": _speed_context(summary),
-        "serve": _serving_context(summary),
-        "bench_machine": (summary.get("inference") or {}).get("machine") if isinstance(summary.get("inference"), dict) else None,
-        "published": _published_context(gain, augmented),
+        **_front_matter(summary, manifest, profile),
+        **_data_part(summary, params),
+        **_teacher_part(summary, manifest, params),
+        **_students_part(summary, params),
+        **distillation,
+        **_deployment_part(summary, params),
+        "published": _published_context(distillation["gain"], distillation["augmented"]),
         "alpha_level": SIGNIFICANCE_LEVEL,
         "min_seeds": MIN_SEEDS_FOR_INTERVAL,
-        "balancer_gain": BALANCER_GAIN,
         "tables": tables,
         "figures": figures,
-        "table": table,
-        "table_ref": table_ref,
-        "figure": figure,
-        "figures_of": figures_of,
-        "fig_ref": fig_ref,
-        "cite": cite,
-        "references": lambda: [anchors.REFERENCES[r] for r in refs_used],
+        **_placement(tables, figures),
         "model_label": plots.model_label,
         "student_phrase": lambda name: STUDENT_PHRASES.get(name, plots.model_label(name)),
     }
-
-
-def paper_title(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
-    key = teacher_key(summary, manifest)
-    teacher = TEACHER_INFO[key]["label"] if key else "a transformer"
-    dataset = DATASET_INFO.get((summary.get("data") or {}).get("dataset", ""), {}).get("label", "sentiment data")
-    return f"Distilling {teacher} into a BiLSTM for sentiment on {dataset}: a reproducible study"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class FigureSpec:
+    """A figure the paper shows: its file name (no suffix), who makes it, where it goes, its caption."""
+
     name: str
     notebook: str
     section: str  # where the paper places it: one of PAPER_SECTIONS
@@ -73,6 +75,8 @@ def figure_caption(name: str) -> str:
 
 @dataclass
 class FigureRef:
+    """A figure placed in one paper: its number there and its path relative to the paper."""
+
     name: str
     number: int
     caption: str
@@ -82,6 +86,8 @@ class FigureRef:
 
 @dataclass
 class PaperFigures:
+    """The figures of one paper: those found (numbered), those expected but missing, and others."""
+
     available: dict[str, FigureRef] = field(default_factory=dict)
     missing: list[FigureSpec] = field(default_factory=list)
     extra: list[FigureRef] = field(default_factory=list)

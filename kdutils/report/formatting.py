@@ -13,6 +13,7 @@ from kdutils import plots
 
 
 def is_num(x: Any) -> bool:
+    """A real number (int or float, not a bool, not NaN): what a formatter can print."""
     return isinstance(x, int | float) and not isinstance(x, bool) and not (isinstance(x, float) and math.isnan(x))
 
 
@@ -100,6 +101,7 @@ def num(x: Any, sig: int = 3) -> str:
 
 
 def integer(x: Any) -> str:
+    """A count with thousands separators: ``6823 -> '6,823'``; ``—`` for no number."""
     return f"{int(x):,}" if is_num(x) else "—"
 
 
@@ -115,6 +117,7 @@ def seconds(s: Any) -> str:
 
 
 def ms(x: Any) -> str:
+    """Milliseconds: two decimals below 10 ms, one above (``0.614 -> '0.61'``); ``—`` for none."""
     if not is_num(x):
         return "—"
     return f"{x:.2f}" if x < 10 else f"{x:.1f}"
@@ -138,6 +141,7 @@ _NUMERIC_CELL = re.compile(r"[\s+\-\d.,%\[\]<>—kMBx]*|one run|not run")
 
 
 def looks_numeric(cell: Any) -> bool:
+    """A formatted cell that is a number, interval or ratio (right-aligned in LaTeX and HTML)."""
     return bool(_NUMERIC_CELL.fullmatch(str(cell)))
 
 
@@ -169,6 +173,8 @@ _HEADERS = {
 
 
 def header(key: str) -> str:
+    """A column header for a record key: the paper's own for known keys, else the words of the key
+    with units spelt out (``latency_ms_p50 -> 'Latency (ms) p50'``) and ``(%)`` for fractions."""
     if key in _HEADERS:
         return _HEADERS[key]
     words = [_HEADER_WORDS.get(w, w) for w in key.split("_") if w]

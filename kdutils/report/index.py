@@ -20,10 +20,13 @@ from kdutils.report.results import SIGNIFICANCE_LEVEL, guard_intervals
 from kdutils.report.tables import build_tables, headline_rows
 from kdutils.runs import atomic_path, read_json
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
+from kdutils.summary import Summary, load_summary
 
 
 @dataclass
 class Link:
+    """A link on the index page: its text and a path relative to ``reports/``."""
+
     label: str
     href: str
 
@@ -78,7 +81,7 @@ def _notebook_table_html(md_text: str) -> str:
     return markdown.markdown(html.escape(md_text, quote=False), extensions=["tables"], output_format="html")
 
 
-def index_tables(run_root: Path, summary: dict[str, Any], manifest: dict[str, Any]) -> list[IndexTable]:
+def index_tables(run_root: Path, summary: Summary, manifest: dict[str, Any]) -> list[IndexTable]:
     """The paper's tables, then the notebooks' own tables, as HTML for the index page.
 
     Paper tables are built from ``summary`` (already passed through :func:`guard_intervals`), as
@@ -108,9 +111,15 @@ def index_tables(run_root: Path, summary: dict[str, Any], manifest: dict[str, An
 
 
 def index_context(run_root: Path) -> dict[str, Any]:
+    """Everything ``templates/index.html.j2`` shows for the run at ``run_root``: notebooks and
+    their reports, the paper and run files, tables, figures, and what is missing.
+
+    A run without ``summary.json`` yet gets an index of what exists; one whose summary does not
+    match the contract raises :class:`~kdutils.summary.SummaryError`.
+    """
     reports = run_root / "reports"
-    summary = read_json(run_root / "summary.json") if (run_root / "summary.json").exists() else {}
-    summary = guard_intervals(summary)
+    summary_path = run_root / "summary.json"
+    summary = guard_intervals(load_summary(summary_path) if summary_path.exists() else Summary())
     manifest = read_json(run_root / "manifest.json") if (run_root / "manifest.json").exists() else {}
     missing: list[str] = []
     nb_records = manifest.get("notebooks") or {}
@@ -221,6 +230,7 @@ def local_links(html_text: str) -> list[str]:
 
 
 def broken_links(page: Path) -> list[str]:
+    """The local links of the HTML file ``page`` whose target does not exist (relative to its folder)."""
     base = page.parent
     return [href for href in local_links(page.read_text(encoding="utf-8"))
             if not (base / href.split("#", 1)[0]).exists()]

@@ -20,6 +20,7 @@ from kdutils.report.render import (
     render_from,
 )
 from kdutils.runs import read_json
+from kdutils.summary import load_summary
 
 
 def _swap_into_place(src: Path, dst: Path) -> None:
@@ -82,7 +83,7 @@ def check(published: str | Path, engine: str | None = None) -> tuple[list[str], 
     summary_path = published / "summary.json"
     if not summary_path.exists():
         raise ReportError(f"{summary_path} does not exist: nothing to check against")
-    summary = read_json(summary_path)
+    summary = load_summary(summary_path)
     manifest = read_json(published / "manifest.json") if (published / "manifest.json").exists() else {}
     profile = str(manifest.get("profile") or "default")
     notes: list[str] = []

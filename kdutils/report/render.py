@@ -22,6 +22,7 @@ from kdutils.report.reading import PUBLISH_DIRS, ReportError, load_run_files, pr
 from kdutils.report.results import guard_intervals
 from kdutils.report.tables import build_tables, write_tables
 from kdutils.runs import REPO_ROOT, atomic_path
+from kdutils.summary import Summary
 
 # The templates stay in kdutils/templates/, the package data pyproject.toml ships.
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -33,6 +34,7 @@ ENGINE_META = "kdutils-html-engine"
 
 @functools.lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
+    """The Jinja2 environment of ``kdutils/templates`` (strict: an unknown name fails the render)."""
     # Cached: compiling the templates costs more than rendering them.
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -47,6 +49,7 @@ def environment() -> jinja2.Environment:
 
 
 def render_markdown(context: dict[str, Any]) -> str:
+    """``paper.md`` from :func:`~kdutils.report.context.build_context`'s context."""
     text = environment().get_template("paper.md.j2").render(**context)
     # Template logic leaves runs of blank lines; Markdown does not need more than one.
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
@@ -57,6 +60,7 @@ def render_markdown(context: dict[str, Any]) -> str:
 
 
 def pandoc_version() -> str | None:
+    """The version of :data:`PANDOC` (``'3.1.3'``), or ``None`` where it is missing or broken."""
     if not PANDOC.exists():
         return None
     try:
@@ -77,6 +81,8 @@ def engine_label(engine: str) -> str:
 
 
 def choose_engine(engine: str = "auto") -> str:
+    """``pandoc`` or ``python``: ``auto`` takes pandoc where it works. :class:`ReportError` for an
+    unknown engine or pandoc asked for where it does not work."""
     if engine not in ("auto", "pandoc", "python"):
         raise ReportError(f"engine must be auto, pandoc or python, got {engine!r}")
     if engine == "pandoc" and pandoc_version() is None:
@@ -139,6 +145,9 @@ def markdown_to_html(md_text: str, base: Path, title: str, engine: str) -> str:
 
 @dataclass
 class RenderResult:
+    """What a render wrote: the folder, the two paper files, the table files, the figures shown and
+    those the paper expected but the run lacks, and the HTML engine used."""
+
     out_dir: Path
     paper_md: Path
     paper_html: Path
@@ -149,14 +158,15 @@ class RenderResult:
 
 
 def render_from(
-    summary: dict[str, Any],
+    summary: Summary,
     manifest: dict[str, Any],
     figures_src: Path | None,
     out_dir: Path,
     profile: str,
     engine: str = "auto",
 ) -> RenderResult:
-    """Render tables, paper.md and paper.html into ``out_dir`` from already-loaded run files."""
+    """Render tables, paper.md and paper.html into ``out_dir`` from a run's validated summary and
+    manifest; figures are copied from ``figures_src`` (the run's ``figures/``) when it exists."""
     engine = choose_engine(engine)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
