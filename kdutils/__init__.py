@@ -18,7 +18,7 @@ Rooms, one job each:
   light latency client), ``serving_peers`` (the floor and naive servers it is compared with);
 * the paper: ``plots`` (one figure style), ``report`` (a package, one module per job:
   ``formatting``, ``facts``, ``anchors`` (published figures the study is measured against),
-  ``results``, ``tables``, ``figures``, ``context``, ``render``, ``publish``, ``index``,
+  ``results``, ``tables``, ``figures``, ``context``, ``rendering``, ``publishing``, ``index``,
   ``display``, ``reading``, ``cli``).
 """
 

@@ -27,6 +27,10 @@ import report_runs  # noqa: E402
 
 from kdutils import plots, report  # noqa: E402
 from kdutils.report import anchors  # noqa: E402
+from kdutils.report import reading as report_reading  # noqa: E402
+from kdutils.report import rendering as report_render  # noqa: E402
+from kdutils.report import results as report_results  # noqa: E402
+from kdutils.report import tables as report_tables  # noqa: E402
 from kdutils.runs import REPO_ROOT, RunDir, default_output_root, read_json, write_json  # noqa: E402
 from kdutils.summary import Summary, SummaryError, validate_summary  # noqa: E402
 
@@ -66,12 +70,12 @@ def figure_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_run(root: Path, figures: Path, profile: str = "default", summary: dict | None = None,
-             skip_figures: tuple[str, ...] = ()) -> Path:
+             skip_figures: tuple[str, ...] = (), run_manifest: dict | None = None) -> Path:
     """A run directory as the pipeline leaves it (summary, manifest, figures, notebook HTML)."""
     run = root / profile
     (run / "reports").mkdir(parents=True)
     write_json(run / "summary.json", summary if summary is not None else SUMMARY)
-    write_json(run / "manifest.json", _manifest(profile))
+    write_json(run / "manifest.json", run_manifest if run_manifest is not None else _manifest(profile))
     shutil.copytree(figures, run / "figures",
                     ignore=lambda _d, names: [n for n in names if Path(n).stem in skip_figures])
     (run / "tables").mkdir()
@@ -282,14 +286,16 @@ def test_index_of_an_empty_run(tmp_path: Path) -> None:
 def test_publish_then_check_round_trip(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     dest = tmp_path / "paper"
     (dest / "mpnet-12").mkdir(parents=True)
-    (dest / "mpnet-12" / "keep.txt").write_text("the paper profile's publication")
+    (dest / "mpnet-12" / "keep.txt").write_text("something else in the paper folder")
     report.publish(run_dir, dest)
-    for name in ("paper.md", "paper.html", "summary.json", "manifest.json", "tables/headline.md",
-                 "tables/headline.tex", "tables/notebooks/data_card.md"):
+    for name in ("paper.md", "paper.html", "runs/default/summary.json", "runs/default/manifest.json",
+                 "tables/headline.md", "tables/headline.tex", "runs/default/tables/headline.md",
+                 "runs/default/tables/notebooks/data_card.md"):
         assert (dest / name).exists(), name
     assert (dest / "figures" / "accuracy_comparison.png").exists()
     assert (dest / "figures" / "accuracy_comparison.pdf").exists()
-    assert (dest / "mpnet-12" / "keep.txt").exists(), "publishing default must not touch paper/mpnet-12"
+    assert (dest / "runs" / "default" / "figures" / "accuracy_comparison.pdf").exists()
+    assert (dest / "mpnet-12" / "keep.txt").exists(), "publishing replaces only what it writes"
     assert report.broken_links(dest / "paper.html") == []
 
     # The command `make paper` users run, as a separate process.
@@ -304,11 +310,12 @@ def test_publish_then_check_round_trip(run_dir: Path, tmp_path: Path, capsys: py
 
     # A summary edited after publishing no longer matches the committed text.
     (dest / "tables" / "students.md").write_text(text)
-    summary = read_json(dest / "summary.json")
+    summary = read_json(dest / "runs" / "default" / "summary.json")
     summary["models"]["teacher"]["accuracy"] = 0.9
-    write_json(dest / "summary.json", summary)
+    write_json(dest / "runs" / "default" / "summary.json", summary)
     diffs, _ = report.check(dest)
     assert any("paper.md" in d for d in diffs)
+    assert any("runs/default/tables/teachers.md" in d for d in diffs)
 
 
 def test_smoke_profile_is_never_published_into_paper(tmp_path: Path, figure_files: Path) -> None:
@@ -321,7 +328,142 @@ def test_smoke_profile_is_never_published_into_paper(tmp_path: Path, figure_file
     assert report.render(run, engine="python").out_dir == run / "paper"
     after = sorted(p.name for p in (REPO_ROOT / "paper").rglob("*")) if (REPO_ROOT / "paper").exists() else []
     assert before == after
-    assert report.publish_dir("paper") == REPO_ROOT / "paper" / "mpnet-12"
+    assert report.publish_dir("paper") == REPO_ROOT / "paper" / "runs" / "paper"
+
+
+@pytest.fixture()
+def paper_run(tmp_path: Path, figure_files: Path) -> Path:
+    """The ``paper`` profile's run: the 12-layer mpnet-12 teacher, its 2/4/6/8-layer truncations."""
+    return make_run(tmp_path / "outputs", figure_files, profile="paper", summary=report_runs.mpnet_summary(),
+                    run_manifest=report_runs.manifest("paper", "mpnet-12", (2, 4, 6, 8)))
+
+
+def test_paper_with_only_the_default_run_is_that_runs_paper(run_dir: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "paper"
+    report.publish(run_dir, dest, engine="python")
+    alone = report.render(run_dir, tmp_path / "alone", engine="python")
+    assert (dest / "paper.md").read_text() == alone.paper_md.read_text()
+    assert sorted(p.name for p in (dest / "tables").iterdir()) == sorted(p.name for p in (tmp_path / "alone" / "tables").iterdir())
+    md = (dest / "paper.md").read_text()
+    assert "teacher_comparison" not in md and "second teacher" not in md and "### 2.7" not in md
+    assert not (dest / "figures" / "teacher_comparison.png").exists()
+
+
+def test_both_runs_published_side_by_side(run_dir: Path, paper_run: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    dest = tmp_path / "paper"
+    report.publish(run_dir, dest, engine="python")
+    default_files = {p.relative_to(dest): p.read_bytes() for p in (dest / "runs" / "default").rglob("*") if p.is_file()}
+    assert report.main(["publish", "--run", str(paper_run), "--dest", str(dest), "--engine", "python"]) == 0
+    assert "published" in capsys.readouterr().out
+    # The paper run is copied beside the default one, which is left as it was.
+    for name in ("summary.json", "manifest.json", "tables/teachers.md", "tables/teachers.tex",
+                 "tables/notebooks/data_card.md", "figures/teacher_depth.png", "figures/teacher_depth.pdf"):
+        assert (dest / "runs" / "paper" / name).exists(), name
+    assert {p.relative_to(dest): p.read_bytes() for p in (dest / "runs" / "default").rglob("*") if p.is_file()} \
+        == default_files
+    # One paper from both: default is the main body, the 110M teacher adds a section.
+    md = (dest / "paper.md").read_text()
+    assert md.startswith("# Distilling all-MiniLM-L6-v2 into a BiLSTM")
+    assert "### 2.6 A second teacher: all-mpnet-base-v2" in md and "### 2.7 Comparison with published work" in md
+    assert "The `paper` profile repeats the study with all-mpnet-base-v2 as the teacher" in md
+    assert "with its truncations to the first 2, 4, 6, 8 layers; the data, the seeds, the students and the " \
+           "distillation recipe are those of the main study." in md
+    assert "runs/<profile>/" in md and "None" not in md
+    for name in ("teacher_comparison", "depth_paper"):
+        assert (dest / "tables" / f"{name}.md").exists() and (dest / "tables" / f"{name}.tex").exists(), name
+    for ext in ("png", "pdf"):
+        assert (dest / "figures" / f"teacher_comparison.{ext}").stat().st_size > 1000
+    assert "](figures/teacher_comparison.png)" in md
+    assert report.broken_links(dest / "paper.html") == []
+
+    # Table, text and figure take their numbers from one function.
+    rows = [report_results.teacher_comparison(report.guard_intervals(_typed(s)), m, p) for s, m, p in (
+        (SUMMARY, _manifest("default"), "default"),
+        (report_runs.mpnet_summary(), report_runs.manifest("paper", "mpnet-12", (2, 4, 6, 8)), "paper"))]
+    assert [round(100 * c.gap_closed) for c in rows] == [28, 23]
+    assert [round(c.latency_ratio) for c in rows] == [15, 63] and [round(c.size_ratio) for c in rows] == [18, 87]
+    table = report.build_tables(report.guard_intervals(_typed(SUMMARY)), _manifest("default"),
+                                {"teacher_comparison": report_tables.comparison_table(rows)})["teacher_comparison"]
+    assert table.frame.to_dict("list") == {
+        "Teacher": ["all-MiniLM-L6-v2 (6 layers, 22.7M)", "all-mpnet-base-v2 (12 layers, 109.5M)"],
+        "Profile": ["default", "paper"], "Teacher (%)": ["84.4", "88.6"], "Baseline (%)": ["76.0", "76.0"],
+        "Distilled (%)": ["78.4", "78.9"], "Gain (points)": ["+2.40 [+1.62, +3.18]", "+2.90 [+2.11, +3.69]"],
+        "p": ["< 0.001", "< 0.001"], "Gap closed (%)": ["28", "23"], "Latency ratio": ["15x", "63x"],
+        "Size ratio": ["18x", "87x"]}
+    assert (dest / "tables" / "teacher_comparison.md").read_text() == table.markdown()
+    assert "which closes 28% of the gap between baseline and teacher" in md
+    assert "which closes 23% of the gap between baseline and teacher" in md
+    assert "The teacher answers one sentence 63x slower than the distilled student, and its weights take 87x" in md
+    assert "closes 23% of the gap between baseline and teacher, against 28% with all-MiniLM-L6-v2" in md
+
+    # The depth table: every depth of the 110M teacher, deepest first, beside the students.
+    depth = (dest / "tables" / "depth_paper.md").read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in depth[2:]] == [
+        "all-mpnet-base-v2 (full)", *(f"all-mpnet-base-v2, first {k} layers" for k in (8, 6, 4, 2)),
+        "BiLSTM distilled", "BiLSTM baseline"]
+    assert "| 38.4 " in depth[2] and "| 52.0 " in depth[2] and "| 7.40 " in depth[6] and "| 14.9 " in depth[6]
+
+    # check verifies both runs, in process and as the CLI users run.
+    assert report.check(dest)[0] == []
+    cli = [sys.executable, "-m", "kdutils.report", "check", "--published", str(dest)]
+    ok = subprocess.run(cli, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    summary = read_json(dest / "runs" / "paper" / "summary.json")
+    summary["models"]["teacher"]["accuracy"] = 0.9
+    write_json(dest / "runs" / "paper" / "summary.json", summary)
+    diffs, _ = report.check(dest)
+    assert any("paper.md" in d for d in diffs) and any("tables/teacher_comparison.md" in d for d in diffs)
+    assert any("runs/paper/tables/teachers.md" in d for d in diffs)
+    del summary["distillation"]["p_value"]
+    write_json(dest / "runs" / "paper" / "summary.json", summary)
+    with pytest.raises(SummaryError, match=r"runs/paper/summary.json: distillation.p_value: missing"):
+        report.check(dest)
+
+
+def test_a_comparison_says_when_more_than_the_teacher_differs(run_dir: Path, paper_run: Path,
+                                                               tmp_path: Path) -> None:
+    other = read_json(paper_run / "manifest.json")
+    other["parameters"]["distill"]["n_iter"] = 3
+    write_json(paper_run / "manifest.json", other)
+    runs = {"default": report_reading.load_run(run_dir), "paper": report_reading.load_run(paper_run)}
+    md = report_render.render_paper(runs, tmp_path / "out", engine="python").paper_md.read_text()
+    assert "its distill parameters differ from the main study's, so the comparison is not one of the teacher " \
+           "alone" in md
+
+
+def _publish_error(run: Path, dest: Path) -> str:
+    with pytest.raises(report.ReportError) as err:
+        report.publish(run, dest, engine="python")
+    assert not dest.exists() or not any(dest.iterdir()), "a refused run writes nothing"
+    return str(err.value)
+
+
+def test_publish_refuses_a_dirty_or_unfinished_run(tmp_path: Path, figure_files: Path) -> None:
+    dest = tmp_path / "paper"
+    dirty = report_runs.manifest("default", dirty=True)
+    assert "uncommitted changes (git.dirty is true)" in _publish_error(
+        make_run(tmp_path / "a", figure_files, run_manifest=dirty), dest)
+    one_dirty = report_runs.manifest("default")
+    one_dirty["notebooks"]["03_student"]["git"].update(dirty=True, modified=["kdutils/train.py"])
+    assert "notebook 03_student ran with uncommitted changes (kdutils/train.py)" in _publish_error(
+        make_run(tmp_path / "b", figure_files, run_manifest=one_dirty), dest)
+    failed = report_runs.manifest("default")
+    failed["notebooks"]["05_deployment"]["status"] = "failed"
+    del failed["notebooks"]["04_distillation"]
+    message = _publish_error(make_run(tmp_path / "c", figure_files, run_manifest=failed), dest)
+    assert "notebook 04_distillation has not run" in message and "notebook 05_deployment failed" in message
+    # No flag bypasses it; the CLI says why and fails.
+    run = make_run(tmp_path / "d", figure_files, run_manifest=dirty)
+    assert report.main(["publish", "--run", str(run), "--dest", str(dest), "--engine", "python"]) == 2
+
+
+def test_check_names_a_paper_folder_in_the_old_layout(tmp_path: Path) -> None:
+    old = tmp_path / "paper"
+    old.mkdir()
+    write_json(old / "summary.json", SUMMARY)
+    with pytest.raises(report.ReportError, match="layout before runs/<profile>/"):
+        report.check(old)
 
 
 def test_cli_render_and_index(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
@@ -379,16 +521,20 @@ def test_index_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_committed_paper_is_what_its_summary_gives() -> None:
-    """``paper/`` on main is the published default run: regenerating it from its own summary changes nothing."""
+    """``paper/`` on main publishes the default and the paper run: re-rendering it from their
+    summaries changes nothing, and both runs validate."""
     published = REPO_ROOT / "paper"
-    assert (published / "summary.json").exists(), "paper/ holds no published run: make study (or make paper PROFILE=default)"
-    manifest = read_json(published / "manifest.json")
-    assert manifest["profile"] == "default"
+    runs = published / "runs"
+    profiles = {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
+    assert profiles == {"default", "paper"}, (
+        "paper/ must publish both runs: make paper PROFILE=default and make paper PROFILE=paper")
+    for profile in profiles:
+        assert read_json(runs / profile / "manifest.json")["profile"] == profile
     diffs, notes = report.check(published)
-    assert diffs == [], "paper/ differs from a re-render of paper/summary.json:\n" + "\n".join(diffs)
+    assert diffs == [], "paper/ differs from a re-render of paper/runs/*/summary.json:\n" + "\n".join(diffs)
     assert report.broken_links(published / "paper.html") == []
     named = set(re.findall(r"figures/([\w-]+)\.png", (published / "paper.md").read_text()))
-    assert named, "the paper names no figure"
+    assert "teacher_comparison" in named, "the paper shows both teachers side by side"
     for name in named:
         assert (published / "figures" / f"{name}.png").exists() and (published / "figures" / f"{name}.pdf").exists(), name
 

@@ -8,10 +8,9 @@ from collections.abc import Iterable
 
 from kdutils.report import __doc__ as _package_doc
 from kdutils.report.index import write_index
-from kdutils.report.publish import check, publish
-from kdutils.report.reading import ReportError
-from kdutils.report.render import render
-from kdutils.runs import REPO_ROOT
+from kdutils.report.publishing import check, publish
+from kdutils.report.reading import PAPER_DIR, ReportError
+from kdutils.report.rendering import render
 from kdutils.summary import SummaryError
 
 
@@ -24,14 +23,15 @@ def main(argv: Iterable[str] | None = None) -> int:
     p_render.add_argument("--run", required=True, help="run directory, e.g. outputs/smoke")
     p_render.add_argument("--out", default=None, help="output folder (default <run>/paper)")
     p_render.add_argument("--engine", default="auto", choices=["auto", "pandoc", "python"])
-    p_pub = sub.add_parser("publish", help="copy a run's results into paper/ and render there")
-    p_pub.add_argument("--run", required=True)
-    p_pub.add_argument("--dest", default=None, help="override the publish folder")
+    p_pub = sub.add_parser("publish", help="copy a finished run into paper/runs/<profile>/ and render the "
+                                           "paper from every published run")
+    p_pub.add_argument("--run", required=True, help="run directory of a published profile, e.g. outputs/default")
+    p_pub.add_argument("--dest", default=None, help="the paper folder (default paper/)")
     p_pub.add_argument("--engine", default="auto", choices=["auto", "pandoc", "python"])
     p_index = sub.add_parser("index", help="write <run>/reports/index.html")
     p_index.add_argument("--run", required=True)
-    p_check = sub.add_parser("check", help="re-render a published folder and diff it")
-    p_check.add_argument("--published", default=str(REPO_ROOT / "paper"))
+    p_check = sub.add_parser("check", help="validate every published run and diff the paper with a re-render")
+    p_check.add_argument("--published", default=str(PAPER_DIR), help="the paper folder (default paper/)")
     p_check.add_argument("--engine", default=None, choices=["pandoc", "python"])
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
@@ -46,7 +46,7 @@ def main(argv: Iterable[str] | None = None) -> int:
             print(f"published {args.run} into {res.out_dir}")
             for name in res.missing_figures:
                 print(f"  figure not produced by this run, left out: {name}")
-            # What was just written must be what its own summary.json renders to.
+            # What was just written must be what the published summaries render to.
             diffs, _ = check(res.out_dir)
             if diffs:
                 print("the published folder does not re-render identically:\n" + "\n".join(diffs))
@@ -58,11 +58,11 @@ def main(argv: Iterable[str] | None = None) -> int:
             for note in notes:
                 print(f"note: {note}")
             if diffs:
-                print(f"{len(diffs)} file(s) differ from what {args.published}/summary.json renders to:")
+                print(f"{len(diffs)} difference(s) from what the runs in {args.published}/runs/ render to:")
                 for d in diffs:
                     print(d)
                 return 1
-            print(f"{args.published}: tables and text match summary.json")
+            print(f"{args.published}: the paper and each run's tables match the published summaries")
     except (ReportError, SummaryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ manifest stays a dict (it has no contract of its own), so only its reads are gua
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from kdutils import plots
@@ -17,20 +17,22 @@ from kdutils.report import anchors
 from kdutils.report.facts import DATASET_INFO, TEACHER_INFO
 from kdutils.report.figures import FIGURE_SECTIONS, PaperFigures
 from kdutils.report.formatting import RUNTIME_LABELS, is_num
-from kdutils.report.reading import ReportError
+from kdutils.report.reading import ReportError, RunFiles
 from kdutils.report.results import (
     SIGNIFICANCE_LEVEL,
     Bench,
+    TeacherComparison,
     depth_rows,
     gain_seeds,
     gap_closed,
     inference_rows,
     latency_ratio,
+    served_p50_ms,
     serving_rows,
     significance_caveat,
     teacher_key,
 )
-from kdutils.report.tables import STUDENT_ORDER, Table
+from kdutils.report.tables import STUDENT_ORDER, Table, depth_table_name
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
 from kdutils.summary import (
     AblationRow,
@@ -341,6 +343,44 @@ def _published_context(gain: dict[str, Any] | None, augmented: bool | None) -> d
     return out
 
 
+# Parameters two runs must share for their comparison to be one of the teacher alone.
+SHARED_PARAMETERS = ("data", "seeds", "student", "distill")
+
+
+def _comparison_part(rows: Sequence[TeacherComparison], others: Sequence[RunFiles],
+                     params: dict[str, Any]) -> dict[str, Any]:
+    """The section that sets other runs' teachers beside the main one (``None`` with one run).
+
+    ``rows`` are :func:`~kdutils.report.results.teacher_comparison`'s, the main run first, as the
+    comparison table and figure show them; for each other run, what the text says of its
+    teacher, which of :data:`SHARED_PARAMETERS` differ from the main run's ``params``, and how
+    far its teacher and distilled student are from the main run's (points).
+    """
+    if len(rows) < 2:
+        return {"comparison": None}
+    main = rows[0]
+    by_profile = {c.profile: c for c in rows}
+    described = []
+    for run in others:
+        row = by_profile.get(run.profile)
+        if row is None:
+            continue
+        depths = depth_rows(run.summary)
+        described.append({
+            "profile": run.profile, "row": row, "label": row.teacher_label,
+            "info": TEACHER_INFO.get(row.teacher) if row.teacher else None,
+            "depths": [d.layers for d in depths if d.name != "teacher"],
+            "depth_table": depth_table_name(run.profile),
+            "differs": [k for k in SHARED_PARAMETERS
+                        if (run.manifest.get("parameters") or {}).get(k) != params.get(k)],
+            "served": served_p50_ms(run.summary, "teacher") is not None,
+            "teacher_points": 100 * (row.teacher_accuracy - main.teacher_accuracy),
+            "distilled_points": 100 * (row.distilled_accuracy - main.distilled_accuracy),
+        })
+    heading = f"A second teacher: {described[0]['label']}" if len(described) == 1 else "Other teachers"
+    return {"comparison": {"main": main, "rows": list(rows), "others": described, "heading": heading}}
+
+
 # ---- placing tables, figures and citations
 
 
@@ -401,12 +441,16 @@ def build_context(
     tables: dict[str, Table],
     figures: PaperFigures,
     profile: str,
+    comparison: Sequence[TeacherComparison] = (),
+    others: Sequence[RunFiles] = (),
 ) -> dict[str, Any]:
-    """Everything ``templates/paper.md.j2`` may use, for one run.
+    """Everything ``templates/paper.md.j2`` may use, for one run's paper.
 
     ``summary`` is the run's validated summary after
     :func:`~kdutils.report.results.guard_intervals`; ``tables`` are :func:`build_tables`'s (their
-    order numbers them); ``figures`` are the figures found for the paper. Raises
+    order numbers them); ``figures`` are the figures found for the paper. ``comparison`` (this
+    run's row first) and ``others`` (the runs of the other rows, summaries guarded) add the
+    section that sets the teachers side by side; with fewer than two rows there is none. Raises
     :class:`ReportError` if the template cites a reference :mod:`anchors` does not know.
     """
     params = manifest.get("parameters") or {}
@@ -418,6 +462,7 @@ def build_context(
         **_students_part(summary, params),
         **distillation,
         **_deployment_part(summary, params),
+        **_comparison_part(comparison, others, params),
         "published": _published_context(distillation["gain"], distillation["augmented"]),
         "alpha_level": SIGNIFICANCE_LEVEL,
         "min_seeds": MIN_SEEDS_FOR_INTERVAL,

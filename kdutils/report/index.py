@@ -15,7 +15,7 @@ from kdutils.report.context import gain_summary
 from kdutils.report.figures import PAPER_FIGURES
 from kdutils.report.formatting import looks_numeric, seconds
 from kdutils.report.reading import ReportError, profile_of
-from kdutils.report.render import TEMPLATE_DIR, environment
+from kdutils.report.rendering import TEMPLATE_DIR, environment
 from kdutils.report.results import SIGNIFICANCE_LEVEL, guard_intervals
 from kdutils.report.tables import build_tables, headline_rows
 from kdutils.runs import atomic_path, read_json

@@ -179,3 +179,74 @@ def gap_closed(teacher: float, baseline: float, distilled: float) -> float | Non
     distillation hurts). ``None`` when the teacher is not above the baseline."""
     gap = teacher - baseline
     return (distilled - baseline) / gap if gap > 0 else None
+
+
+# ---- teachers side by side (the paper's comparison table, figure and text)
+
+
+@dataclass(frozen=True)
+class TeacherComparison:
+    """One run's teacher against its students: what the paper sets side by side per teacher.
+
+    Accuracies are fractions on the test split (students: mean over seeds, with their 95%
+    intervals, ``None`` below :data:`~kdutils.stats.MIN_SEEDS_FOR_INTERVAL` seeds). ``gain_points``
+    is the paired mean gain over seeds in points, with its interval and one-sided p-value.
+    ``gap_closed`` is :func:`gap_closed` of the three accuracies. ``latency_ratio`` is
+    :func:`latency_ratio`: the full teacher's batch-1 p50 over the distilled student's, both in
+    eager PyTorch. ``size_ratio`` is teacher over distilled student weights on disk (MiB, as
+    notebook 04 recorded ``distillation.size_ratio_teacher_over_student``), ``params_ratio`` the
+    same in parameters (``params_ratio_teacher_over_student``).
+    """
+
+    profile: str
+    teacher: str | None  # registry name (kdutils.report.facts.TEACHER_INFO), None if not recorded
+    teacher_layers: int
+    teacher_params: int
+    teacher_accuracy: float
+    baseline_accuracy: float
+    baseline_ci95: tuple[float, float] | None
+    distilled_accuracy: float
+    distilled_ci95: tuple[float, float] | None
+    gain_points: float
+    gain_ci95: tuple[float, float] | None
+    p_value: float
+    gap_closed: float | None
+    latency_ratio: float | None
+    size_ratio: float | None
+    params_ratio: float | None
+
+    @property
+    def teacher_label(self) -> str:
+        """The teacher's published name (``all-MiniLM-L6-v2``), else the run's profile."""
+        return TEACHER_INFO[self.teacher]["label"] if self.teacher else f"the {self.profile} teacher"
+
+
+def _pair(ci: Any) -> tuple[float, float] | None:
+    return (float(ci[0]), float(ci[1])) if ci is not None else None
+
+
+def teacher_comparison(summary: Summary, manifest: dict[str, Any], profile: str) -> TeacherComparison | None:
+    """The comparison numbers of one run (its summary already through :func:`guard_intervals`);
+    ``None`` unless the run has a teacher, both main students and a distillation section."""
+    models, dist = summary.models, summary.distillation
+    if models is None or dist is None:
+        return None
+    teacher, baseline, distilled = models.teacher, models.student_baseline, models.student_distilled
+    if teacher is None or baseline is None or distilled is None:
+        return None
+    return TeacherComparison(
+        profile=profile, teacher=teacher_key(manifest), teacher_layers=teacher.num_layers,
+        teacher_params=teacher.params, teacher_accuracy=teacher.accuracy,
+        baseline_accuracy=baseline.accuracy_mean, baseline_ci95=_pair(baseline.accuracy_ci95),
+        distilled_accuracy=distilled.accuracy_mean, distilled_ci95=_pair(distilled.accuracy_ci95),
+        gain_points=dist.gain_points_mean, gain_ci95=_pair(dist.gain_ci95), p_value=dist.p_value,
+        gap_closed=gap_closed(teacher.accuracy, baseline.accuracy_mean, distilled.accuracy_mean),
+        latency_ratio=latency_ratio(summary), size_ratio=dist.size_ratio_teacher_over_student,
+        params_ratio=dist.params_ratio_teacher_over_student)
+
+
+def served_p50_ms(summary: Summary, model: str, concurrency: int = 1) -> float | None:
+    """p50 latency (ms) of ``model`` served by one replica at ``concurrency`` requests in flight
+    (the ``1_replica`` load sweep of notebook 05); ``None`` where it was not served so."""
+    return next((r.stats.p50_ms for r in serving_rows(summary)
+                 if r.setup == "1_replica" and r.model == model and r.concurrency == concurrency), None)

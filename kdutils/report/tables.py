@@ -28,11 +28,15 @@ from kdutils.report.formatting import (
     points_ci,
     pval,
     seconds,
+    times,
 )
 from kdutils.report.results import (
     SETUP_LABELS,
+    TeacherComparison,
     depth_rows,
+    eager_p50_ms,
     inference_rows,
+    served_p50_ms,
     serving_rows,
     teacher_key,
 )
@@ -403,9 +407,67 @@ def small_transformers_table() -> Table:
                   "comparison (separately pretrained or distilled, unlike our truncations).", rows)
 
 
-def build_tables(summary: Summary, manifest: dict[str, Any] | None = None) -> dict[str, Table]:
+def comparison_table(rows: list[TeacherComparison]) -> Table:
+    """The teachers side by side (one row per published run, main study first): accuracies, the gain,
+    the share of the gap closed and what the teacher costs against the distilled student."""
+    cells = [{
+        "Teacher": f"{c.teacher_label} ({c.teacher_layers} layers, {millions(c.teacher_params)})",
+        "Profile": c.profile,
+        "Teacher (%)": pct_num(c.teacher_accuracy),
+        "Baseline (%)": pct_num(c.baseline_accuracy),
+        "Distilled (%)": pct_num(c.distilled_accuracy),
+        "Gain (points)": points(c.gain_points, 2) + (f" {points_ci(c.gain_ci95, 2)}" if c.gain_ci95 else ""),
+        "p": pval(c.p_value),
+        "Gap closed (%)": pct_num(c.gap_closed, 0),
+        "Latency ratio": times(c.latency_ratio) if c.latency_ratio is not None else "—",
+        "Size ratio": times(c.size_ratio) if c.size_ratio is not None else "—",
+    } for c in rows]
+    return _table("teacher_comparison", "The teachers side by side, each run with the same data, students and "
+                  "distillation recipe, on the test split: accuracy of the teacher, of the label-trained (baseline) "
+                  "and of the distilled BiLSTM (students: mean over seeds); the gain, distilled minus baseline, with "
+                  "its 95% interval over seeds and one-sided p; the share of the teacher-baseline gap distillation "
+                  "closes, (distilled - baseline) / (teacher - baseline); and how many times the full teacher is "
+                  "slower (batch-1 p50 latency in eager PyTorch, from the run's deployment benchmark) and larger "
+                  "(weights on disk, MB) than the distilled student.", cells)
+
+
+def depth_table_name(profile: str) -> str:
+    """The name of :func:`depth_table` for a run of ``profile`` (``depth_paper``)."""
+    return f"depth_{profile}"
+
+
+def depth_table(summary: Summary, manifest: dict[str, Any], profile: str) -> Table | None:
+    """A run's teacher at every depth, deepest first, beside its two main students: test accuracy,
+    batch-1 p50 in process (eager PyTorch) and p50 over HTTP at one request in flight (one replica),
+    as the seed study served them. Named :func:`depth_table_name`; ``None`` without a teacher."""
+    rows = depth_rows(summary)
+    if not rows:
+        return None
+    key = teacher_key(manifest)
+    label = TEACHER_INFO[key]["label"] if key else "teacher"
+    cells = [{"Model": f"{label} (full)" if r.name == "teacher" else f"{label}, first {r.layers} layers",
+              "Layers": integer(r.layers), "Params": millions(r.entry.params), "Accuracy (%)": pct_num(r.entry.accuracy),
+              "In process (ms)": ms(eager_p50_ms(summary, r.name)), "Over HTTP (ms)": ms(served_p50_ms(summary, r.name))}
+             for r in reversed(rows)]
+    models = summary.models
+    for name in ("student_distilled", "student_baseline"):
+        m = getattr(models, name) if models is not None else None
+        if m is not None:
+            cells.append({"Model": plots.model_label(name), "Layers": "—", "Params": millions(m.params),
+                          "Accuracy (%)": pct_num(m.accuracy_mean), "In process (ms)": ms(eager_p50_ms(summary, name)),
+                          "Over HTTP (ms)": ms(served_p50_ms(summary, name))})
+    return _table(depth_table_name(profile), f"The {label} teacher (profile {profile}) at every depth (the full model "
+                  "and its truncations to the first k layers, each fine-tuned) beside the BiLSTM students: test "
+                  "accuracy (students: mean over seeds) and batch-1 p50 latency, in process (eager PyTorch, the "
+                  "deployment benchmark) and over HTTP with one request in flight (one replica).", cells)
+
+
+def build_tables(summary: Summary, manifest: dict[str, Any] | None = None,
+                 comparison: dict[str, Table] | None = None) -> dict[str, Table]:
     """Every table the paper can show, keyed by name, in the paper's order; sections the run lacks
-    are absent. ``summary`` should have been through :func:`~kdutils.report.results.guard_intervals`."""
+    are absent. ``summary`` should have been through :func:`~kdutils.report.results.guard_intervals`.
+    ``comparison`` (the teachers side by side and other runs' depth tables) goes before the
+    published results, where the paper shows it."""
     manifest = manifest or {}
     # Insertion order is the numbering: the order the paper shows them in.
     built = {
@@ -417,6 +479,7 @@ def build_tables(summary: Summary, manifest: dict[str, Any] | None = None) -> di
         "inference": inference_table(summary),
         "serving": serving_table(summary),
         **serving_side_tables(summary),
+        **(comparison or {}),
         "published": published_table(summary, manifest),
         "published_small": small_transformers_table(),
     }

@@ -9,19 +9,20 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from kdutils.report.context import build_context, paper_title
-from kdutils.report.figures import collect_figures
+from kdutils.report.figures import COMPARISON_FIGURE, collect_figures, draw_teacher_comparison
 from kdutils.report.formatting import FILTERS
-from kdutils.report.reading import PUBLISH_DIRS, ReportError, load_run_files, profile_of
-from kdutils.report.results import guard_intervals
-from kdutils.report.tables import build_tables, write_tables
-from kdutils.runs import REPO_ROOT, atomic_path
+from kdutils.report.reading import PAPER_DIR, PUBLISHED_PROFILES, ReportError, RunFiles, load_run
+from kdutils.report.results import guard_intervals, teacher_comparison
+from kdutils.report.tables import Table, build_tables, comparison_table, depth_table, write_tables
+from kdutils.runs import atomic_path
 from kdutils.summary import Summary
 
 # The templates stay in kdutils/templates/, the package data pyproject.toml ships.
@@ -164,13 +165,27 @@ def render_from(
     out_dir: Path,
     profile: str,
     engine: str = "auto",
+    others: Sequence[RunFiles] = (),
 ) -> RenderResult:
     """Render tables, paper.md and paper.html into ``out_dir`` from a run's validated summary and
-    manifest; figures are copied from ``figures_src`` (the run's ``figures/``) when it exists."""
+    manifest; figures are copied from ``figures_src`` (the run's ``figures/``) when it exists.
+
+    ``others`` are further runs whose teachers the paper sets beside this run's (the published
+    ``paper`` run beside ``default``): when this run and at least one of them have a teacher,
+    both main students and a distillation, the paper gains a section with the comparison table
+    (:func:`~kdutils.report.tables.comparison_table`), the comparison figure drawn here from the
+    summaries, and each other run's depth table. Without ``others`` the paper is the run's alone.
+    """
     engine = choose_engine(engine)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = collect_figures(figures_src)
+    summary = guard_intervals(summary)
+    others = [replace(o, summary=guard_intervals(o.summary)) for o in others]
+    rows = [c for c in (teacher_comparison(summary, manifest, profile),
+                        *(teacher_comparison(o.summary, o.manifest, o.profile) for o in others)) if c is not None]
+    if len(rows) < 2 or rows[0].profile != profile:
+        rows, others = [], []
+    figures = collect_figures(figures_src, drawn=(COMPARISON_FIGURE,) if rows else ())
     fig_dir = out_dir / "figures"
     if figures_src is not None and figures_src.is_dir() and figures_src.resolve() != fig_dir.resolve():
         fig_dir.mkdir(exist_ok=True)
@@ -180,10 +195,17 @@ def render_from(
                 if src.exists():
                     with atomic_path(fig_dir / src.name) as tmp:
                         shutil.copyfile(src, tmp)
-    summary = guard_intervals(summary)
-    tables = build_tables(summary, manifest)
+    comparison: dict[str, Table] = {}
+    if rows:
+        draw_teacher_comparison(rows, fig_dir)
+        comparison["teacher_comparison"] = comparison_table(rows)
+        for other in others:
+            depths = depth_table(other.summary, other.manifest, other.profile)
+            if depths is not None:
+                comparison[depths.name] = depths
+    tables = build_tables(summary, manifest, comparison)
     table_paths = write_tables(tables, out_dir / "tables")
-    context = build_context(summary, manifest, tables, figures, profile)
+    context = build_context(summary, manifest, tables, figures, profile, rows, others)
     md_text = render_markdown(context)
     paper_md = out_dir / "paper.md"
     with atomic_path(paper_md) as tmp:
@@ -196,22 +218,35 @@ def render_from(
                         [s.name for s in figures.missing], engine)
 
 
+def render_paper(runs: dict[str, RunFiles], out_dir: Path, engine: str = "auto") -> RenderResult:
+    """The published paper from every published run (:func:`~kdutils.report.reading.published_runs`):
+    the first of :data:`~kdutils.report.reading.PUBLISHED_PROFILES` present is the main body, the
+    others are set beside it (:func:`render_from`'s ``others``). With one run, that run's paper."""
+    if not runs:
+        raise ReportError("no published run to render the paper from")
+    main = next((runs[p] for p in PUBLISHED_PROFILES if p in runs), next(iter(runs.values())))
+    others = [run for run in runs.values() if run is not main]
+    return render_from(main.summary, main.manifest, main.figures, out_dir, main.profile, engine, others)
+
+
 def _guard_published(out_dir: Path, profile: str) -> None:
-    paper_root = (REPO_ROOT / "paper").resolve()
+    paper_root = PAPER_DIR.resolve()
     target = out_dir.resolve()
-    if profile not in PUBLISH_DIRS and (target == paper_root or paper_root in target.parents):
+    if profile not in PUBLISHED_PROFILES and (target == paper_root or paper_root in target.parents):
         raise ReportError(f"profile {profile!r} is not published: render it into outputs/{profile}/paper/, "
                           f"not into {out_dir}")
 
 
 def render(run_root: str | Path, out_dir: str | Path | None = None, engine: str = "auto") -> RenderResult:
-    """Render a run's paper and tables into ``out_dir`` (default ``<run>/paper/``)."""
-    run_root = Path(run_root)
-    summary, manifest = load_run_files(run_root)
-    profile = profile_of(run_root, manifest)
-    target = Path(out_dir) if out_dir is not None else run_root / "paper"
-    _guard_published(target, profile)
-    return render_from(summary, manifest, run_root / "figures", target, profile, engine)
+    """Render a run's own paper and tables into ``out_dir`` (default ``<run>/paper/``).
+
+    Raises :class:`ReportError` without a summary or for ``out_dir`` inside ``paper/`` of a
+    profile that is not published, :class:`~kdutils.summary.SummaryError` for an invalid summary.
+    """
+    run = load_run(run_root)
+    target = Path(out_dir) if out_dir is not None else run.root / "paper"
+    _guard_published(target, run.profile)
+    return render_from(run.summary, run.manifest, run.figures, target, run.profile, engine)
 
 
 def render_run(run_root: str | Path) -> RenderResult:
