@@ -20,8 +20,10 @@ Rooms, one job each:
 * deployment: ``export`` (ONNX, int8), ``predictors``, ``serve`` (the FastAPI app), ``deploy``
   (replicas, nginx), ``bench`` (micro and load benchmarks), ``locustfile``, ``lightload`` (the
   light latency client), ``serving_peers`` (the floor and naive servers it is compared with);
-* the paper: ``plots`` (one figure style), ``report`` (tables, paper, HTML index), ``anchors``
-  (published figures the study is measured against).
+* the paper: ``plots`` (one figure style), ``report`` (a package, one module per job:
+  ``formatting``, ``facts``, ``anchors`` (published figures the study is measured against),
+  ``results``, ``tables``, ``figures``, ``context``, ``rendering``, ``publishing``, ``index``,
+  ``display``, ``reading``, ``cli``).
 """
 
 __version__ = "0.1.0"

