@@ -21,7 +21,7 @@ Rooms, one job each:
   (replicas, nginx), ``bench`` (micro and load benchmarks), ``locustfile``, ``lightload`` (the
   light latency client), ``serving_peers`` (the floor and naive servers it is compared with);
 * the paper: ``plots`` (one figure style), ``report`` (a package, one module per job:
-  ``formatting``, ``facts``, ``anchors`` (published figures the study is measured against),
+  ``formatting``, ``anchors`` (published figures the study is measured against),
   ``results``, ``tables``, ``figures``, ``context``, ``rendering``, ``publishing``, ``index``,
   ``display``, ``reading``, ``cli``).
 """

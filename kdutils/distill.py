@@ -62,7 +62,11 @@ from kdutils.train import (
 
 SOURCES = ("train", "augmented", "unlabelled")
 # Where unlabelled in-domain text comes from, per data set that has some (kdutils.specs.DATASETS).
-UNLABELLED_SOURCES = {name: spec.unlabelled for name, spec in DATASETS.items() if spec.unlabelled}
+def unlabelled_source(dataset: str, n: int) -> str | None:
+    """Where :func:`in_domain_sentences` takes ``n`` unlabelled sentences of ``dataset`` from, in
+    words (``kdutils.specs``); None when ``n`` is 0 or the data set has no such source."""
+    spec = DATASETS.get(dataset)
+    return spec.unlabelled if n > 0 and spec is not None and spec.unlabelled else None
 
 
 # --------------------------------------------------------------------------- transfer set
@@ -141,7 +145,7 @@ def in_domain_sentences(
     ``reference_texts`` (the training split), deduplicated against ``exclude_texts``
     (pass every split). Other datasets have no unlabelled source here.
     """
-    if n <= 0 or dataset not in UNLABELLED_SOURCES:
+    if unlabelled_source(dataset, n) is None:
         return []
 
     reviews = unlabelled_texts(dataset)

@@ -651,8 +651,8 @@ class DistillationSection(_Section):
         description="Unlabelled sentences in the transfer set (= transfer_set.unlabelled)."
     )
     unlabelled_requested: Count = Field(description="Unlabelled sentences the profile asked for.")
-    unlabelled_source: Str = Field(
-        description="Where the unlabelled sentences come from, in words."
+    unlabelled_source: Str | None = Field(
+        description="Where the unlabelled sentences come from, in words; null when the profile asks for none."
     )
     epochs: Positive = Field(description="Maximum epochs per distilled seed.")
     batch_size: Positive = Field(description="Distillation batch size.")

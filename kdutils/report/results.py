@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from kdutils.report.facts import TEACHER_INFO
 from kdutils.report.formatting import clip_ci, points_ci
+from kdutils.specs import TEACHERS
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
 from kdutils.summary import (
     DistillationSection,
@@ -95,7 +95,7 @@ def teacher_key(manifest: dict[str, Any]) -> str | None:
     The summary records the teacher's results, not its name: the name is a parameter.
     """
     name = ((manifest.get("parameters") or {}).get("teacher") or {}).get("name")
-    return name if isinstance(name, str) and name in TEACHER_INFO else None
+    return name if isinstance(name, str) and name in TEACHERS else None
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ class TeacherComparison:
     """
 
     profile: str
-    teacher: str | None  # registry name (kdutils.report.facts.TEACHER_INFO), None if not recorded
+    teacher: str | None  # registry name (kdutils.specs.TEACHERS), None if not recorded
     teacher_layers: int
     teacher_params: int
     teacher_accuracy: float
@@ -218,7 +218,7 @@ class TeacherComparison:
     @property
     def teacher_label(self) -> str:
         """The teacher's published name (``all-MiniLM-L6-v2``), else the run's profile."""
-        return TEACHER_INFO[self.teacher]["label"] if self.teacher else f"the {self.profile} teacher"
+        return TEACHERS[self.teacher].label if self.teacher else f"the {self.profile} teacher"
 
 
 def _pair(ci: Any) -> tuple[float, float] | None:

@@ -11,7 +11,6 @@ import pandas as pd
 
 from kdutils import plots
 from kdutils.report import anchors
-from kdutils.report.facts import DATASET_INFO, TEACHER_INFO
 from kdutils.report.formatting import (
     RUNTIME_LABELS,
     format_cell,
@@ -41,6 +40,7 @@ from kdutils.report.results import (
     teacher_key,
 )
 from kdutils.runs import atomic_path
+from kdutils.specs import DATASETS, TEACHERS
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
 from kdutils.summary import DistilledStudentEntry, FaultTest, Summary
 
@@ -77,6 +77,11 @@ def _latex_escape(text: str) -> str:
     return re.sub(r"[\\&%$#_{}~^]", lambda m: _LATEX_SPECIALS[m.group(0)], text)
 
 
+def _dataset_label(name: str) -> str:
+    spec = DATASETS.get(name)
+    return spec.label if spec else name
+
+
 def _table(name: str, caption: str, rows: list[dict[str, str]]) -> Table:
     frame = pd.DataFrame(rows).fillna("—")
     # A column the run recorded nothing for says nothing; leave it out.
@@ -105,8 +110,8 @@ def data_table(summary: Summary) -> Table | None:
     data = summary.data
     if data is None:
         return None
-    info = DATASET_INFO.get(data.dataset, {})
-    rows = [{"Property": "Data set", "Value": info.get("label", data.dataset)}]
+    spec = DATASETS.get(data.dataset)
+    rows = [{"Property": "Data set", "Value": spec.label if spec else data.dataset}]
     if data.label_names:
         rows.append({"Property": "Labels", "Value": ", ".join(data.label_names)})
     for count, label in ((data.n_train, "Train sentences"), (data.n_val, "Validation sentences"),
@@ -132,7 +137,7 @@ def teacher_table(summary: Summary, manifest: dict[str, Any]) -> Table | None:
     if not rows:
         return None
     key = teacher_key(manifest)
-    label = TEACHER_INFO[key]["label"] if key else "teacher"
+    label = TEACHERS[key].label if key else "teacher"
     # One measurement for every latency in the paper: the deployment benchmark's interleaved
     # eager-PyTorch p50 (notebook 05). Notebook 02 times each teacher right after training,
     # with other threads and load; its figure is used, and named as such, only without 05's.
@@ -207,7 +212,7 @@ def headline_rows(summary: Summary, manifest: dict[str, Any]) -> list[dict[str, 
     t, b, d = models.teacher, models.student_baseline, models.student_distilled
     if t is not None:
         key = teacher_key(manifest)
-        rows.append({"Model": f"Teacher ({TEACHER_INFO[key]['label']})" if key else "Teacher",
+        rows.append({"Model": f"Teacher ({TEACHERS[key].label})" if key else "Teacher",
                      "Accuracy (%)": pct_num(t.accuracy), "95% CI (%)": "one run",
                      "Gain over baseline (points)": "", "p": ""})
     if b is not None:
@@ -386,8 +391,8 @@ def published_table(summary: Summary, manifest: dict[str, Any]) -> Table:
         n_iter = (params.get("distill") or {}).get("n_iter")
         rows.append({
             "Work": f"This study ({manifest.get('profile') or 'this run'})",
-            "Task": f"{DATASET_INFO.get(data.dataset, {}).get('label', data.dataset) if data else '—'} test",
-            "Teacher": TEACHER_INFO[key]["label"] if key else "teacher",
+            "Task": f"{_dataset_label(data.dataset) if data else '—'} test",
+            "Teacher": TEACHERS[key].label if key else "teacher",
             "Teacher acc. (%)": pct_num(t.accuracy if t is not None else None),
             "Student": "1-layer BiLSTM" + (f", {millions(d.params)} params" if d is not None else ""),
             "Baseline (%)": pct_num(b.accuracy_mean if b is not None else None),
@@ -444,7 +449,7 @@ def depth_table(summary: Summary, manifest: dict[str, Any], profile: str) -> Tab
     if not rows:
         return None
     key = teacher_key(manifest)
-    label = TEACHER_INFO[key]["label"] if key else "teacher"
+    label = TEACHERS[key].label if key else "teacher"
     cells = [{"Model": f"{label} (full)" if r.name == "teacher" else f"{label}, first {r.layers} layers",
               "Layers": integer(r.layers), "Params": millions(r.entry.params), "Accuracy (%)": pct_num(r.entry.accuracy),
               "In process (ms)": ms(eager_p50_ms(summary, r.name)), "Over HTTP (ms)": ms(served_p50_ms(summary, r.name))}
