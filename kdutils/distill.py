@@ -45,7 +45,7 @@ from kdutils.metrics import (
 )
 from kdutils.model_files import read_meta
 from kdutils.models import save_student
-from kdutils.runs import atomic_path, history_file, predictions_file, write_json
+from kdutils.runs import atomic_path, history_file, predictions_file, save_predictions, write_json
 from kdutils.specs import DATASETS
 from kdutils.stats import mcnemar_exact, mean_ci, paired_bootstrap, paired_gain
 from kdutils.summary import DistillationSection, DistilledStudentEntry
@@ -55,7 +55,6 @@ from kdutils.train import (
     TrainSettings,
     code_fingerprint,
     predict_logits,
-    save_predictions,
     summarise_seeds,
     train_classifier,
 )

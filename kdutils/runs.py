@@ -122,6 +122,17 @@ def predictions_file(metrics_dir: str | Path, name: str, split: str, seed: int |
     return Path(metrics_dir) / f"{stem}_{split}.npz"
 
 
+def save_predictions(path: str | Path, logits: Any, labels: Any) -> Path:
+    """Write ``logits`` (n, classes; float32) and ``labels`` (n; int64) to an ``.npz`` atomically:
+    the file :func:`predictions_file` names, read back for paired comparisons between models."""
+    import numpy as np  # runs is imported by light tools (the pipeline CLI) that never need numpy
+
+    path = Path(path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, logits=np.asarray(logits, dtype=np.float32), labels=np.asarray(labels, dtype=np.int64))
+    return path
+
+
 def history_file(metrics_dir: str | Path, name: str, seed: int) -> Path:
     """Where a student's per-epoch training history is saved: ``<metrics>/<name>_seed<k>_history.json``."""
     return Path(metrics_dir) / f"{name}_seed{seed}_history.json"

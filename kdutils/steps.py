@@ -87,8 +87,7 @@ STEPS: tuple[StepSpec, ...] = (
     ),
     StepSpec(
         "04_distillation",
-        reads=("distill", "seeds", "student.learning_rate", "student.main", "student.max_length",
-               "student.min_count", "student.vocab_size", "teacher.max_length", "teacher.name",
+        reads=("distill", "seeds", "student", "teacher.max_length", "teacher.name",
                "teacher.precision", "teacher.score_batch_size", "teacher.scoring_runtime"),
         needs=("data/meta.json", *_teacher_files("teacher"), "models/student_baseline/seed{seed}/kdmodel.json",
                "models/student_baseline/seed{seed}/vocab.json", "metrics/student_baseline_seed{seed}_test.npz",

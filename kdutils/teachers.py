@@ -18,7 +18,6 @@ from kdutils import metrics, plots
 from kdutils.finetune import TeacherResult
 from kdutils.machine import quiet_transformers
 from kdutils.metrics import classification_metrics
-from kdutils.runs import atomic_path
 from kdutils.scoring import TeacherScorer
 
 # torch, transformers and matplotlib are imported where used: each takes seconds to import.
@@ -32,13 +31,6 @@ def evaluate_teacher(model_dir: str | Path, frame: pd.DataFrame, cache_dir: str 
     scorer = TeacherScorer(model_dir, cache_dir, batch_size=batch_size)
     logits = scorer.logits(frame["text"].astype(str).tolist())
     return classification_metrics(frame["label"].to_numpy(), logits, len(scorer.meta.get("label_names", [])) or None), logits
-
-
-def save_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -> Path:
-    """Write test logits and labels to an ``.npz`` atomically (for paired comparisons later)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, logits=np.asarray(logits, dtype=np.float32), labels=np.asarray(labels))
-    return Path(path)
 
 
 def measure_latency(model_dir: str | Path, texts: Sequence[str], max_length: int, warmup: int = 5,

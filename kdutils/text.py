@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from kdutils import steps
 from kdutils.runs import atomic_path
 
 # Bumped whenever the rules below change: a saved vocab records it, and loading
@@ -213,8 +214,8 @@ class Vocab:
             raise VocabError(f"vocab file {path} has no 'itos' list")
         if data.get("tokenizer") != TOKENIZER_VERSION:
             raise VocabError(f"vocab file {path} was made with tokenizer {data.get('tokenizer')!r}, "
-                             f"this code uses {TOKENIZER_VERSION!r}: retrain the student (rerun notebooks/03_student.ipynb "
-                             "and the notebooks after it)")
+                             f"this code uses {TOKENIZER_VERSION!r}: retrain the student "
+                             f"({steps.run_first('models.student_baseline', rerun=True)} and the notebooks after it)")
         if data.get("size", len(data["itos"])) != len(data["itos"]):
             raise VocabError(f"vocab file {path} says size {data['size']} but lists {len(data['itos'])} tokens")
         return cls(data["itos"], min_count=data.get("min_count", 1), max_size=data.get("max_size"))

@@ -28,15 +28,16 @@ import torch
 import torch.nn.functional as F
 
 from kdutils import plots, progress
+from kdutils.config import DistillConfig, StudentConfig
 from kdutils.embeddings import glove_embedding_matrix
 from kdutils.metrics import classification_metrics
 from kdutils.model_files import meta_path, read_meta
 from kdutils.models import BiLSTMClassifier, build_student, save_student
 from kdutils.runs import (
-    atomic_path,
     history_file,
     predictions_file,
     read_json,
+    save_predictions,
     sha256_text,
     write_json,
 )
@@ -136,6 +137,24 @@ class TrainSettings:
     batch_size: int
     learning_rate: float
     patience: int | None = None
+
+    @classmethod
+    def from_config(cls, student_cfg: StudentConfig, student: str,
+                    distill_cfg: DistillConfig | None = None) -> TrainSettings:
+        """The profile's settings for ``student``: ``student_baseline`` and ``student_original``
+        (notebook 03, from ``student_cfg``) or ``student_distilled`` (notebook 04: ``distill_cfg``'s
+        epochs, batch size and patience, the baseline's learning rate). ValueError for another name,
+        or for ``student_distilled`` without ``distill_cfg``."""
+        sc, dc = student_cfg, distill_cfg
+        if student == "student_baseline":
+            return cls(sc.epochs, sc.batch_size, sc.learning_rate, sc.patience)
+        if student == "student_original":
+            return cls(sc.original_epochs, sc.batch_size, sc.learning_rate, sc.original_patience)
+        if student == "student_distilled":
+            if dc is None:
+                raise ValueError("student_distilled: pass the profile's distill section as distill_cfg")
+            return cls(dc.epochs, dc.batch_size, sc.learning_rate, dc.patience)
+        raise ValueError(f"unknown student {student!r}; allowed: student_baseline, student_original, student_distilled")
 
     @property
     def stop_after(self) -> int:
@@ -329,14 +348,6 @@ def init_student(vocab: Vocab, num_labels: int, arch: Any, seed: int) -> BiLSTMC
         matrix, _ = glove_embedding_matrix(vocab, seed=seed)
         model.set_embeddings(matrix)
     return model
-
-
-def save_predictions(path: str | Path, logits: np.ndarray, labels: np.ndarray) -> Path:
-    """``logits`` and ``labels`` as an ``.npz`` file, written atomically."""
-    path = Path(path)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, logits=np.asarray(logits, dtype=np.float32), labels=np.asarray(labels, dtype=np.int64))
-    return path
 
 
 def code_fingerprint() -> str:

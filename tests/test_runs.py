@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdutils.runs import REPO_ROOT, RunDir, atomic_dir, atomic_path, current_umask, write_json
+from kdutils.runs import RunDir, atomic_dir, atomic_path, current_umask, write_json
 from kdutils.summary import Summary, SummaryError
 
 SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
@@ -64,7 +64,7 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
 
 def _sections() -> dict:
     """Real sections: the published run's data and student settings, a smoke run's serving."""
-    published = json.loads((REPO_ROOT / "paper" / "summary.json").read_text())
+    published = json.loads((Path(__file__).parent / "fixtures" / "published_summary_v1.json").read_text())
     smoke = json.loads(SMOKE.read_text())
     return {"data": published["data"], "student": published["student"],
             "inference": smoke["inference"], "serving": smoke["serving"]}

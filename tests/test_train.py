@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kdutils.baselines import save_tfidf, train_tfidf_logreg
-from kdutils.config import StudentArch
+from kdutils.config import StudentArch, load_profile
 from kdutils.models import BiLSTMClassifier, load_student
 from kdutils.runs import _json_default
 from kdutils.summary import SeededEntry
@@ -188,3 +188,17 @@ def test_fit_student_reads_back_a_finished_run_and_retrains_a_changed_one(vocab:
     fit_student("student_test", SMALL, vocab, sets["train"], sets["val"], sets["test"],
                 replace(training, learning_rate=1e-3), **args)
     assert weights.stat().st_mtime_ns != stamp
+
+
+def test_train_settings_come_from_the_profile_for_each_student() -> None:
+    cfg = load_profile("default")
+    sc, dc = cfg.student, cfg.distill
+    assert TrainSettings.from_config(sc, "student_baseline") == TrainSettings(sc.epochs, sc.batch_size, sc.learning_rate, sc.patience)
+    assert TrainSettings.from_config(sc, "student_original") == TrainSettings(
+        sc.original_epochs, sc.batch_size, sc.learning_rate, sc.original_patience)
+    # The distilled student keeps the baseline's learning rate and takes distill's schedule.
+    assert TrainSettings.from_config(sc, "student_distilled", dc) == TrainSettings(dc.epochs, dc.batch_size, sc.learning_rate, dc.patience)
+    with pytest.raises(ValueError, match="unknown student 'teacher'"):
+        TrainSettings.from_config(sc, "teacher")
+    with pytest.raises(ValueError, match="distill section"):
+        TrainSettings.from_config(sc, "student_distilled")
