@@ -269,7 +269,7 @@ def write_manifest(run: RunDir, cfg: Profile, profile_arg: str, timings: dict[st
     """``manifest.json``: each notebook's record (key, time, status, and the git state and kdutils
     digest it ran with; a skipped notebook keeps those of the run that made its results), and
     the run's parameters, packages and inputs. ``profile_source`` is the absolute profile file."""
-    old = read_json(run.manifest_path) if run.manifest_path.exists() else {}
+    old = run.read_manifest()
     notebooks = {**old.get("notebooks", {}), **timings}
     try:
         source = str(profile_path(profile_arg))
@@ -311,17 +311,20 @@ _export_log = logging.getLogger("kdutils.pipeline.nbconvert")
 _export_log.addFilter(_DropMessages("Alternative text is missing"))
 
 
-def export_html(executed: Path, reports_dir: Path) -> list[Path]:
-    """Two HTML exports: with code, and a reader's version without input cells."""
+def export_html(executed: Path, run: RunDir) -> list[Path]:
+    """Export the executed notebook ``executed`` twice into the run's ``reports/``, each atomically:
+    with its code, and a reader's version without input cells (:meth:`RunDir.report_html`).
+
+    Returns the two paths, the version with code first."""
     from nbconvert import HTMLExporter  # seconds to import: only a finished notebook needs it
 
     nb = nbformat.read(executed, as_version=4)
     written = []
-    for suffix, exclude_input in ((".html", False), (".reader.html", True)):
+    for exclude_input in (False, True):
         exporter = HTMLExporter(embed_images=True, exclude_input=exclude_input, exclude_input_prompt=exclude_input,
                                 exclude_output_prompt=exclude_input, log=_export_log)
         body, _ = exporter.from_notebook_node(nb)
-        target = reports_dir / f"{executed.stem}{suffix}"
+        target = run.report_html(executed.stem, reader=exclude_input)
         with atomic_path(target) as tmp:
             tmp.write_text(body, encoding="utf-8")
         written.append(target)
@@ -518,7 +521,7 @@ def run_step(step: Step, run: RunDir, profile_arg: str, output_root: Path, overr
         stop.set()
         ticker.join(timeout=5)
     os.replace(partial, executed)
-    export_html(executed, run.reports)
+    export_html(executed, run)
     return time.perf_counter() - start
 
 
@@ -603,8 +606,7 @@ def run_pipeline(
 def build_reports(run: RunDir) -> None:
     """The paper rendered into the run, and the HTML index linking everything."""
     report.render_run(run.root)
-    report.write_index(run.root)
-    log.info("report: %s", run.reports / "index.html")
+    log.info("report: %s", report.write_index(run.root))
 
 
 def _setup_log(run: RunDir) -> None:
