@@ -38,7 +38,7 @@ from typing import Any
 
 import nbformat
 
-from kdutils import report, steps, teacher_rate
+from kdutils import steps, teacher_rate
 from kdutils.assets import AssetError
 from kdutils.config import (
     PROFILE_DIR,
@@ -50,6 +50,7 @@ from kdutils.config import (
 )
 from kdutils.data import validate_source
 from kdutils.machine import cpu_name, resolve_precision
+from kdutils.report import render_run, write_index
 from kdutils.runs import (
     REPO_ROOT,
     RunDir,
@@ -102,32 +103,37 @@ def discover_steps(notebook_dir: Path = NOTEBOOK_DIR) -> list[Step]:
     Other notebooks (JupyterLab copies such as ``03_student-Copy1.ipynb``, scratch files) are
     ignored and named in the log. Raises :class:`ConfigError` when two notebooks claim one number.
     """
-    steps, ignored = [], []
+    found, ignored = [], []
     for path in sorted(notebook_dir.glob("*.ipynb")):
-        (steps if STEP_NAME.match(path.name) else ignored).append(path)
+        (found if STEP_NAME.match(path.name) else ignored).append(path)
     if ignored:
         log.info("not pipeline steps (a step is named NN_name.ipynb): %s", ", ".join(p.name for p in ignored))
     numbers: dict[str, list[str]] = {}
-    for path in steps:
+    for path in found:
         numbers.setdefault(path.name[:2], []).append(path.name)
     clashes = {n: names for n, names in numbers.items() if len(names) > 1}
     if clashes:
         n, names = next(iter(sorted(clashes.items())))
         raise ConfigError(f"two notebooks are step {n} in {notebook_dir}: {', '.join(names)}; "
                           "rename or move the one that is not part of the study")
-    return [Step(p) for p in steps]
+    return [Step(p) for p in found]
 
 
-def select_steps(steps: list[Step], only: list[str] | None) -> list[Step]:
+def select_steps(all_steps: list[Step], only: list[str] | None) -> list[Step]:
+    """The steps of ``all_steps`` whose number ``only`` names (``"2"``, ``"02"`` or ``"02_teacher"``
+    all name step 02), in their order; all of them when ``only`` is empty or ``None``.
+
+    Raises :class:`ConfigError` naming the numbers that match no step and the allowed ones.
+    """
     if not only:
-        return steps
+        return all_steps
     wanted = {o.zfill(2)[:2] for o in only}
-    unknown = wanted - {s.number for s in steps}
+    unknown = wanted - {s.number for s in all_steps}
     if unknown:
         raise ConfigError(
-            f"--only {', '.join(sorted(unknown))}: no such notebook; allowed: {', '.join(s.number for s in steps)}"
+            f"--only {', '.join(sorted(unknown))}: no such notebook; allowed: {', '.join(s.number for s in all_steps)}"
         )
-    return [s for s in steps if s.number in wanted]
+    return [s for s in all_steps if s.number in wanted]
 
 
 def step_parameters(step: Step, cfg: Profile) -> dict[str, Any]:
@@ -219,6 +225,7 @@ def _git(*args: str) -> str | None:
 
 
 def package_versions() -> dict[str, str | None]:
+    """The installed version of each of :data:`MANIFEST_PACKAGES`, ``None`` for one not installed."""
     out: dict[str, str | None] = {}
     for name in MANIFEST_PACKAGES:
         try:
@@ -553,7 +560,7 @@ def run_pipeline(
     overrides = absolute_overrides(overrides) or None
     cfg = load_profile(profile, overrides)
     all_steps = discover_steps(notebook_dir)
-    steps = select_steps(all_steps, only)
+    chosen = select_steps(all_steps, only)
     preflight(cfg)
     run = RunDir.for_profile(cfg.name, output_root)
     output_root = run.root.parent.resolve()
@@ -563,7 +570,7 @@ def run_pipeline(
 
     upstream = ""
     timings: dict[str, Any] = {}
-    selected = {s.name for s in steps}
+    selected = {s.name for s in chosen}
     for step in all_steps:
         # Read at each step, not once: code edited while a long run goes on is what later notebooks run.
         library = library_digest()
@@ -605,8 +612,8 @@ def run_pipeline(
 
 def build_reports(run: RunDir) -> None:
     """The paper rendered into the run, and the HTML index linking everything."""
-    report.render_run(run.root)
-    log.info("report: %s", report.write_index(run.root))
+    render_run(run.root)
+    log.info("report: %s", write_index(run.root))
 
 
 def _setup_log(run: RunDir) -> None:
@@ -623,6 +630,12 @@ def _setup_log(run: RunDir) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``python -m kdutils.pipeline --help``) on ``argv`` (default ``sys.argv``):
+    ``run`` executes a profile's notebooks, ``teacher-rate`` times its teacher.
+
+    Returns the exit code: 0 done; 1 a bad profile, missing asset, failing notebook or refused
+    probe, said in one ``error:`` line on stderr; 2 ``--set`` that is not JSON. argparse exits
+    with 2 itself on unknown arguments."""
     parser = argparse.ArgumentParser(prog="python -m kdutils.pipeline", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="execute the notebooks of a profile")
