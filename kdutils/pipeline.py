@@ -38,7 +38,7 @@ from typing import Any
 
 import nbformat
 
-from kdutils import report, steps, teacher_rate
+from kdutils import steps, teacher_rate
 from kdutils.assets import AssetError
 from kdutils.config import (
     PROFILE_DIR,
@@ -50,6 +50,7 @@ from kdutils.config import (
 )
 from kdutils.data import validate_source
 from kdutils.machine import cpu_name, resolve_precision
+from kdutils.report import render_run, write_index
 from kdutils.runs import (
     REPO_ROOT,
     RunDir,
@@ -102,32 +103,37 @@ def discover_steps(notebook_dir: Path = NOTEBOOK_DIR) -> list[Step]:
     Other notebooks (JupyterLab copies such as ``03_student-Copy1.ipynb``, scratch files) are
     ignored and named in the log. Raises :class:`ConfigError` when two notebooks claim one number.
     """
-    steps, ignored = [], []
+    found, ignored = [], []
     for path in sorted(notebook_dir.glob("*.ipynb")):
-        (steps if STEP_NAME.match(path.name) else ignored).append(path)
+        (found if STEP_NAME.match(path.name) else ignored).append(path)
     if ignored:
         log.info("not pipeline steps (a step is named NN_name.ipynb): %s", ", ".join(p.name for p in ignored))
     numbers: dict[str, list[str]] = {}
-    for path in steps:
+    for path in found:
         numbers.setdefault(path.name[:2], []).append(path.name)
     clashes = {n: names for n, names in numbers.items() if len(names) > 1}
     if clashes:
         n, names = next(iter(sorted(clashes.items())))
         raise ConfigError(f"two notebooks are step {n} in {notebook_dir}: {', '.join(names)}; "
                           "rename or move the one that is not part of the study")
-    return [Step(p) for p in steps]
+    return [Step(p) for p in found]
 
 
-def select_steps(steps: list[Step], only: list[str] | None) -> list[Step]:
+def select_steps(all_steps: list[Step], only: list[str] | None) -> list[Step]:
+    """The steps of ``all_steps`` whose number ``only`` names (``"2"``, ``"02"`` or ``"02_teacher"``
+    all name step 02), in their order; all of them when ``only`` is empty or ``None``.
+
+    Raises :class:`ConfigError` naming the numbers that match no step and the allowed ones.
+    """
     if not only:
-        return steps
+        return all_steps
     wanted = {o.zfill(2)[:2] for o in only}
-    unknown = wanted - {s.number for s in steps}
+    unknown = wanted - {s.number for s in all_steps}
     if unknown:
         raise ConfigError(
-            f"--only {', '.join(sorted(unknown))}: no such notebook; allowed: {', '.join(s.number for s in steps)}"
+            f"--only {', '.join(sorted(unknown))}: no such notebook; allowed: {', '.join(s.number for s in all_steps)}"
         )
-    return [s for s in steps if s.number in wanted]
+    return [s for s in all_steps if s.number in wanted]
 
 
 def step_parameters(step: Step, cfg: Profile) -> dict[str, Any]:
@@ -219,6 +225,7 @@ def _git(*args: str) -> str | None:
 
 
 def package_versions() -> dict[str, str | None]:
+    """The installed version of each of :data:`MANIFEST_PACKAGES`, ``None`` for one not installed."""
     out: dict[str, str | None] = {}
     for name in MANIFEST_PACKAGES:
         try:
@@ -269,7 +276,7 @@ def write_manifest(run: RunDir, cfg: Profile, profile_arg: str, timings: dict[st
     """``manifest.json``: each notebook's record (key, time, status, and the git state and kdutils
     digest it ran with; a skipped notebook keeps those of the run that made its results), and
     the run's parameters, packages and inputs. ``profile_source`` is the absolute profile file."""
-    old = read_json(run.manifest_path) if run.manifest_path.exists() else {}
+    old = run.read_manifest()
     notebooks = {**old.get("notebooks", {}), **timings}
     try:
         source = str(profile_path(profile_arg))
@@ -311,17 +318,20 @@ _export_log = logging.getLogger("kdutils.pipeline.nbconvert")
 _export_log.addFilter(_DropMessages("Alternative text is missing"))
 
 
-def export_html(executed: Path, reports_dir: Path) -> list[Path]:
-    """Two HTML exports: with code, and a reader's version without input cells."""
+def export_html(executed: Path, run: RunDir) -> list[Path]:
+    """Export the executed notebook ``executed`` twice into the run's ``reports/``, each atomically:
+    with its code, and a reader's version without input cells (:meth:`RunDir.report_html`).
+
+    Returns the two paths, the version with code first."""
     from nbconvert import HTMLExporter  # seconds to import: only a finished notebook needs it
 
     nb = nbformat.read(executed, as_version=4)
     written = []
-    for suffix, exclude_input in ((".html", False), (".reader.html", True)):
+    for exclude_input in (False, True):
         exporter = HTMLExporter(embed_images=True, exclude_input=exclude_input, exclude_input_prompt=exclude_input,
                                 exclude_output_prompt=exclude_input, log=_export_log)
         body, _ = exporter.from_notebook_node(nb)
-        target = reports_dir / f"{executed.stem}{suffix}"
+        target = run.report_html(executed.stem, reader=exclude_input)
         with atomic_path(target) as tmp:
             tmp.write_text(body, encoding="utf-8")
         written.append(target)
@@ -518,7 +528,7 @@ def run_step(step: Step, run: RunDir, profile_arg: str, output_root: Path, overr
         stop.set()
         ticker.join(timeout=5)
     os.replace(partial, executed)
-    export_html(executed, run.reports)
+    export_html(executed, run)
     return time.perf_counter() - start
 
 
@@ -550,7 +560,7 @@ def run_pipeline(
     overrides = absolute_overrides(overrides) or None
     cfg = load_profile(profile, overrides)
     all_steps = discover_steps(notebook_dir)
-    steps = select_steps(all_steps, only)
+    chosen = select_steps(all_steps, only)
     preflight(cfg)
     run = RunDir.for_profile(cfg.name, output_root)
     output_root = run.root.parent.resolve()
@@ -560,7 +570,7 @@ def run_pipeline(
 
     upstream = ""
     timings: dict[str, Any] = {}
-    selected = {s.name for s in steps}
+    selected = {s.name for s in chosen}
     for step in all_steps:
         # Read at each step, not once: code edited while a long run goes on is what later notebooks run.
         library = library_digest()
@@ -602,9 +612,8 @@ def run_pipeline(
 
 def build_reports(run: RunDir) -> None:
     """The paper rendered into the run, and the HTML index linking everything."""
-    report.render_run(run.root)
-    report.write_index(run.root)
-    log.info("report: %s", run.reports / "index.html")
+    render_run(run.root)
+    log.info("report: %s", write_index(run.root))
 
 
 def _setup_log(run: RunDir) -> None:
@@ -621,6 +630,12 @@ def _setup_log(run: RunDir) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (``python -m kdutils.pipeline --help``) on ``argv`` (default ``sys.argv``):
+    ``run`` executes a profile's notebooks, ``teacher-rate`` times its teacher.
+
+    Returns the exit code: 0 done; 1 a bad profile, missing asset, failing notebook or refused
+    probe, said in one ``error:`` line on stderr; 2 ``--set`` that is not JSON. argparse exits
+    with 2 itself on unknown arguments."""
     parser = argparse.ArgumentParser(prog="python -m kdutils.pipeline", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="execute the notebooks of a profile")

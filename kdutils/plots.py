@@ -12,11 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
-# matplotlib and seaborn are imported when a figure is drawn: modules import this one for its
-# colours and labels, and training processes never draw.
-
-# matplotlib and seaborn are imported inside the functions that draw: the report imports this
-# module for model names and colours only, and should not pay for a plotting stack.
+# matplotlib and seaborn are imported inside the functions that draw: the report and other modules
+# import this one for model names and colours only, and should not pay for a plotting stack.
 
 # Widths for a two-column paper (inches).
 SINGLE_COLUMN = (3.4, 2.6)
@@ -48,10 +45,12 @@ def set_style() -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
+    from kdutils.runs import FIGURE_DPI
+
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
     plt.rcParams.update({
         "figure.dpi": 120,
-        "savefig.dpi": 200,
+        "savefig.dpi": FIGURE_DPI,
         "savefig.bbox": "tight",
         "font.family": "sans-serif",
         "font.sans-serif": ["DejaVu Sans", "Arial", "Helvetica"],

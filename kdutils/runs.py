@@ -25,13 +25,24 @@ from kdutils.summary import json_default as _json_default
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Beside the split files in <run>/data/: their card and sha256 (kdutils.data writes and checks it).
 DATA_META_FILE = "meta.json"
+# The suffixes of a notebook's two HTML exports in <run>/reports/: with its code, and the reader's
+# version without. The reader suffix also ends in the other, so it is stripped first.
+REPORT_SUFFIX = ".html"
+READER_REPORT_SUFFIX = ".reader.html"
+# Figures are saved as PNG at this resolution (for the web) and as PDF (for print).
+FIGURE_DPI = 200
 
 
 def default_output_root() -> Path:
+    """Where runs live: ``$KDUTILS_OUTPUTS`` when set, else ``<repo>/outputs`` (not created)."""
     return Path(os.environ.get("KDUTILS_OUTPUTS", REPO_ROOT / "outputs"))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of the file at ``path``, read in blocks of ``chunk`` bytes.
+
+    Raises ``OSError`` (e.g. ``FileNotFoundError``) when the file cannot be read.
+    """
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -40,6 +51,10 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def sha256_text(*parts: str) -> str:
+    """Hex sha256 of ``parts`` encoded as UTF-8, each followed by a NUL byte.
+
+    The separator keeps ``("ab", "c")`` and ``("a", "bc")`` apart.
+    """
     h = hashlib.sha256()
     for p in parts:
         h.update(p.encode("utf-8"))
@@ -106,12 +121,18 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` to ``path`` as indented JSON, atomically (:func:`atomic_path`); returns ``path``.
+
+    numpy scalars and arrays and paths are written as JSON numbers, lists and strings; any other
+    object JSON cannot hold raises ``TypeError`` and leaves ``path`` as it was.
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
     return Path(path)
 
 
 def read_json(path: str | Path) -> Any:
+    """The parsed JSON at ``path``. Raises ``FileNotFoundError`` or ``json.JSONDecodeError``."""
     return json.loads(Path(path).read_text())
 
 
@@ -120,6 +141,26 @@ def predictions_file(metrics_dir: str | Path, name: str, split: str, seed: int |
     (``<name>_<split>.npz`` for a model trained once, ``seed=None``)."""
     stem = f"{name}_seed{seed}" if seed is not None else name
     return Path(metrics_dir) / f"{stem}_{split}.npz"
+
+
+def save_figure_files(fig: Any, directory: str | Path, name: str, *, deterministic: bool = False) -> list[Path]:
+    """Save the matplotlib figure ``fig`` as ``<directory>/<name>.png`` (:data:`FIGURE_DPI`, for the
+    web) and ``<name>.pdf`` (for print), each atomically; returns the two paths, PNG first.
+
+    With ``deterministic`` the files leave out the PDF's creation date and the PNG's software tag
+    (matplotlib's version), so the same numbers drawn twice give the same bytes.
+    """
+    directory = Path(directory)
+    stamp_free = {"png": {"Software": None}, "pdf": {"CreationDate": None}}
+    paths = []
+    for ext, kw in (("png", {"dpi": FIGURE_DPI}), ("pdf", {})):
+        if deterministic:
+            kw = {**kw, "metadata": stamp_free[ext]}
+        target = directory / f"{name}.{ext}"
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=ext, bbox_inches="tight", **kw)
+        paths.append(target)
+    return paths
 
 
 def save_predictions(path: str | Path, logits: Any, labels: Any) -> Path:
@@ -151,15 +192,21 @@ def _deep_update(base: dict, extra: dict) -> dict:
 class RunDir:
     """Paths of one run: ``<output_root>/<profile name>/``.
 
-    The folders (``data``, ``figures``, ``cache``, ...) are created when asked for, except
-    ``models`` and what lies below it, which their writers create atomically. Paths of files
-    (``summary_path``, ``predictions_path``, ...) are only computed, never created.
+    The folders (``data``, ``figures``, ``cache``, ...) are created when asked for, for the
+    notebooks that write into them, except ``models`` and what lies below it, which their writers
+    create atomically. Readers that must create nothing (the report, the HTML index) use the
+    ``*_dir`` forms (``figures_dir``, ``tables_dir``, ``reports_dir``, ``paper_dir``), which only
+    compute the path. Paths of files (``summary_path``, ``predictions_path``, ...) are only
+    computed, never created. A run published under ``paper/runs/<profile>/`` keeps this layout
+    for what it holds (summary, manifest, tables, figures).
     """
 
     root: Path
 
     @classmethod
     def for_profile(cls, profile_name: str, output_root: str | Path | None = None) -> RunDir:
+        """The run of profile ``profile_name`` under ``output_root`` (default
+        :func:`default_output_root`); nothing is created."""
         base = Path(output_root) if output_root else default_output_root()
         return cls(base / profile_name)
 
@@ -170,6 +217,7 @@ class RunDir:
 
     @property
     def data(self) -> Path:
+        """``data/`` (created): the splits, their card and the transfer set."""
         return self._sub("data")
 
     @property
@@ -179,40 +227,95 @@ class RunDir:
         return self.root / "models"
 
     @property
+    def figures_dir(self) -> Path:
+        """``figures/``, not created: where the notebooks' figures are (PNG and PDF per figure)."""
+        return self.root / "figures"
+
+    @property
     def figures(self) -> Path:
+        """``figures/`` (created), for writers: see :meth:`save_figure`."""
         return self._sub("figures")
 
     @property
+    def tables_dir(self) -> Path:
+        """``tables/``, not created: the notebooks' tables (Markdown and LaTeX per table)."""
+        return self.root / "tables"
+
+    @property
     def tables(self) -> Path:
+        """``tables/`` (created), for writers: see :meth:`save_table`."""
         return self._sub("tables")
 
     @property
     def metrics(self) -> Path:
+        """``metrics/`` (created): predictions and training histories."""
         return self._sub("metrics")
 
     @property
     def cache(self) -> Path:
+        """``cache/`` (created): content-keyed caches (teacher logits, distilled students, checkpoints)."""
         return self._sub("cache")
 
     @property
     def logs(self) -> Path:
+        """``logs/`` (created): the pipeline's, training and serving logs."""
         return self._sub("logs")
 
     @property
     def notebooks(self) -> Path:
+        """``notebooks/`` (created): the executed notebooks."""
         return self._sub("notebooks")
 
     @property
+    def reports_dir(self) -> Path:
+        """``reports/``, not created: the notebooks' HTML exports and the run's index page."""
+        return self.root / "reports"
+
+    @property
     def reports(self) -> Path:
+        """``reports/`` (created), for writers."""
         return self._sub("reports")
+
+    def report_html(self, notebook: str, reader: bool = False) -> Path:
+        """``reports/<notebook>.html``, the executed notebook ``notebook`` (``01_data``) exported with
+        its code, or with ``reader`` its reader's version without code, ``<notebook>.reader.html``
+        (not created)."""
+        return self.reports_dir / f"{notebook}{READER_REPORT_SUFFIX if reader else REPORT_SUFFIX}"
+
+    def reported_notebooks(self) -> set[str]:
+        """The study notebooks (``NN_name``) with at least one HTML export under ``reports/``
+        (:meth:`report_html`), by name; an empty set without the folder, which is not created."""
+        if not self.reports_dir.is_dir():
+            return set()
+        return {p.name.removesuffix(READER_REPORT_SUFFIX).removesuffix(REPORT_SUFFIX)
+                for p in self.reports_dir.glob(f"[0-9][0-9]_*{REPORT_SUFFIX}")}
+
+    @property
+    def index_html(self) -> Path:
+        """``reports/index.html``: the run's index page (:func:`kdutils.report.write_index`; not created)."""
+        return self.reports_dir / "index.html"
+
+    @property
+    def paper_dir(self) -> Path:
+        """``paper/``, not created: the paper rendered for this run alone
+        (:func:`kdutils.report.render_run`)."""
+        return self.root / "paper"
 
     @property
     def summary_path(self) -> Path:
+        """``summary.json`` (not created): every notebook's results (:mod:`kdutils.summary`)."""
         return self.root / "summary.json"
 
     @property
     def manifest_path(self) -> Path:
+        """``manifest.json`` (not created): parameters, versions, input hashes, per-notebook records."""
         return self.root / "manifest.json"
+
+    def read_manifest(self) -> dict[str, Any]:
+        """``manifest.json`` as parsed JSON (``{}`` before the pipeline wrote one).
+
+        Raises ``json.JSONDecodeError`` for a file that is not JSON."""
+        return read_json(self.manifest_path) if self.manifest_path.exists() else {}
 
     def model_dir(self, name: str, seed: int | None = None) -> Path:
         """Where a trained model lives: ``models/<name>`` or ``models/<name>/seed<k>`` (not created)."""
@@ -302,14 +405,9 @@ class RunDir:
         return summary
 
     def save_figure(self, fig: Any, name: str) -> list[Path]:
-        """Save a matplotlib figure as PNG (web) and PDF (print) under ``figures/``."""
-        paths = []
-        for ext, kw in (("png", {"dpi": 200}), ("pdf", {})):
-            target = self.figures / f"{name}.{ext}"
-            with atomic_path(target) as tmp:
-                fig.savefig(tmp, format=ext, bbox_inches="tight", **kw)
-            paths.append(target)
-        return paths
+        """Save a matplotlib figure as ``figures/<name>.png`` (web) and ``.pdf`` (print), atomically
+        (:func:`save_figure_files`); returns the two paths, PNG first."""
+        return save_figure_files(fig, self.figures, name)
 
     def save_table(self, df: Any, name: str, caption: str = "", floatfmt: str = ".3g") -> list[Path]:
         """Save a pandas table as Markdown and LaTeX under ``tables/``."""

@@ -156,3 +156,43 @@ def test_paths_that_are_probed_create_nothing(tmp_path: Path) -> None:
          run.history_path("student_baseline", 0), run.summary_path)
     assert not run.root.exists()
     assert run.cache.is_dir() and not run.models.exists()
+
+
+def test_report_paths_are_read_without_creating_anything(tmp_path: Path) -> None:
+    # The HTML index and the report read a run that may be half made: looking must not add folders.
+    run = RunDir(tmp_path / "run")
+    rel = {
+        "reports/01_data.html": run.report_html("01_data"),
+        "reports/01_data.reader.html": run.report_html("01_data", reader=True),
+        "reports/index.html": run.index_html,
+        "figures": run.figures_dir,
+        "tables": run.tables_dir,
+        "paper": run.paper_dir,
+        "summary.json": run.summary_path,
+        "manifest.json": run.manifest_path,
+    }
+    assert {k: v.relative_to(run.root).as_posix() for k, v in rel.items()} == {k: k for k in rel}
+    assert run.reported_notebooks() == set() and run.read_manifest() == {}
+    assert not run.root.exists()
+    assert run.figures == run.figures_dir and run.figures_dir.is_dir()  # the writers' form creates it
+
+
+def test_reported_notebooks_are_named_by_either_export(tmp_path: Path) -> None:
+    run = RunDir(tmp_path / "run")
+    for path in (run.report_html("01_data"), run.report_html("02_teacher", reader=True), run.index_html):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("<p>")
+    assert run.reported_notebooks() == {"01_data", "02_teacher"}
+
+
+def test_deterministic_figures_are_the_same_bytes_twice(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from kdutils.runs import save_figure_files
+
+    fig = Figure(figsize=(2, 1))
+    fig.subplots().plot([0, 1], [1, 0])
+    first = [p.read_bytes() for p in save_figure_files(fig, tmp_path / "a", "line", deterministic=True)]
+    second = save_figure_files(fig, tmp_path / "b", "line", deterministic=True)
+    assert [p.name for p in second] == ["line.png", "line.pdf"]
+    assert [p.read_bytes() for p in second] == first

@@ -30,6 +30,7 @@ from kdutils.report.results import (
     serving_rows,
     significance_caveat,
     teacher_key,
+    teacher_label,
 )
 from kdutils.report.tables import STUDENT_ORDER, Table, depth_table_name
 from kdutils.specs import DATASETS, TEACHERS
@@ -55,8 +56,7 @@ STUDENT_PHRASES = {"student_distilled": "distilled BiLSTM", "student_baseline": 
 
 def paper_title(summary: Summary, manifest: dict[str, Any]) -> str:
     """The paper's title: the teacher (from the parameters) and the data set (from ``data``)."""
-    key = teacher_key(manifest)
-    teacher = TEACHERS[key].label if key else "a transformer"
+    teacher = teacher_label(manifest, "a transformer")
     spec = DATASETS.get(summary.data.dataset) if summary.data else None
     dataset = spec.label if spec else "sentiment data"
     return f"Distilling {teacher} into a BiLSTM for sentiment on {dataset}: a reproducible study"

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdutils.report.formatting import millions, times
+from kdutils.report.reading import PAPER_FIGURES_DIR
 from kdutils.report.results import TeacherComparison
-from kdutils.runs import atomic_path
+from kdutils.runs import save_figure_files
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ class PaperFigures:
         return [*self.available, *(f.name for f in self.extra)]
 
 
+def _link(name: str) -> str:
+    """Where the paper's text finds figure ``name``: relative to ``paper.md``."""
+    return f"{PAPER_FIGURES_DIR}/{name}.png"
+
+
 def collect_figures(figures_dir: Path | None, drawn: Sequence[FigureSpec] = ()) -> PaperFigures:
     """Number the paper's figures that exist in ``figures_dir``, then ``drawn`` (figures the report
     draws into the paper itself); list the missing ones; append any others the run made."""
@@ -120,23 +126,18 @@ def collect_figures(figures_dir: Path | None, drawn: Sequence[FigureSpec] = ()) 
     for spec in PAPER_FIGURES:
         if spec.name in present:
             n += 1
-            out.available[spec.name] = FigureRef(spec.name, n, spec.caption, spec.notebook, f"figures/{spec.name}.png")
+            out.available[spec.name] = FigureRef(spec.name, n, spec.caption, spec.notebook, _link(spec.name))
         else:
             out.missing.append(spec)
     for spec in drawn:
         n += 1
-        out.available[spec.name] = FigureRef(spec.name, n, spec.caption, spec.notebook, f"figures/{spec.name}.png")
+        out.available[spec.name] = FigureRef(spec.name, n, spec.caption, spec.notebook, _link(spec.name))
     known = {s.name for s in (*PAPER_FIGURES, *drawn)}
     for name in present:
         if name not in known:
             n += 1
-            out.extra.append(FigureRef(name, n, name.replace("_", " ").capitalize() + ".", "", f"figures/{name}.png"))
+            out.extra.append(FigureRef(name, n, name.replace("_", " ").capitalize() + ".", "", _link(name)))
     return out
-
-
-# Saved without the creation time matplotlib otherwise writes into a PDF, so that drawing the
-# same numbers twice (publish, then check) gives the same bytes.
-_SAVE = {"png": {"dpi": 200, "metadata": {"Software": None}}, "pdf": {"metadata": {"CreationDate": None}}}
 
 
 def draw_teacher_comparison(rows: Sequence[TeacherComparison], directory: Path) -> list[Path]:
@@ -211,11 +212,6 @@ def draw_teacher_comparison(rows: Sequence[TeacherComparison], directory: Path) 
         handles = [h for ax in (acc, cost) for h in ax.get_legend_handles_labels()[0]]
         labels = [lab for ax in (acc, cost) for lab in ax.get_legend_handles_labels()[1]]
         fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for ext, kw in _SAVE.items():
-            target = directory / f"{COMPARISON_FIGURE.name}.{ext}"
-            with atomic_path(target) as tmp:
-                fig.savefig(tmp, format=ext, bbox_inches="tight", **kw)
-            paths.append(target)
+        # Deterministic: publishing draws it and the check draws it again, and the bytes must agree.
+        paths = save_figure_files(fig, directory, COMPARISON_FIGURE.name, deterministic=True)
     return paths

@@ -14,13 +14,13 @@ import pandas as pd
 from kdutils.report.context import gain_summary
 from kdutils.report.figures import PAPER_FIGURES
 from kdutils.report.formatting import looks_numeric, seconds
-from kdutils.report.reading import ReportError, profile_of
+from kdutils.report.reading import PAPER_HTML, PAPER_MD, PAPER_TABLES_DIR, ReportError, profile_of
 from kdutils.report.rendering import TEMPLATE_DIR, environment
 from kdutils.report.results import SIGNIFICANCE_LEVEL, guard_intervals
 from kdutils.report.tables import build_tables, headline_rows
-from kdutils.runs import atomic_path, read_json
+from kdutils.runs import RunDir, atomic_path
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
-from kdutils.summary import Summary, load_summary
+from kdutils.summary import Summary
 
 
 @dataclass
@@ -36,8 +36,8 @@ def _rel(path: Path, start: Path) -> str:
 
 
 # A figure this much wider than tall, or this wide in pixels (a double-column figure at the
-# 200 dpi of RunDir.save_figure), spans the index's full width: in a grid cell its labels
-# would be too small to read.
+# resolution of RunDir.save_figure, kdutils.runs.FIGURE_DPI), spans the index's full width: in a
+# grid cell its labels would be too small to read.
 WIDE_FIGURE_RATIO = 1.6
 WIDE_FIGURE_PIXELS = 1000
 
@@ -88,16 +88,17 @@ def index_tables(run_root: Path, summary: Summary, manifest: dict[str, Any]) -> 
     in the paper; notebook tables are the Markdown files under ``<run>/tables/``. Each entry
     links its Markdown and LaTeX sources when they exist.
     """
-    reports = run_root / "reports"
+    run = RunDir(run_root)
+    reports = run.reports_dir
     out = []
-    paper_tables = run_root / "paper" / "tables"
+    paper_tables = run.paper_dir / PAPER_TABLES_DIR
     for name, table in build_tables(summary, manifest).items():
         if name in ("published", "published_small"):
             continue  # literature tables: the same on every run, read them in the paper
         sources = [Link(ext, _rel(paper_tables / f"{name}.{ext}", reports)) for ext in ("md", "tex")
                    if (paper_tables / f"{name}.{ext}").exists()]
         out.append(IndexTable(name, table.caption, _table_html(table.frame), sources))
-    nb_tables = run_root / "tables"
+    nb_tables = run.tables_dir
     for md in sorted(nb_tables.glob("*.md")) if nb_tables.is_dir() else []:
         tex = md.with_suffix(".tex")
         caption = ""
@@ -117,18 +118,16 @@ def index_context(run_root: Path) -> dict[str, Any]:
     A run without ``summary.json`` yet gets an index of what exists; one whose summary does not
     match the contract raises :class:`~kdutils.summary.SummaryError`.
     """
-    reports = run_root / "reports"
-    summary_path = run_root / "summary.json"
-    summary = guard_intervals(load_summary(summary_path) if summary_path.exists() else Summary())
-    manifest = read_json(run_root / "manifest.json") if (run_root / "manifest.json").exists() else {}
+    run = RunDir(run_root)
+    reports = run.reports_dir
+    summary = guard_intervals(run.summary())
+    manifest = run.read_manifest()
     missing: list[str] = []
     nb_records = manifest.get("notebooks") or {}
-    found = {p.name.removesuffix(".reader.html").removesuffix(".html")
-             for p in reports.glob("[0-9][0-9]_*.html")} if reports.is_dir() else set()
     notebooks = []
-    for name in sorted(set(nb_records) | found):
+    for name in sorted(set(nb_records) | run.reported_notebooks()):
         rec = nb_records.get(name) or {}
-        code, reader = reports / f"{name}.html", reports / f"{name}.reader.html"
+        code, reader = run.report_html(name), run.report_html(name, reader=True)
         links = [Link(label, _rel(p, reports)) for label, p in (("with code", code), ("reader", reader))
                  if p.exists()]
         if not code.exists():
@@ -142,10 +141,10 @@ def index_context(run_root: Path) -> dict[str, Any]:
         missing.append("No notebook has been run for this profile yet (no reports/NN_name.html).")
 
     files = []
-    for label, path in (("Paper (HTML)", run_root / "paper" / "paper.html"),
-                        ("Paper (Markdown)", run_root / "paper" / "paper.md"),
-                        ("Manifest (parameters, versions, input hashes)", run_root / "manifest.json"),
-                        ("Summary of results (summary.json)", run_root / "summary.json")):
+    for label, path in (("Paper (HTML)", run.paper_dir / PAPER_HTML),
+                        ("Paper (Markdown)", run.paper_dir / PAPER_MD),
+                        ("Manifest (parameters, versions, input hashes)", run.manifest_path),
+                        ("Summary of results (summary.json)", run.summary_path)):
         if path.exists():
             files.append(Link(label, _rel(path, reports)))
         else:
@@ -154,7 +153,7 @@ def index_context(run_root: Path) -> dict[str, Any]:
                               if "Paper" in label else "") + ".")
     tables = index_tables(run_root, summary, manifest)
 
-    fig_dir = run_root / "figures"
+    fig_dir = run.figures_dir
     figures = []
     order = {spec.name: i for i, spec in enumerate(PAPER_FIGURES)}
     captions = {spec.name: spec.caption for spec in PAPER_FIGURES}
@@ -197,13 +196,12 @@ def index_context(run_root: Path) -> dict[str, Any]:
 
 def write_index(run_root: str | Path) -> Path:
     """Write ``<run>/reports/index.html`` linking only files that exist."""
-    run_root = Path(run_root)
-    if not run_root.is_dir():
-        raise ReportError(f"{run_root} is not a run directory")
-    reports = run_root / "reports"
-    reports.mkdir(parents=True, exist_ok=True)
-    page = environment().get_template("index.html.j2").render(**index_context(run_root))
-    target = reports / "index.html"
+    run = RunDir(Path(run_root))
+    if not run.root.is_dir():
+        raise ReportError(f"{run.root} is not a run directory")
+    run.reports_dir.mkdir(parents=True, exist_ok=True)
+    page = environment().get_template("index.html.j2").render(**index_context(run.root))
+    target = run.index_html
     with atomic_path(target) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return target

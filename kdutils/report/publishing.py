@@ -20,6 +20,10 @@ from typing import Any
 
 from kdutils.report.reading import (
     PAPER_DIR,
+    PAPER_FIGURES_DIR,
+    PAPER_HTML,
+    PAPER_MD,
+    PAPER_TABLES_DIR,
     ReportError,
     RunFiles,
     load_run,
@@ -36,13 +40,17 @@ from kdutils.report.rendering import (
 )
 from kdutils.report.results import guard_intervals
 from kdutils.report.tables import build_tables, write_tables
+from kdutils.runs import RunDir
 
-# What a published run's folder holds besides its tables (written from its summary) and figures.
-RUN_FILES = ("summary.json", "manifest.json")
 # What the paper rendered from every run puts at the top of paper/.
-PAPER_ENTRIES = ("figures", "tables", "paper.md", "paper.html")
-# The layout before paper/runs/: the default run's own files at the top of paper/.
-OLD_LAYOUT_FILES = ("summary.json", "manifest.json")
+PAPER_ENTRIES = (PAPER_FIGURES_DIR, PAPER_TABLES_DIR, PAPER_MD, PAPER_HTML)
+
+
+def _run_files(run: RunDir) -> tuple[Path, Path]:
+    """The files a published run's folder holds besides its tables (written from its summary) and
+    figures: its summary and manifest. The layout before ``paper/runs/`` kept the default run's two
+    at the top of ``paper/``; publishing removes them from there."""
+    return run.summary_path, run.manifest_path
 
 
 def _swap_into_place(src: Path, dst: Path) -> None:
@@ -98,18 +106,19 @@ def publish_problems(manifest: dict[str, Any], notebooks: list[str] | None = Non
 def _write_run(run: RunFiles, target: Path) -> None:
     """``target`` as a published run: the run's summary and manifest, its paper tables (of this run
     alone) and the notebooks' tables under ``tables/notebooks/``, and its figures."""
+    source, published = RunDir(run.root), RunDir(target)
     target.mkdir(parents=True)
-    for name in RUN_FILES:
-        if (run.root / name).exists():
-            shutil.copyfile(run.root / name, target / name)
-    write_tables(build_tables(guard_intervals(run.summary), run.manifest), target / "tables")
-    notebook_tables = run.root / "tables"
+    for src, dst in zip(_run_files(source), _run_files(published), strict=True):
+        if src.exists():
+            shutil.copyfile(src, dst)
+    write_tables(build_tables(guard_intervals(run.summary), run.manifest), published.tables_dir)
+    notebook_tables = source.tables_dir
     if notebook_tables.is_dir() and any(notebook_tables.iterdir()):
-        shutil.copytree(notebook_tables, target / "tables" / "notebooks", ignore=shutil.ignore_patterns(".*"))
+        shutil.copytree(notebook_tables, published.tables_dir / "notebooks", ignore=shutil.ignore_patterns(".*"))
     if run.figures.is_dir():
-        shutil.copytree(run.figures, target / "figures", ignore=shutil.ignore_patterns(".*"))
+        shutil.copytree(run.figures, published.figures_dir, ignore=shutil.ignore_patterns(".*"))
     else:
-        (target / "figures").mkdir()
+        published.figures_dir.mkdir()
 
 
 def publish(run_root: str | Path, dest: str | Path | None = None, engine: str = "auto") -> RenderResult:
@@ -138,14 +147,14 @@ def publish(run_root: str | Path, dest: str | Path | None = None, engine: str = 
         _write_run(run, staged)
         runs = {**published_runs(paper_dir), run.profile: load_run(staged)}
         result = render_paper(runs, stage / "paper", engine)
-        (stage / "paper" / "figures").mkdir(exist_ok=True)  # a paper without figures replaces old ones too
+        (stage / "paper" / PAPER_FIGURES_DIR).mkdir(exist_ok=True)  # a paper without figures replaces old ones too
         _swap_into_place(staged, publish_dir(run.profile, paper_dir))
         for entry in PAPER_ENTRIES:
             _swap_into_place(stage / "paper" / entry, paper_dir / entry)
-        for name in OLD_LAYOUT_FILES:
-            (paper_dir / name).unlink(missing_ok=True)
-    return RenderResult(paper_dir, paper_dir / "paper.md", paper_dir / "paper.html",
-                        sorted((paper_dir / "tables").glob("*.*")), result.figures, result.missing_figures,
+        for old in _run_files(RunDir(paper_dir)):
+            old.unlink(missing_ok=True)
+    return RenderResult(paper_dir, paper_dir / PAPER_MD, paper_dir / PAPER_HTML,
+                        sorted((paper_dir / PAPER_TABLES_DIR).glob("*.*")), result.figures, result.missing_figures,
                         result.engine)
 
 
@@ -172,7 +181,7 @@ def _diff(published: Path, fresh: Path, names: list[str]) -> list[str]:
 
 
 def _table_files(*folders: Path) -> list[str]:
-    return sorted({p.name for d in folders for ext in ("md", "tex") for p in (d / "tables").glob(f"*.{ext}")})
+    return sorted({p.name for d in folders for ext in ("md", "tex") for p in d.glob(f"*.{ext}")})
 
 
 def check(published: str | Path = PAPER_DIR, engine: str | None = None) -> tuple[list[str], list[str]]:
@@ -189,29 +198,30 @@ def check(published: str | Path = PAPER_DIR, engine: str | None = None) -> tuple
     published = Path(published)
     runs = published_runs(published)
     if not runs:
-        if (published / "summary.json").exists():
+        if RunDir(published).summary_path.exists():
             raise ReportError(f"{published} is in the layout before runs/<profile>/ (summary.json at the top): "
                               "publish each run again (make paper PROFILE=default, make paper PROFILE=paper)")
         raise ReportError(f"{published / 'runs'} holds no published run: nothing to check against")
     notes: list[str] = []
-    recorded = _html_engine_of(published / "paper.html")
+    recorded = _html_engine_of(published / PAPER_HTML)
     if engine is None:
         engine = "pandoc" if recorded and recorded.startswith("pandoc") and pandoc_version() else "python"
     compare_html = recorded is not None and recorded == engine_label(choose_engine(engine))
     if not compare_html:
         notes.append(f"paper.html not compared: it was written by {recorded or 'an unknown engine'}, "
                      f"this machine renders with {engine_label(choose_engine(engine))}")
-    diffs = [f"runs/{profile}/manifest.json: {problem}" for profile, run in runs.items()
-             for problem in publish_problems(run.manifest)]
+    diffs = [f"{RunDir(Path('runs') / profile).manifest_path.as_posix()}: {problem}"
+             for profile, run in runs.items() for problem in publish_problems(run.manifest)]
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
         render_paper(runs, fresh, engine)
-        names = ["paper.md", *(["paper.html"] if compare_html else [])]
-        names += [f"tables/{t}" for t in _table_files(fresh, published)]
+        names = [PAPER_MD, *([PAPER_HTML] if compare_html else [])]
+        paper_tables = _table_files(fresh / PAPER_TABLES_DIR, published / PAPER_TABLES_DIR)
+        names += [f"{PAPER_TABLES_DIR}/{t}" for t in paper_tables]
         diffs += _diff(published, fresh, names)
         for profile, run in runs.items():
-            folder = Path("runs") / profile
-            write_tables(build_tables(guard_intervals(run.summary), run.manifest), fresh / folder / "tables")
-            diffs += _diff(published, fresh, [f"{folder}/tables/{t}"
-                                              for t in _table_files(fresh / folder, published / folder)])
+            tables = RunDir(Path("runs") / profile).tables_dir  # relative: the same in both folders
+            write_tables(build_tables(guard_intervals(run.summary), run.manifest), fresh / tables)
+            diffs += _diff(published, fresh, [(tables / t).as_posix()
+                                              for t in _table_files(fresh / tables, published / tables)])
     return diffs, notes

@@ -7,10 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdutils.runs import REPO_ROOT, read_json
-from kdutils.summary import Summary, load_summary
+from kdutils.runs import REPO_ROOT, RunDir
+from kdutils.summary import Summary
 
 PAPER_DIR = REPO_ROOT / "paper"
+
+# A rendered paper's folder (a run's paper/, or paper/ at the top of the repository): the text as
+# Markdown and HTML, with its tables and figures in folders beside it, which the text links to.
+PAPER_MD = "paper.md"
+PAPER_HTML = "paper.html"
+PAPER_TABLES_DIR = "tables"
+PAPER_FIGURES_DIR = "figures"
 
 # The profiles published into paper/runs/<profile>/, in the paper's order: the first present is
 # the paper's main body, the others add the section that sets their teacher beside its teacher.
@@ -33,8 +40,8 @@ class RunFiles:
 
     @property
     def figures(self) -> Path:
-        """The run's figures folder (PNG and PDF per figure)."""
-        return self.root / "figures"
+        """The run's figures folder (PNG and PDF per figure; not created)."""
+        return RunDir(self.root).figures_dir
 
 
 def load_run(root: str | Path) -> RunFiles:
@@ -44,13 +51,11 @@ def load_run(root: str | Path) -> RunFiles:
     :class:`~kdutils.summary.SummaryError`, naming every field, for one that does not match the
     contract (e.g. one written by an older version of the notebooks).
     """
-    root = Path(root)
-    summary_path = root / "summary.json"
-    if not summary_path.exists():
-        raise ReportError(f"{summary_path} does not exist: run the study first (python -m kdutils.pipeline run)")
-    manifest_path = root / "manifest.json"
-    manifest = read_json(manifest_path) if manifest_path.exists() else {}
-    return RunFiles(root, load_summary(summary_path), manifest, profile_of(root, manifest))
+    run = RunDir(Path(root))
+    if not run.summary_path.exists():
+        raise ReportError(f"{run.summary_path} does not exist: run the study first (python -m kdutils.pipeline run)")
+    manifest = run.read_manifest()
+    return RunFiles(run.root, run.summary(), manifest, profile_of(run.root, manifest))
 
 
 def profile_of(run_root: Path, manifest: dict[str, Any]) -> str:

@@ -19,10 +19,20 @@ import jinja2
 from kdutils.report.context import build_context, paper_title
 from kdutils.report.figures import COMPARISON_FIGURE, collect_figures, draw_teacher_comparison
 from kdutils.report.formatting import FILTERS
-from kdutils.report.reading import PAPER_DIR, PUBLISHED_PROFILES, ReportError, RunFiles, load_run
+from kdutils.report.reading import (
+    PAPER_DIR,
+    PAPER_FIGURES_DIR,
+    PAPER_HTML,
+    PAPER_MD,
+    PAPER_TABLES_DIR,
+    PUBLISHED_PROFILES,
+    ReportError,
+    RunFiles,
+    load_run,
+)
 from kdutils.report.results import guard_intervals, teacher_comparison
 from kdutils.report.tables import Table, build_tables, comparison_table, depth_table, write_tables
-from kdutils.runs import atomic_path
+from kdutils.runs import RunDir, atomic_path
 from kdutils.summary import Summary
 
 # The templates stay in kdutils/templates/, the package data pyproject.toml ships.
@@ -186,7 +196,7 @@ def render_from(
     if len(rows) < 2 or rows[0].profile != profile:
         rows, others = [], []
     figures = collect_figures(figures_src, drawn=(COMPARISON_FIGURE,) if rows else ())
-    fig_dir = out_dir / "figures"
+    fig_dir = out_dir / PAPER_FIGURES_DIR
     if figures_src is not None and figures_src.is_dir() and figures_src.resolve() != fig_dir.resolve():
         fig_dir.mkdir(exist_ok=True)
         for name in figures.names():
@@ -204,14 +214,14 @@ def render_from(
             if depths is not None:
                 comparison[depths.name] = depths
     tables = build_tables(summary, manifest, comparison)
-    table_paths = write_tables(tables, out_dir / "tables")
+    table_paths = write_tables(tables, out_dir / PAPER_TABLES_DIR)
     context = build_context(summary, manifest, tables, figures, profile, rows, others)
     md_text = render_markdown(context)
-    paper_md = out_dir / "paper.md"
+    paper_md = out_dir / PAPER_MD
     with atomic_path(paper_md) as tmp:
         tmp.write_text(md_text, encoding="utf-8")
     html_text = markdown_to_html(md_text, out_dir, paper_title(summary, manifest), engine)
-    paper_html = out_dir / "paper.html"
+    paper_html = out_dir / PAPER_HTML
     with atomic_path(paper_html) as tmp:
         tmp.write_text(html_text, encoding="utf-8")
     return RenderResult(out_dir, paper_md, paper_html, table_paths, figures.names(),
@@ -244,7 +254,7 @@ def render(run_root: str | Path, out_dir: str | Path | None = None, engine: str 
     profile that is not published, :class:`~kdutils.summary.SummaryError` for an invalid summary.
     """
     run = load_run(run_root)
-    target = Path(out_dir) if out_dir is not None else run.root / "paper"
+    target = Path(out_dir) if out_dir is not None else RunDir(run.root).paper_dir
     _guard_published(target, run.profile)
     return render_from(run.summary, run.manifest, run.figures, target, run.profile, engine)
 

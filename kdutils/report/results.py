@@ -98,6 +98,16 @@ def teacher_key(manifest: dict[str, Any]) -> str | None:
     return name if isinstance(name, str) and name in TEACHERS else None
 
 
+def _registry_label(key: str | None, fallback: str) -> str:
+    return TEACHERS[key].label if key else fallback
+
+
+def teacher_label(manifest: dict[str, Any], fallback: str = "teacher") -> str:
+    """The run's teacher as the paper names it (``all-MiniLM-L6-v2``, from :mod:`kdutils.specs`),
+    or ``fallback`` when the manifest names no teacher of the registry (:func:`teacher_key`)."""
+    return _registry_label(teacher_key(manifest), fallback)
+
+
 @dataclass(frozen=True)
 class Depth:
     """One teacher of the depth sweep: ``teacher_L<k>`` (``layers`` = k) or the full ``teacher``."""
@@ -218,7 +228,7 @@ class TeacherComparison:
     @property
     def teacher_label(self) -> str:
         """The teacher's published name (``all-MiniLM-L6-v2``), else the run's profile."""
-        return TEACHERS[self.teacher].label if self.teacher else f"the {self.profile} teacher"
+        return _registry_label(self.teacher, f"the {self.profile} teacher")
 
 
 def _pair(ci: Any) -> tuple[float, float] | None:

@@ -38,9 +38,10 @@ from kdutils.report.results import (
     served_p50_ms,
     serving_rows,
     teacher_key,
+    teacher_label,
 )
 from kdutils.runs import atomic_path
-from kdutils.specs import DATASETS, TEACHERS
+from kdutils.specs import DATASETS
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
 from kdutils.summary import DistilledStudentEntry, FaultTest, Summary
 
@@ -110,8 +111,7 @@ def data_table(summary: Summary) -> Table | None:
     data = summary.data
     if data is None:
         return None
-    spec = DATASETS.get(data.dataset)
-    rows = [{"Property": "Data set", "Value": spec.label if spec else data.dataset}]
+    rows = [{"Property": "Data set", "Value": _dataset_label(data.dataset)}]
     if data.label_names:
         rows.append({"Property": "Labels", "Value": ", ".join(data.label_names)})
     for count, label in ((data.n_train, "Train sentences"), (data.n_val, "Validation sentences"),
@@ -136,8 +136,7 @@ def teacher_table(summary: Summary, manifest: dict[str, Any]) -> Table | None:
     rows = depth_rows(summary)
     if not rows:
         return None
-    key = teacher_key(manifest)
-    label = TEACHERS[key].label if key else "teacher"
+    label = teacher_label(manifest)
     # One measurement for every latency in the paper: the deployment benchmark's interleaved
     # eager-PyTorch p50 (notebook 05). Notebook 02 times each teacher right after training,
     # with other threads and load; its figure is used, and named as such, only without 05's.
@@ -211,8 +210,7 @@ def headline_rows(summary: Summary, manifest: dict[str, Any]) -> list[dict[str, 
     rows = []
     t, b, d = models.teacher, models.student_baseline, models.student_distilled
     if t is not None:
-        key = teacher_key(manifest)
-        rows.append({"Model": f"Teacher ({TEACHERS[key].label})" if key else "Teacher",
+        rows.append({"Model": f"Teacher ({teacher_label(manifest)})" if teacher_key(manifest) else "Teacher",
                      "Accuracy (%)": pct_num(t.accuracy), "95% CI (%)": "one run",
                      "Gain over baseline (points)": "", "p": ""})
     if b is not None:
@@ -385,14 +383,13 @@ def published_table(summary: Summary, manifest: dict[str, Any]) -> Table:
     t, b, d = ((models.teacher, models.student_baseline, models.student_distilled) if models is not None
                else (None, None, None))
     if d is not None or b is not None:
-        key = teacher_key(manifest)
         data = summary.data
         params = manifest.get("parameters") or {}
         n_iter = (params.get("distill") or {}).get("n_iter")
         rows.append({
             "Work": f"This study ({manifest.get('profile') or 'this run'})",
             "Task": f"{_dataset_label(data.dataset) if data else '—'} test",
-            "Teacher": TEACHERS[key].label if key else "teacher",
+            "Teacher": teacher_label(manifest),
             "Teacher acc. (%)": pct_num(t.accuracy if t is not None else None),
             "Student": "1-layer BiLSTM" + (f", {millions(d.params)} params" if d is not None else ""),
             "Baseline (%)": pct_num(b.accuracy_mean if b is not None else None),
@@ -448,8 +445,7 @@ def depth_table(summary: Summary, manifest: dict[str, Any], profile: str) -> Tab
     rows = depth_rows(summary)
     if not rows:
         return None
-    key = teacher_key(manifest)
-    label = TEACHERS[key].label if key else "teacher"
+    label = teacher_label(manifest)
     cells = [{"Model": f"{label} (full)" if r.name == "teacher" else f"{label}, first {r.layers} layers",
               "Layers": integer(r.layers), "Params": millions(r.entry.params), "Accuracy (%)": pct_num(r.entry.accuracy),
               "In process (ms)": ms(eager_p50_ms(summary, r.name)), "Over HTTP (ms)": ms(served_p50_ms(summary, r.name))}
