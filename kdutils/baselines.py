@@ -46,6 +46,8 @@ class TfidfResult:
 
 
 def make_pipeline(C: float, seed: int = 0) -> Pipeline:
+    """An unfitted TF-IDF (word 1-2 grams of the student's tokens, sublinear term frequency) +
+    logistic regression pipeline with inverse regularisation strength ``C`` (> 0), seeded by ``seed``."""
     return Pipeline([
         # The student's tokenizer: same lowercasing and punctuation rules for both models.
         ("tfidf", TfidfVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False,
@@ -89,4 +91,6 @@ def save_tfidf(directory: str | Path, result: TfidfResult, meta: dict[str, Any])
 
 
 def model_size_mb(directory: str | Path) -> float:
+    """Size on disk of the saved pipeline in ``directory`` (:func:`save_tfidf`), MiB (bytes / 2**20);
+    FileNotFoundError when none was saved there."""
     return (Path(directory) / PIPELINE_FILE).stat().st_size / 2**20

@@ -317,6 +317,8 @@ def inference_frame(inference: dict[str, Any]) -> pd.DataFrame:
 
 
 def write_texts(path: str | Path, texts: Sequence[str]) -> Path:
+    """Write ``texts`` as one JSON list of strings (UTF-8, not ASCII-escaped) to ``path``, creating
+    its folder: the sentences a load-test client sends. Returns ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(list(texts), ensure_ascii=False))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -27,7 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from kdutils.specs import DATASETS, TEACHERS
+from kdutils import steps
+from kdutils.specs import DATASETS, TEACHER_NAME, TEACHERS
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -230,7 +230,12 @@ class DistillConfig(_Section):
         return self
 
 
-_SERVED_NAME = re.compile(r"^(teacher(_L\d+)?|student_(baseline|distilled|original))(@onnx(-int8)?)?$")
+def _is_served_name(name: str) -> bool:
+    # A trained model's name (kdutils.specs for the teachers, kdutils.steps for the students),
+    # optionally with the runtime suffix of one of its ONNX exports.
+    base, at, runtime = name.partition("@")
+    trained = bool(TEACHER_NAME.match(base)) or base in steps.students()
+    return trained and (not at or runtime in ("onnx", "onnx-int8"))
 
 
 class DeployConfig(_Section):
@@ -265,7 +270,7 @@ class DeployConfig(_Section):
     @field_validator("load_models")
     @classmethod
     def _load_models(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [m for m in v if not _SERVED_NAME.match(m)]
+        bad = [m for m in v if not _is_served_name(m)]
         if not v or bad:
             raise ValueError(f"load_models must name trained models (teacher, teacher_L<k>, student_baseline, "
                              f"student_distilled, student_original; optional @onnx or @onnx-int8), got {bad or list(v)}")

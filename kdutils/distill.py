@@ -14,7 +14,8 @@ Notebook ``04_distillation`` drives this module; it holds no profile knowledge
 - :func:`grid_settings` and :func:`select_setting`: candidates, chosen on validation only.
 - :func:`save_distilled` saves a student the way notebook 03 saves the baseline.
 - :func:`paired_comparison` and :func:`agreement`: the gain, its tests, and fidelity.
-- :func:`summary_sections`: the results as ``summary.json``'s typed sections.
+- :func:`summary_sections`: the results as ``summary.json``'s typed sections, and
+  :func:`evaluate_targets` the study's targets checked against them.
 - ``plot_*``: training curves, accuracy comparison, per-seed gain, ablation, calibration.
 """
 
@@ -47,8 +48,14 @@ from kdutils.model_files import read_meta
 from kdutils.models import save_student
 from kdutils.runs import atomic_path, history_file, predictions_file, save_predictions, write_json
 from kdutils.specs import DATASETS
-from kdutils.stats import mcnemar_exact, mean_ci, paired_bootstrap, paired_gain
-from kdutils.summary import DistillationSection, DistilledStudentEntry
+from kdutils.stats import (
+    MIN_SEEDS_FOR_INTERVAL,
+    mcnemar_exact,
+    mean_ci,
+    paired_bootstrap,
+    paired_gain,
+)
+from kdutils.summary import DistillationSection, DistilledStudentEntry, Models
 from kdutils.text import tokenize
 from kdutils.train import (
     EncodedSet,
@@ -59,8 +66,10 @@ from kdutils.train import (
     train_classifier,
 )
 
+# Where a transfer-set row comes from, in the order the set stores them and data_label joins them.
 SOURCES = ("train", "augmented", "unlabelled")
-# Where unlabelled in-domain text comes from, per data set that has some (kdutils.specs.DATASETS).
+
+
 def unlabelled_source(dataset: str, n: int) -> str | None:
     """Where :func:`in_domain_sentences` takes ``n`` unlabelled sentences of ``dataset`` from, in
     words (``kdutils.specs``); None when ``n`` is 0 or the data set has no such source."""
@@ -297,10 +306,14 @@ class Setting:
 
 
 def data_label(sources: Sequence[str]) -> str:
+    """The rows of a setting in words, sources in :data:`SOURCES` order joined by ``+``:
+    ``["augmented", "train"]`` -> ``"train+augmented"`` (unknown sources are left out)."""
     return "+".join(s for s in SOURCES if s in sources)
 
 
 def loss_label(loss: str, alpha: float, temperature: float | None) -> str:
+    """A loss as settings and tables name it: ``"KL T=2, alpha=0.5"`` (``temperature`` is used for
+    ``kl`` only), ``"MSE, alpha=0"``, ``"CE, alpha=1"``."""
     if loss == "kl":
         return f"KL T={temperature:g}, alpha={alpha:g}"
     return f"{loss.upper()}, alpha={alpha:g}"
@@ -666,6 +679,75 @@ def summary_sections(
                                      + sum(r.seconds for r in headline_runs if not r.from_cache)),
     }
     return DistilledStudentEntry.from_record(entry), DistillationSection.from_record(section)
+
+
+# --------------------------------------------------------------------------- targets
+# kdutils.report (the paper's wording of intervals and p-values) is imported where it is used:
+# the worker processes of run_setting import this module to train and never report.
+
+
+def gain_interval_phrase(ci: Sequence[float] | None, n_seeds: int) -> str:
+    """The gain's 95% interval over seeds as notebook 04 reports it, ``ci`` in points:
+    ``"95% interval [+1.20, +3.40] points over 5 seeds"``, or why there is none (``ci`` None)."""
+    from kdutils.report import points_ci
+
+    if ci:
+        return f"95% interval {points_ci(ci, 2)} points over {n_seeds} seeds"
+    return f"no interval over {n_seeds} seeds (none below {MIN_SEEDS_FOR_INTERVAL})"
+
+
+def significance_phrase(p: float, ci: Sequence[float] | None, n_seeds: int) -> str:
+    """The paired test's verdict in the words of the paper and the run index: ``"p = 0.012:
+    significant at the 0.05 level"`` and, when the interval over seeds (``ci``, points) is
+    missing or includes zero, the same caveat (:func:`kdutils.report.significance_caveat`)."""
+    from kdutils.report import p_clause, significance_caveat
+
+    significant = p < 0.05
+    verdict = p_clause(p) + (": significant" if significant else ": not significant") + " at the 0.05 level"
+    return verdict + significance_caveat(significant, ci, n_seeds)
+
+
+# The study's distillation targets (set for the default profile: rotten_tomatoes, 5 seeds).
+TARGET_GAIN_POINTS = 3.0
+TARGET_SIZE_RATIO = 20
+
+
+def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSection,
+                     models: Models) -> list[dict[str, Any]]:
+    """Notebook 04's targets, each ``{"target", "met" (bool), "measured" (str)}``, in this order:
+
+    1. a gain of at least 3.0 points (distilled over baseline, mean over seeds);
+    2. its 95% interval over seeds above zero (not met without an interval);
+    3. the paired bootstrap's p below 0.05;
+    4. the distilled student more accurate than TF-IDF (not met without a TF-IDF result);
+    5. the student at least 20x smaller on disk than the teacher (not met without the teacher's size).
+
+    ``entry`` and ``distillation`` are :func:`summary_sections`'s; ``models`` is the summary's
+    ``models`` section as notebook 04 read it (``student_baseline`` required, as notebook 04
+    requires it; ``teacher`` gives the sizes' MB). Accuracies are printed in percent, the gain in
+    points. Raises AttributeError when ``models`` has no ``student_baseline``.
+    """
+    gain, ci, p = distillation.gain_points_mean, distillation.gain_ci95, distillation.p_value
+    n_seeds = len(distillation.seeds)
+    d_acc, b_acc = entry.accuracy_mean, models.student_baseline.accuracy_mean
+    tfidf = models.tfidf_logreg.accuracy_mean if models.tfidf_logreg is not None else None
+    size_ratio = distillation.size_ratio_teacher_over_student
+    params_ratio = distillation.params_ratio_teacher_over_student
+    checks = [
+        (f"gain of at least {TARGET_GAIN_POINTS} points", gain >= TARGET_GAIN_POINTS,
+         f"{gain:+.2f} points ({100 * b_acc:.2f}% -> {100 * d_acc:.2f}%)"),
+        ("95% interval of the gain above zero", bool(ci) and ci[0] > 0, gain_interval_phrase(ci, n_seeds)),
+        ("paired bootstrap p < 0.05", p < 0.05,
+         f"{significance_phrase(p, ci, n_seeds)} ({distillation.p_value_test})"),
+        ("distilled student above TF-IDF", tfidf is not None and d_acc > tfidf,
+         "no TF-IDF result in summary.json" if tfidf is None else f"{100 * d_acc:.2f}% vs {100 * tfidf:.2f}%"),
+        (f"student at least {TARGET_SIZE_RATIO}x smaller than the teacher",
+         size_ratio is not None and size_ratio >= TARGET_SIZE_RATIO,
+         "teacher size unknown" if size_ratio is None else
+         f"{size_ratio:.1f}x on disk ({models.teacher.size_mb:.1f} MB vs {entry.size_mb:.2f} MB), "
+         f"{params_ratio:.1f}x in parameters"),
+    ]
+    return [{"target": target, "met": met, "measured": measured} for target, met, measured in checks]
 
 
 # --------------------------------------------------------------------------- figures

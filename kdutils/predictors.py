@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kdutils import steps
 from kdutils.machine import quiet_transformers
 from kdutils.model_files import (
     EXPORT_META,
@@ -42,6 +43,7 @@ from kdutils.model_files import (
     weights_path,
 )
 from kdutils.runs import RunDir, sha256_file
+from kdutils.specs import TEACHER_NAME
 
 # torch (also through kdutils.text and kdutils.models), transformers and onnxruntime are imported
 # where a predictor of that runtime is built: a server of ONNX students never loads torch.
@@ -52,9 +54,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 Runtime = Literal["torch", "onnx", "onnx-int8"]
 RUNTIMES: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
-STUDENT_NAMES = ("student_baseline", "student_distilled", "student_original")
+# The students the pipeline trains (kdutils.steps), in name order: the order they are discovered in.
+STUDENT_NAMES = tuple(sorted(steps.students()))
 _SEED_DIR = re.compile(r"^seed(\d+)$")
-_TEACHER_NAME = re.compile(r"^teacher(_L\d+)?$")
 
 
 class ModelNotFound(KeyError):
@@ -126,7 +128,7 @@ def _trained_models(models_dir: Path) -> dict[str, Path]:
     if not models_dir.is_dir():
         return found
     for p in sorted(models_dir.iterdir()):
-        if _TEACHER_NAME.match(p.name) and meta_path(p).exists():
+        if TEACHER_NAME.match(p.name) and meta_path(p).exists():
             found[p.name] = p
     for name in STUDENT_NAMES:
         if (models_dir / name).is_dir() and (seed_dir := served_seed_dir(models_dir / name)):
@@ -145,7 +147,7 @@ def source_key(source_dir: Path) -> str:
     Exports record this rather than an absolute path, so a run directory can be moved.
     """
     source_dir = Path(source_dir)
-    return source_dir.name if _TEACHER_NAME.match(source_dir.name) else f"{source_dir.parent.name}/{source_dir.name}"
+    return source_dir.name if TEACHER_NAME.match(source_dir.name) else f"{source_dir.parent.name}/{source_dir.name}"
 
 
 def export_is_current(export_dir: Path, source_dir: Path) -> bool:

@@ -37,7 +37,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np
 
-from kdutils import progress
+from kdutils import progress, steps
 from kdutils.export import export_onnx
 from kdutils.machine import resolve_precision
 from kdutils.model_files import CONFIG_FILE, meta_path, read_meta, weights_path
@@ -96,7 +96,9 @@ class TeacherScorer:
                  precision: str = "auto", runtime: str = "auto", chunk_rows: int = 4096) -> None:
         self.model_dir = Path(model_dir)
         if not weights_path(self.model_dir).exists():
-            raise FileNotFoundError(f"{weights_path(self.model_dir)} not found: train the teacher first")
+            weights = weights_path(self.model_dir)
+            raise FileNotFoundError(f"{weights} not found: "
+                                    f"{steps.run_first(f'models/{self.model_dir.name}/{weights.name}')}")
         if runtime not in ("auto", "torch", "onnx"):
             raise ValueError(f"runtime must be auto, torch or onnx, got {runtime!r}")
         if chunk_rows < 1:

@@ -21,13 +21,19 @@ message (:func:`run_first`) and the notebook a ``summary.json`` field comes from
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-SUMMARY_FILE = "summary.json"
+from kdutils.model_files import META_FILE, ONNX_FILES, VOCAB_FILE, WEIGHTS_FILE
+from kdutils.runs import RunDir
+from kdutils.specs import DEPTH_PATTERN, TEACHER, TRUNCATED_TEACHER
+
+# A run directory's own layout relative to its root, so the table's paths are RunDir's: a
+# placeholder such as "{seed}" is passed where RunDir takes a value and comes out where it puts one.
+# (Only path-computing members are used: RunDir's folder properties create the folder.)
+_LAYOUT = RunDir(Path())
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class StepSpec:
 
     @property
     def number(self) -> str:
+        """The notebook's two-digit number: ``"02"`` for ``02_teacher``."""
         return self.name[:2]
 
     @property
@@ -51,48 +58,62 @@ class StepSpec:
         return f"notebooks/{self.name}.ipynb"
 
 
+def _rel(path: Path) -> str:
+    return path.as_posix()
+
+
+def _model_files(name: str, seed: str | None = None,
+                 files: Sequence[str] = (META_FILE, WEIGHTS_FILE)) -> tuple[str, ...]:
+    return tuple(_rel(_LAYOUT.model_dir(name, seed) / f) for f in files)  # type: ignore[arg-type]
+
+
+def _predictions(name: str, split: str, seed: str | None = "{seed}") -> str:
+    return _rel(_LAYOUT.predictions_path(name, split, seed))  # type: ignore[arg-type]
+
+
 def _student_files(name: str) -> tuple[str, ...]:
-    return (f"models/{name}/seed{{seed}}/kdmodel.json", f"models/{name}/seed{{seed}}/model.safetensors",
-            f"models/{name}/seed{{seed}}/vocab.json", f"metrics/{name}_seed{{seed}}_val.npz",
-            f"metrics/{name}_seed{{seed}}_test.npz", f"metrics/{name}_seed{{seed}}_history.json")
+    return (*_model_files(name, "{seed}", (META_FILE, WEIGHTS_FILE, VOCAB_FILE)), _predictions(name, "val"),
+            _predictions(name, "test"), _rel(_LAYOUT.history_path(name, "{seed}")))  # type: ignore[arg-type]
 
 
 def _teacher_files(name: str) -> tuple[str, ...]:
-    return f"models/{name}/kdmodel.json", f"models/{name}/model.safetensors"
+    return _model_files(name)
 
+
+_DATA_META = _rel(_LAYOUT.data_meta_path)
 
 STEPS: tuple[StepSpec, ...] = (
     StepSpec(
         "01_data",
         # The teacher's name and max_length only for the share of texts the teacher truncates.
         reads=("data", "teacher.max_length", "teacher.name"),
-        writes=("data/meta.json", "data/train.parquet", "data/val.parquet", "data/test.parquet"),
+        writes=(_DATA_META, "data/train.parquet", "data/val.parquet", "data/test.parquet"),
         summary=("data",),
     ),
     StepSpec(
         "02_teacher",
         reads=("teacher",),
-        needs=("data/meta.json",),
-        writes=(*_teacher_files("teacher"), *_teacher_files("teacher_L{depth}"), "metrics/teacher_test.npz"),
-        summary=("models.teacher", "models.teacher_L{depth}"),
+        needs=(_DATA_META,),
+        writes=(*_teacher_files(TEACHER), *_teacher_files(TRUNCATED_TEACHER), _predictions(TEACHER, "test", None)),
+        summary=(f"models.{TEACHER}", f"models.{TRUNCATED_TEACHER}"),
     ),
     StepSpec(
         "03_student",
         # The teacher's name only to compare sizes in prose.
         reads=("seeds", "student", "teacher.name"),
-        needs=("data/meta.json",),
+        needs=(_DATA_META,),
         writes=(*_student_files("student_baseline"), *_student_files("student_original"),
-                "models/tfidf_logreg/kdmodel.json"),
+                *_model_files("tfidf_logreg", files=(META_FILE,))),
         summary=("models.student_baseline", "models.student_original", "models.tfidf_logreg", "student"),
     ),
     StepSpec(
         "04_distillation",
         reads=("distill", "seeds", "student", "teacher.max_length", "teacher.name",
                "teacher.precision", "teacher.score_batch_size", "teacher.scoring_runtime"),
-        needs=("data/meta.json", *_teacher_files("teacher"), "models/student_baseline/seed{seed}/kdmodel.json",
-               "models/student_baseline/seed{seed}/vocab.json", "metrics/student_baseline_seed{seed}_test.npz",
-               "metrics/student_baseline_seed{seed}_val.npz"),
-        needs_summary=("models.teacher", "models.student_baseline"),
+        needs=(_DATA_META, *_teacher_files(TEACHER),
+               *_model_files("student_baseline", "{seed}", (META_FILE, VOCAB_FILE)),
+               _predictions("student_baseline", "test"), _predictions("student_baseline", "val")),
+        needs_summary=(f"models.{TEACHER}", "models.student_baseline"),
         writes=("data/transfer_set.parquet", *_student_files("student_distilled")),
         summary=("models.student_distilled", "distillation"),
     ),
@@ -100,8 +121,9 @@ STEPS: tuple[StepSpec, ...] = (
         "05_deployment",
         reads=("deploy",),
         # Students are served from one seed: any seed directory will do.
-        needs=("data/meta.json", "models/teacher/kdmodel.json", "models/student_distilled/seed*/kdmodel.json"),
-        writes=("models/onnx/{model}/model.onnx", "models/onnx/{model}/model.int8.onnx"),
+        needs=(_DATA_META, *_model_files(TEACHER, files=(META_FILE,)),
+               *_model_files("student_distilled", "*", (META_FILE,))),
+        writes=tuple(_rel(_LAYOUT.onnx_dir("{model}") / f) for f in ONNX_FILES.values()),
         summary=("inference", "serving"),
     ),
 )
@@ -120,9 +142,11 @@ def step(key: str) -> StepSpec:
 
 
 def _pattern(template: str, separator: str) -> re.Pattern[str]:
-    # A placeholder of the table matches one path segment (or key part): digits, `*` or `{seed}`.
+    # A placeholder of the table matches one path segment (or key part): digits, `*` or `{seed}`;
+    # `{depth}` only what a truncated teacher's name allows (kdutils.specs: never teacher_L0).
     parts = re.split(r"(\{\w+\}|\*)", template)
-    body = "".join(f"[^{separator}]+" if p.startswith("{") or p == "*" else re.escape(p) for p in parts)
+    body = "".join(DEPTH_PATTERN if p == "{depth}" else f"[^{separator}]+" if p.startswith("{") or p == "*"
+                   else re.escape(p) for p in parts)
     return re.compile(body)
 
 
@@ -161,13 +185,22 @@ def trainers() -> list[str]:
     return [s.name for s in STEPS if any(k.startswith("models.") for k in s.summary)]
 
 
+def students() -> list[str]:
+    """Names of the models trained once per seed, saved as ``models/<name>/seed<k>/`` (the BiLSTM
+    students: ``student_baseline``, ``student_original``, ``student_distilled``), in pipeline order."""
+    seeded = _rel(_LAYOUT.model_dir("{name}", "{seed}") / META_FILE)  # type: ignore[arg-type]
+    pattern = re.compile(re.escape(seeded).replace(re.escape("{name}"), "([^/{}]+)"))
+    return list(dict.fromkeys(m.group(1) for spec in STEPS for entry in spec.writes
+                              if (m := pattern.fullmatch(entry))))
+
+
 def model_file(name: str) -> str:
     """The file that shows model ``name`` (``teacher_L2``, ``student_baseline``) was trained: its
     ``kdmodel.json`` as the table lays it out, any seed for a student. KeyError if no step trains it."""
     for spec in STEPS:
         for entry in spec.writes:
             parts = entry.split("/")
-            if parts[0] == "models" and parts[-1] == "kdmodel.json" and _pattern(parts[1], "/").fullmatch(name):
+            if parts[0] == "models" and parts[-1] == META_FILE and _pattern(parts[1], "/").fullmatch(name):
                 return "/".join(["models", name, *(re.sub(r"\{\w+\}", "*", p) for p in parts[2:])])
     raise KeyError(f"no pipeline step trains a model named {name!r}")
 
@@ -192,7 +225,9 @@ def missing(root: str | Path, key: str, seeds: Sequence[int] = (), extra: Sequen
     run directory ``root``, each with the step that writes it. Nothing is created.
 
     ``{seed}`` in a needed path is checked for every one of ``seeds`` (so not at all without
-    seeds); a ``*`` is satisfied by any match. Raises :class:`UnknownStep` for an unknown ``key``.
+    seeds); a ``*`` is satisfied by any match. The ``summary.json`` entries it needs are read from
+    the validated summary. Raises :class:`UnknownStep` for an unknown ``key`` and
+    :class:`~kdutils.summary.SummaryError` for a ``summary.json`` that does not fit its contract.
     """
     root = Path(root)
     spec = step(key)
@@ -203,13 +238,14 @@ def missing(root: str | Path, key: str, seeds: Sequence[int] = (), extra: Sequen
             if not found:
                 out.append(Missing(str(root / rel), writer(template)))
     if spec.needs_summary:
-        path = root / SUMMARY_FILE
-        summary = json.loads(path.read_text()) if path.exists() else {}
+        run = RunDir(root)
+        summary = run.summary()
         for entry in spec.needs_summary:
+            # A dotted entry names one model of the models section (the only section keyed by name).
             section, _, name = entry.partition(".")
-            value = summary.get(section)
-            if value is None or (name and name not in value):
-                out.append(Missing(f"{SUMMARY_FILE} has no {entry}", writer(entry)))
+            value = getattr(summary, section)
+            if value is None or (name and name not in value.entries()):
+                out.append(Missing(f"{run.summary_path.name} has no {entry}", writer(entry)))
     return out
 
 

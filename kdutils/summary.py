@@ -38,6 +38,7 @@ and shares are **fractions** in [0, 1]; a distillation gain is in **points** (pe
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -62,7 +63,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from kdutils.steps import STEPS, writer
+from kdutils.specs import TEACHER_NAME
 
 __all__ = [
     "AblationRow",
@@ -95,6 +96,7 @@ __all__ = [
     "WindowStats",
     "load_summary",
     "notebook_for",
+    "section_notebooks",
     "validate_summary",
 ]
 
@@ -157,8 +159,6 @@ Loss = Literal["ce", "mse", "kl"]
 DataSources = Annotated[
     str, Field(pattern=r"^(train|augmented|unlabelled)(\+(train|augmented|unlabelled))*$")
 ]
-
-TEACHER_NAME = re.compile(r"^teacher(_L[1-9][0-9]*)?$")
 
 
 def json_default(obj: Any) -> Any:
@@ -1152,20 +1152,32 @@ def load_summary(path: str | Path) -> Summary:
 
 # --------------------------------------------------------------------------- error messages
 
-# The notebook that writes each top-level section (models: per model, see notebook_for).
-SECTION_NOTEBOOKS: dict[str, str] = {key: spec.name for spec in STEPS for key in spec.summary if "." not in key}
 # At most this many fields are listed; a summary from a much older version fails everywhere.
 MAX_LISTED_ERRORS = 12
+
+# kdutils.steps is imported where it is used, never at the top: steps names its files through
+# model_files and runs, and runs imports this module, so a top-level import would be a cycle.
+
+
+@functools.cache
+def section_notebooks() -> dict[str, str]:
+    """The notebook that writes each top-level section (``models``: per model, see :func:`notebook_for`),
+    from :data:`kdutils.steps.STEPS`: ``{"data": "01_data", ...}``."""
+    from kdutils.steps import STEPS
+
+    return {key: spec.name for spec in STEPS for key in spec.summary if "." not in key}
 
 
 def notebook_for(loc: tuple[Any, ...]) -> str | None:
     """The notebook that writes the field at ``loc``: ``('models', 'teacher_L2')`` -> 02_teacher."""
+    from kdutils.steps import writer
+
     if not loc:
         return None
     if loc[0] == "models":
         spec = writer(f"models.{loc[1]}") if len(loc) > 1 else None
         return spec.name if spec else None
-    return SECTION_NOTEBOOKS.get(str(loc[0]))
+    return section_notebooks().get(str(loc[0]))
 
 
 def field_path(loc: tuple[Any, ...]) -> str:

@@ -212,6 +212,10 @@ def position_limit(config: dict[str, Any]) -> int:
 
 
 def read_teacher_info(name: str, path: Path) -> TeacherInfo:
+    """What the ``config.json`` in ``path`` (a Hugging Face model directory) says about teacher
+    ``name``: model type, layers, hidden size, position limit in tokens. Reads nothing else;
+    FileNotFoundError without ``config.json``, KeyError when it lacks one of those fields,
+    :class:`TeacherError` for a ``name`` not in :data:`kdutils.specs.TEACHERS`."""
     config = json.loads((Path(path) / CONFIG_FILE).read_text())
     return TeacherInfo(
         name=name,
@@ -225,6 +229,8 @@ def read_teacher_info(name: str, path: Path) -> TeacherInfo:
 
 
 def check_depths(depths: Sequence[int], num_layers: int) -> None:
+    """:class:`TeacherError` unless every depth of the sweep (layers kept) is in ``1..num_layers - 1``
+    and none repeats: the full depth is the main teacher itself."""
     bad = [k for k in depths if not 1 <= k < num_layers]
     if bad:
         raise TeacherError(
@@ -236,6 +242,8 @@ def check_depths(depths: Sequence[int], num_layers: int) -> None:
 
 
 def check_max_length(max_length: int, limit: int) -> None:
+    """:class:`TeacherError` when ``max_length`` (tokens, special tokens included) exceeds ``limit``,
+    the model's position limit (:func:`position_limit`)."""
     if max_length > limit:
         raise TeacherError(f"teacher.max_length: {max_length} exceeds the model's position limit of {limit} tokens")
 

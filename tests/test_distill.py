@@ -392,3 +392,58 @@ def test_summary_sections_are_what_notebook_04_wrote(tmp_path, small_runs, trans
     assert written(entry.record()) == written(old_entry), "same keys, values and order"
     assert written(section.record()) == written(old_section)
     assert section.size_ratio_teacher_over_student > 20 and entry.n_seeds == len(seeds)
+
+
+def _inline_targets(comparison: dict, entry, distillation, models: dict, n_seeds: int) -> list[dict]:
+    """Notebook 04's targets table as its cell computed it before distill.evaluate_targets existed."""
+    from kdutils import report
+
+    gain, ci, p = comparison["gain_points_mean"], comparison["gain_ci95"], comparison["p_value"]
+    interval = (f"95% interval {report.points_ci(ci, 2)} points over {n_seeds} seeds" if ci
+                else f"no interval over {n_seeds} seeds (none below {report.MIN_SEEDS_FOR_INTERVAL})")
+    verdict = report.p_clause(p) + (": significant at the 0.05 level" if p < 0.05 else ": not significant at the 0.05 level")
+    verdict += report.significance_caveat(p < 0.05, ci, n_seeds)
+    d_acc = entry.accuracy_mean
+    size_ratio, params_ratio = distillation.size_ratio_teacher_over_student, distillation.params_ratio_teacher_over_student
+    b_acc = models["student_baseline"]["accuracy_mean"]
+    tfidf = models.get("tfidf_logreg", {}).get("accuracy_mean")
+    teacher_entry = models.get("teacher", {})
+    checks = [
+        ("gain of at least 3.0 points", gain >= 3.0, f"{gain:+.2f} points ({100 * b_acc:.2f}% -> {100 * d_acc:.2f}%)"),
+        ("95% interval of the gain above zero", bool(ci) and ci[0] > 0, interval),
+        ("paired bootstrap p < 0.05", p < 0.05, f"{verdict} ({comparison['p_value_test']})"),
+        ("distilled student above TF-IDF", tfidf is not None and d_acc > tfidf,
+         "no TF-IDF result in summary.json" if tfidf is None else f"{100 * d_acc:.2f}% vs {100 * tfidf:.2f}%"),
+        ("student at least 20x smaller than the teacher", size_ratio is not None and size_ratio >= 20,
+         "teacher size unknown" if size_ratio is None else
+         f"{size_ratio:.1f}x on disk ({teacher_entry['size_mb']:.1f} MB vs {entry.size_mb:.2f} MB), "
+         f"{params_ratio:.1f}x in parameters"),
+    ]
+    return [{"target": t, "met": ok, "measured": m} for t, ok, m in checks]
+
+
+def test_targets_are_what_notebook_04_computed_inline() -> None:
+    from kdutils.distill import evaluate_targets, gain_interval_phrase, significance_phrase
+    from kdutils.runs import REPO_ROOT
+    from kdutils.summary import load_summary
+
+    smoke = load_summary(REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json")
+    entry, section, models = smoke.models.student_distilled, smoke.distillation, smoke.models
+    raw_models = {k: v for k, v in models.record().items() if k != "student_distilled"}
+    # As written (2 seeds, no interval, significant), then: an interval that includes zero with p above
+    # 0.05 and no TF-IDF result; an interval above zero, a small gain and no teacher size.
+    cases = [(section, raw_models),
+             (section.model_copy(update={"gain_ci95": (-0.4, 6.1), "p_value": 0.2, "seeds": [0, 1, 2, 3, 4]}),
+              {k: v for k, v in raw_models.items() if k != "tfidf_logreg"}),
+             (section.model_copy(update={"gain_ci95": (0.5, 1.5), "gain_points_mean": 1.0, "p_value": 0.001,
+                                         "size_ratio_teacher_over_student": None}), raw_models)]
+    for distillation, raw in cases:
+        comparison = distillation.record()
+        typed = models.model_copy(update={"tfidf_logreg": None}) if "tfidf_logreg" not in raw else models
+        rows = evaluate_targets(entry, distillation, typed)
+        assert rows == _inline_targets(comparison, entry, distillation, raw, len(distillation.seeds))
+        assert [r["target"] for r in rows][0] == "gain of at least 3.0 points" and len(rows) == 5
+        n = len(distillation.seeds)
+        assert rows[1]["measured"] == gain_interval_phrase(distillation.gain_ci95, n)
+        assert rows[2]["measured"].startswith(significance_phrase(distillation.p_value, distillation.gain_ci95, n))
+    assert [r["met"] for r in evaluate_targets(entry, section, models)] == [True, False, True, False, True]

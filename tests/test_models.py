@@ -11,14 +11,7 @@ import torch.nn.functional as F
 
 from kdutils.assets import AssetError, package_file
 from kdutils.config import StudentArch, StudentConfig, load_profile
-from kdutils.embeddings import (
-    GLOVE_INDEX,
-    GLOVE_PACKAGE,
-    GLOVE_REQUIREMENT,
-    glove_embedding_matrix,
-    glove_neighbours,
-    load_glove,
-)
+from kdutils.embeddings import glove_embedding_matrix, glove_neighbours, load_glove
 from kdutils.models import (
     BiLSTMClassifier,
     StudentLoadError,
@@ -26,8 +19,11 @@ from kdutils.models import (
     load_student,
     save_student,
 )
+from kdutils.specs import GLOVE
 from kdutils.text import Vocab
 from kdutils.train import build_vocab, init_student
+
+GLOVE_PACKAGE, GLOVE_REQUIREMENT, GLOVE_INDEX = GLOVE.package, GLOVE.requirement, (GLOVE.index_member, GLOVE.index_sha256)
 
 MINILM_PARAMS = 22_700_000
 

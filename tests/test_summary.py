@@ -608,8 +608,9 @@ def test_field_path_and_notebook_hint() -> None:
 
 
 def test_every_section_names_its_notebook() -> None:
-    from kdutils.summary import SECTION_NOTEBOOKS
+    from kdutils.summary import section_notebooks
 
+    SECTION_NOTEBOOKS = section_notebooks()
     assert set(SECTION_NOTEBOOKS) | {"models"} == set(Summary.model_fields)
     notebooks = {p.stem for p in (REPO_ROOT / "notebooks").glob("0*.ipynb")}
     assert set(SECTION_NOTEBOOKS.values()) <= notebooks
