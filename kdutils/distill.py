@@ -50,6 +50,7 @@ from kdutils.runs import atomic_path, history_file, predictions_file, save_predi
 from kdutils.specs import DATASETS
 from kdutils.stats import (
     MIN_SEEDS_FOR_INTERVAL,
+    gap_closed,
     mcnemar_exact,
     mean_ci,
     paired_bootstrap,
@@ -708,19 +709,22 @@ def significance_phrase(p: float, ci: Sequence[float] | None, n_seeds: int) -> s
 
 
 # The study's distillation targets (set for the default profile: rotten_tomatoes, 5 seeds).
-TARGET_GAIN_POINTS = 3.0
 TARGET_SIZE_RATIO = 20
 
 
 def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSection,
-                     models: Models) -> list[dict[str, Any]]:
+                     models: Models, gain_target: float, gap_target: float | None = None) -> list[dict[str, Any]]:
     """Notebook 04's targets, each ``{"target", "met" (bool), "measured" (str)}``, in this order:
 
-    1. a gain of at least 3.0 points (distilled over baseline, mean over seeds);
+    1. a gain of at least ``gain_target`` points (distilled over baseline, mean over seeds;
+       the profile's ``distill.target_gain_points``);
     2. its 95% interval over seeds above zero (not met without an interval);
     3. the paired bootstrap's p below 0.05;
     4. the distilled student more accurate than TF-IDF (not met without a TF-IDF result);
-    5. the student at least 20x smaller on disk than the teacher (not met without the teacher's size).
+    5. the student at least 20x smaller on disk than the teacher (not met without the teacher's size);
+    6. with ``gap_target`` (``distill.target_gap_closed``, a fraction), at least that share of the
+       teacher-baseline gap closed (:func:`kdutils.stats.gap_closed`; not met without the
+       teacher's test accuracy).
 
     ``entry`` and ``distillation`` are :func:`summary_sections`'s; ``models`` is the summary's
     ``models`` section as notebook 04 read it (``student_baseline`` required, as notebook 04
@@ -734,7 +738,7 @@ def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSec
     size_ratio = distillation.size_ratio_teacher_over_student
     params_ratio = distillation.params_ratio_teacher_over_student
     checks = [
-        (f"gain of at least {TARGET_GAIN_POINTS} points", gain >= TARGET_GAIN_POINTS,
+        (f"gain of at least {gain_target:.1f} points", gain >= gain_target,
          f"{gain:+.2f} points ({100 * b_acc:.2f}% -> {100 * d_acc:.2f}%)"),
         ("95% interval of the gain above zero", bool(ci) and ci[0] > 0, gain_interval_phrase(ci, n_seeds)),
         ("paired bootstrap p < 0.05", p < 0.05,
@@ -747,6 +751,15 @@ def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSec
          f"{size_ratio:.1f}x on disk ({models.teacher.size_mb:.1f} MB vs {entry.size_mb:.2f} MB), "
          f"{params_ratio:.1f}x in parameters"),
     ]
+    if gap_target is not None:
+        t_acc = models.teacher.accuracy if models.teacher is not None else None
+        closed = gap_closed(t_acc, b_acc, d_acc) if t_acc is not None else None
+        checks.append((
+            f"at least {100 * gap_target:.0f}% of the teacher-baseline gap closed",
+            closed is not None and closed >= gap_target,
+            "no teacher accuracy above the baseline's" if closed is None else
+            f"{100 * closed:.0f}% of {100 * (t_acc - b_acc):.2f} points "
+            f"(teacher {100 * t_acc:.2f}%, baseline {100 * b_acc:.2f}%, distilled {100 * d_acc:.2f}%)"))
     return [{"target": target, "met": met, "measured": measured} for target, met, measured in checks]
 
 

@@ -150,3 +150,12 @@ def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict[
     discordant = only_a + only_b
     p = 1.0 if discordant == 0 else float(sps.binomtest(only_a, discordant, 0.5, alternative="two-sided").pvalue)
     return {"a_only_correct": only_a, "b_only_correct": only_b, "discordant": discordant, "p_value": p}
+
+
+def gap_closed(teacher: float, baseline: float, distilled: float) -> float | None:
+    """Share of the teacher-baseline gap the distilled student closes:
+    ``(distilled - baseline) / (teacher - baseline)`` (accuracy fractions in, a fraction out;
+    negative when distillation hurts). ``None`` when the teacher is not above the baseline.
+    Tang et al. (2019) close about half of it on SST-2."""
+    gap = teacher - baseline
+    return (distilled - baseline) / gap if gap > 0 else None

@@ -440,10 +440,18 @@ def test_targets_are_what_notebook_04_computed_inline() -> None:
     for distillation, raw in cases:
         comparison = distillation.record()
         typed = models.model_copy(update={"tfidf_logreg": None}) if "tfidf_logreg" not in raw else models
-        rows = evaluate_targets(entry, distillation, typed)
+        rows = evaluate_targets(entry, distillation, typed, 3.0)
         assert rows == _inline_targets(comparison, entry, distillation, raw, len(distillation.seeds))
         assert [r["target"] for r in rows][0] == "gain of at least 3.0 points" and len(rows) == 5
         n = len(distillation.seeds)
         assert rows[1]["measured"] == gain_interval_phrase(distillation.gain_ci95, n)
         assert rows[2]["measured"].startswith(significance_phrase(distillation.p_value, distillation.gain_ci95, n))
-    assert [r["met"] for r in evaluate_targets(entry, section, models)] == [True, False, True, False, True]
+    assert [r["met"] for r in evaluate_targets(entry, section, models, 3.0)] == [True, False, True, False, True]
+    # The profile's targets: a higher gain bar, and a share of the teacher-baseline gap.
+    t, b, d = models.teacher.accuracy, models.student_baseline.accuracy_mean, entry.accuracy_mean
+    share = (d - b) / (t - b)
+    rows = evaluate_targets(entry, section, models, section.gain_points_mean + 0.01, gap_target=share + 0.01)
+    assert rows[0]["target"] == f"gain of at least {section.gain_points_mean + 0.01:.1f} points" and not rows[0]["met"]
+    assert rows[-1]["target"] == f"at least {100 * (share + 0.01):.0f}% of the teacher-baseline gap closed"
+    assert not rows[-1]["met"] and rows[-1]["measured"].startswith(f"{100 * share:.0f}% of {100 * (t - b):.2f} points")
+    assert evaluate_targets(entry, section, models, 3.0, gap_target=share - 0.01)[-1]["met"]

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from kdutils.report.formatting import clip_ci, points_ci
 from kdutils.specs import TEACHERS
-from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
+from kdutils.stats import MIN_SEEDS_FOR_INTERVAL, gap_closed
 from kdutils.summary import (
     DistillationSection,
     InferenceRow,
@@ -181,14 +181,6 @@ def serving_rows(summary: Summary) -> list[Load]:
         return []
     return [Load(setup, model, int(c), stats) for setup, by_model in summary.serving.sweeps().items()
             for model, by_c in by_model.items() for c, stats in by_c.items()]
-
-
-def gap_closed(teacher: float, baseline: float, distilled: float) -> float | None:
-    """Share of the teacher-baseline gap the distilled student closes:
-    ``(distilled - baseline) / (teacher - baseline)`` (fractions in, a fraction out; negative when
-    distillation hurts). ``None`` when the teacher is not above the baseline."""
-    gap = teacher - baseline
-    return (distilled - baseline) / gap if gap > 0 else None
 
 
 # ---- teachers side by side (the paper's comparison table, figure and text)
