@@ -699,9 +699,12 @@ def peer_targets(serving: dict[str, Any], in_process_p50_ms: float | None) -> li
 
 
 def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student: str = "student_distilled",
-                     teacher: str = "teacher") -> list[dict[str, Any]]:
-    """The study's deployment targets, each with the measured value and whether it was met.
+                     teacher: str = "teacher", latency_ratio_target: float | None = None) -> list[dict[str, Any]]:
+    """The study's deployment targets, each ``{"target", "value", "unit", "met", "measured"}``
+    (``measured``: value and unit in words; rows of ``targets.deployment`` in :mod:`kdutils.summary`).
 
+    0. with ``latency_ratio_target`` (the profile's ``deploy.target_latency_ratio``), the student's
+       batch-1 p50 at least that many times below the teacher's, eager PyTorch on both;
     1. the student's batch-1 p50 latency at least 10x below the teacher's, per runtime;
     2. ONNX int8 student faster (p50) than ONNX fp32, accuracy within 0.5 points;
     3. HTTP p50 at concurrency 1 of the student within 1.5x that of the no-op endpoint;
@@ -710,6 +713,11 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
     A target whose measurement is missing is reported with ``met: None``.
     """
     out: list[dict[str, Any]] = []
+    if latency_ratio_target is not None:
+        s, t = inference.get(student, {}).get("torch"), inference.get(teacher, {}).get("torch")
+        ratio = t["latency_ms_p50"] / s["latency_ms_p50"] if s and t else None
+        out.append({"target": f"{student} batch-1 latency >= {latency_ratio_target:g}x lower than {teacher} (eager)",
+                    "value": ratio, "unit": "x", "met": None if ratio is None else ratio >= latency_ratio_target})
     for rt in RUNTIMES:
         s, t = inference.get(student, {}).get(rt), inference.get(teacher, {}).get(rt)
         ratio = t["latency_ms_p50"] / s["latency_ms_p50"] if s and t else None
@@ -741,6 +749,9 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
                 "met": None if load_errors is None else load_errors == 0})
     out.append({"target": "zero failed requests in the fault test (replica killed)", "value": fault_errors,
                 "unit": "requests", "met": None if fault_errors is None else fault_errors == 0})
+    for row in out:
+        row["measured"] = ("not measured" if row["value"] is None else
+                           f"{row['value']:.3g}{'' if row['unit'] == 'x' else ' '}{row['unit']}")
     return out
 
 

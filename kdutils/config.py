@@ -210,6 +210,8 @@ class DistillConfig(_Section):
     # gap it closes.
     target_gain_points: Float = Field(3.0, ge=0)
     target_gap_closed: Float | None = Field(None, gt=0, le=1)
+    # When set, the fine-tuned teacher's test accuracy (a fraction) is judged against it too.
+    target_teacher_accuracy: Float | None = Field(None, gt=0, le=1)
 
     @field_validator("grid_alpha")
     @classmethod
@@ -264,6 +266,9 @@ class DeployConfig(_Section):
     load_models: tuple[str, ...] = ("student_distilled", "teacher")
     # Replicas and nginx take the first free loopback ports from here upward.
     base_port: Int = Field(18100, gt=1024, lt=65000)
+    # What the deployment is judged by besides the fixed targets of kdutils.bench: the full
+    # teacher's batch-1 p50 over the distilled student's, eager PyTorch on both (when set).
+    target_latency_ratio: Float | None = Field(None, gt=0)
 
     @field_validator("concurrency")
     @classmethod

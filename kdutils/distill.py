@@ -713,8 +713,13 @@ TARGET_SIZE_RATIO = 20
 
 
 def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSection,
-                     models: Models, gain_target: float, gap_target: float | None = None) -> list[dict[str, Any]]:
-    """Notebook 04's targets, each ``{"target", "met" (bool), "measured" (str)}``, in this order:
+                     models: Models, gain_target: float, gap_target: float | None = None,
+                     teacher_target: float | None = None) -> list[dict[str, Any]]:
+    """Notebook 04's targets, each ``{"target", "met" (bool), "measured" (str)}`` (rows of
+    ``targets.distillation`` in :mod:`kdutils.summary`), in this order:
+
+    0. with ``teacher_target`` (``distill.target_teacher_accuracy``, a fraction), the teacher's test
+       accuracy at least that (not met without a teacher entry);
 
     1. a gain of at least ``gain_target`` points (distilled over baseline, mean over seeds;
        the profile's ``distill.target_gain_points``);
@@ -737,7 +742,13 @@ def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSec
     tfidf = models.tfidf_logreg.accuracy_mean if models.tfidf_logreg is not None else None
     size_ratio = distillation.size_ratio_teacher_over_student
     params_ratio = distillation.params_ratio_teacher_over_student
-    checks = [
+    t_acc = models.teacher.accuracy if models.teacher is not None else None
+    checks = []
+    if teacher_target is not None:
+        checks.append((f"teacher test accuracy at least {100 * teacher_target:.0f}%",
+                       t_acc is not None and t_acc >= teacher_target,
+                       "no teacher entry" if t_acc is None else f"{100 * t_acc:.2f}%"))
+    checks += [
         (f"gain of at least {gain_target:.1f} points", gain >= gain_target,
          f"{gain:+.2f} points ({100 * b_acc:.2f}% -> {100 * d_acc:.2f}%)"),
         ("95% interval of the gain above zero", bool(ci) and ci[0] > 0, gain_interval_phrase(ci, n_seeds)),
@@ -752,7 +763,6 @@ def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSec
          f"{params_ratio:.1f}x in parameters"),
     ]
     if gap_target is not None:
-        t_acc = models.teacher.accuracy if models.teacher is not None else None
         closed = gap_closed(t_acc, b_acc, d_acc) if t_acc is not None else None
         checks.append((
             f"at least {100 * gap_target:.0f}% of the teacher-baseline gap closed",

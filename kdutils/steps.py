@@ -115,7 +115,7 @@ STEPS: tuple[StepSpec, ...] = (
                _predictions("student_baseline", "test"), _predictions("student_baseline", "val")),
         needs_summary=(f"models.{TEACHER}", "models.student_baseline"),
         writes=("data/transfer_set.parquet", *_student_files("student_distilled")),
-        summary=("models.student_distilled", "distillation"),
+        summary=("models.student_distilled", "distillation", "targets.distillation"),
     ),
     StepSpec(
         "05_deployment",
@@ -124,7 +124,7 @@ STEPS: tuple[StepSpec, ...] = (
         needs=(_DATA_META, *_model_files(TEACHER, files=(META_FILE,)),
                *_model_files("student_distilled", "*", (META_FILE,))),
         writes=tuple(_rel(_LAYOUT.onnx_dir("{model}") / f) for f in ONNX_FILES.values()),
-        summary=("inference", "serving"),
+        summary=("inference", "serving", "targets.deployment"),
     ),
 )
 

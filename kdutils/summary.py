@@ -90,6 +90,8 @@ __all__ = [
     "StudentSection",
     "Summary",
     "SummaryError",
+    "TargetRow",
+    "TargetsSection",
     "TeacherEntry",
     "TeacherScoring",
     "TfidfEntry",
@@ -97,6 +99,7 @@ __all__ = [
     "load_summary",
     "notebook_for",
     "section_notebooks",
+    "split_sections",
     "validate_summary",
 ]
 
@@ -1084,6 +1087,32 @@ class ServingSection(_Section):
         return out
 
 
+# --------------------------------------------------------------------------- targets (04, 05)
+
+
+class TargetRow(_Section):
+    """One target the study is judged by, and what was measured against it."""
+
+    target: Str = Field(description="The target, in words (its threshold included).")
+    met: Bool | None = Field(description="Whether it was met; null when it could not be measured.")
+    measured: Str = Field(description="The measured figures, in words.")
+    value: Annotated[float, Strict()] | Annotated[int, Strict()] | None = Field(
+        None, description="The measured value the target compares (05's rows; in ``unit``)."
+    )
+    unit: Str | None = Field(None, description="Unit of ``value`` (x, points, requests, ...).")
+
+
+class TargetsSection(_Section):
+    """``targets``: every target checked, as notebook 04 and notebook 05 report them."""
+
+    distillation: list[TargetRow] | None = Field(
+        None, description="The distillation targets (04: gain, its interval and p, size, gap closed)."
+    )
+    deployment: list[TargetRow] | None = Field(
+        None, description="The deployment targets (05: latency ratios, int8, HTTP, serving, errors)."
+    )
+
+
 # --------------------------------------------------------------------------- the whole file
 
 
@@ -1101,6 +1130,9 @@ class Summary(_Section):
         None, description="In-process latency and throughput (notebook 05)."
     )
     serving: ServingSection | None = Field(None, description="HTTP load tests (notebook 05).")
+    targets: TargetsSection | None = Field(
+        None, description="Targets met or missed, with the measured figures (notebooks 04, 05)."
+    )
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> Summary:
@@ -1161,11 +1193,20 @@ MAX_LISTED_ERRORS = 12
 
 @functools.cache
 def section_notebooks() -> dict[str, str]:
-    """The notebook that writes each top-level section (``models``: per model, see :func:`notebook_for`),
-    from :data:`kdutils.steps.STEPS`: ``{"data": "01_data", ...}``."""
+    """The notebook that writes each top-level section written whole, from :data:`kdutils.steps.STEPS`:
+    ``{"data": "01_data", ...}``. Sections written entry by entry (``models``, ``targets``) are in
+    :func:`split_sections`."""
     from kdutils.steps import STEPS
 
     return {key: spec.name for spec in STEPS for key in spec.summary if "." not in key}
+
+
+def split_sections() -> set[str]:
+    """Top-level sections whose entries different notebooks write (``models.teacher``: 02,
+    ``targets.deployment``: 05), from :data:`kdutils.steps.STEPS`."""
+    from kdutils.steps import STEPS
+
+    return {key.split(".")[0] for spec in STEPS for key in spec.summary if "." in key}
 
 
 def notebook_for(loc: tuple[Any, ...]) -> str | None:
@@ -1174,8 +1215,8 @@ def notebook_for(loc: tuple[Any, ...]) -> str | None:
 
     if not loc:
         return None
-    if loc[0] == "models":
-        spec = writer(f"models.{loc[1]}") if len(loc) > 1 else None
+    if loc[0] in split_sections():
+        spec = writer(f"{loc[0]}.{loc[1]}") if len(loc) > 1 else None
         return spec.name if spec else None
     return section_notebooks().get(str(loc[0]))
 

@@ -148,6 +148,18 @@ def test_targets_from_results() -> None:
     assert met["HTTP p50 of student_distilled@onnx at concurrency 1 within 1.5x the no-op's"] is True
     assert got["zero failed requests in the load tests"]["value"] == 2  # the micro-batching run counts too
     assert met["zero failed requests in the fault test (replica killed)"] is True
+    assert got["zero failed requests in the load tests"]["measured"] == "2 requests"
+    assert "eager" not in " ".join(got)  # no profile target: no eager-ratio row
+    # The profile's eager ratio (deploy.target_latency_ratio) leads, and the rows fit the summary.
+    for bar, expected in ((12, True), (12.5, False)):
+        rows = bench.evaluate_targets(inference, serving, latency_ratio_target=bar)
+        assert rows[0] == {"target": f"student_distilled batch-1 latency >= {bar:g}x lower than teacher (eager)",
+                           "value": 12.0, "unit": "x", "met": expected, "measured": "12x"}
+    no_teacher = bench.evaluate_targets({"student_distilled": inference["student_distilled"]}, serving,
+                                        latency_ratio_target=50)
+    assert no_teacher[0]["met"] is None and no_teacher[0]["measured"] == "not measured"
+    from kdutils.summary import Summary
+    Summary.from_dict({"targets": {"deployment": rows + no_teacher}})
 
 
 def test_serving_section_is_what_notebook_05_wrote() -> None:

@@ -455,3 +455,10 @@ def test_targets_are_what_notebook_04_computed_inline() -> None:
     assert rows[-1]["target"] == f"at least {100 * (share + 0.01):.0f}% of the teacher-baseline gap closed"
     assert not rows[-1]["met"] and rows[-1]["measured"].startswith(f"{100 * share:.0f}% of {100 * (t - b):.2f} points")
     assert evaluate_targets(entry, section, models, 3.0, gap_target=share - 0.01)[-1]["met"]
+    # The teacher's own bar comes first; the rows fit summary.json's targets.distillation.
+    for bar, met in ((t - 0.001, True), (t + 0.001, False)):
+        rows = evaluate_targets(entry, section, models, 3.0, teacher_target=bar)
+        assert rows[0] == {"target": f"teacher test accuracy at least {100 * bar:.0f}%", "met": met,
+                           "measured": f"{100 * t:.2f}%"} and len(rows) == 6
+    from kdutils.summary import Summary
+    Summary.from_dict({"targets": {"distillation": rows}})

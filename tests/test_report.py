@@ -432,6 +432,47 @@ def test_a_comparison_says_when_more_than_the_teacher_differs(run_dir: Path, pap
            "alone" in md
 
 
+def _with_targets(summary: dict, gain: float, gap: float | None = None, teacher: float | None = None,
+                  latency_ratio: float | None = None) -> dict:
+    """``summary`` with the targets notebooks 04 and 05 would record for it (the library computes them)."""
+    from kdutils import bench, distill
+
+    typed = _typed(summary)
+    rows = distill.evaluate_targets(typed.models.student_distilled, typed.distillation, typed.models, gain, gap,
+                                    teacher)
+    deployment = bench.evaluate_targets(summary["inference"], summary["serving"], latency_ratio_target=latency_ratio)
+    return {**summary, "targets": {"distillation": rows, "deployment": deployment}}
+
+
+def test_paper_says_which_targets_each_run_met_and_missed(tmp_path: Path, figure_files: Path) -> None:
+    default = make_run(tmp_path / "outputs", figure_files, summary=_with_targets(SUMMARY, 3.0))
+    paper = make_run(tmp_path / "outputs", figure_files, profile="paper",
+                     summary=_with_targets(report_runs.mpnet_summary(), 4.0, 0.55, 0.88, 50),
+                     run_manifest=report_runs.manifest("paper", "mpnet-12", (2, 4, 6, 8)))
+    dest = tmp_path / "paper"
+    report.publish(default, dest, engine="python")
+    report.publish(paper, dest, engine="python")
+    md = (dest / "paper.md").read_text()
+    assert "### 2.7 Targets met and missed" in md and "### 2.8 Comparison with published work" in md
+    for profile in ("default", "paper"):
+        targets = read_json(dest / "runs" / profile / "summary.json")["targets"]
+        rows = targets["distillation"] + targets["deployment"]
+        met, missed = sum(r["met"] is True for r in rows), [r for r in rows if r["met"] is False]
+        assert f"Profile `{profile}` meets {met} of its {len(rows)} targets" in md
+        for r in missed:
+            assert f"{r['target']} (measured: {r['measured']})" in md
+        table = (dest / "tables" / f"targets_{profile}.md").read_text()
+        assert table.count("| **no** ") == len(missed) and all(r["target"] in table for r in rows)
+    # The paper run's own bars: gain 4.0 missed at +2.90, 55% of the gap missed at 23%, teacher 88% met.
+    paper_rows = read_json(dest / "runs" / "paper" / "summary.json")["targets"]["distillation"]
+    assert [(r["target"], r["met"]) for r in paper_rows if "accuracy" in r["target"] or "gain of" in r["target"]
+            or "gap" in r["target"]] == [("teacher test accuracy at least 88%", True),
+                                         ("gain of at least 4.0 points", False),
+                                         ("at least 55% of the teacher-baseline gap closed", False)]
+    assert "student_distilled batch-1 latency >= 50x lower than teacher (eager) (measured: " not in md  # 63x: met
+    assert report.check(dest)[0] == []
+
+
 def _publish_error(run: Path, dest: Path) -> str:
     with pytest.raises(report.ReportError) as err:
         report.publish(run, dest, engine="python")

@@ -608,10 +608,13 @@ def test_field_path_and_notebook_hint() -> None:
 
 
 def test_every_section_names_its_notebook() -> None:
-    from kdutils.summary import section_notebooks
+    from kdutils.summary import notebook_for, section_notebooks, split_sections
 
     SECTION_NOTEBOOKS = section_notebooks()
-    assert set(SECTION_NOTEBOOKS) | {"models"} == set(Summary.model_fields)
+    assert split_sections() == {"models", "targets"}
+    assert set(SECTION_NOTEBOOKS) | split_sections() == set(Summary.model_fields)
+    assert notebook_for(("targets", "deployment", 0, "met")) == "05_deployment"
+    assert notebook_for(("targets", "distillation")) == "04_distillation"
     notebooks = {p.stem for p in (REPO_ROOT / "notebooks").glob("0*.ipynb")}
     assert set(SECTION_NOTEBOOKS.values()) <= notebooks
 

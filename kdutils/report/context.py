@@ -32,7 +32,7 @@ from kdutils.report.results import (
     teacher_key,
     teacher_label,
 )
-from kdutils.report.tables import STUDENT_ORDER, Table, depth_table_name
+from kdutils.report.tables import STUDENT_ORDER, Table, depth_table_name, targets_table_name
 from kdutils.specs import DATASETS, TEACHERS
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
 from kdutils.summary import (
@@ -381,6 +381,21 @@ def _comparison_part(rows: Sequence[TeacherComparison], others: Sequence[RunFile
     return {"comparison": {"main": main, "rows": list(rows), "others": described, "heading": heading}}
 
 
+def _targets_part(summary: Summary, profile: str, others: Sequence[RunFiles]) -> dict[str, Any]:
+    """Each run's targets (the main run first; runs without any are left out): its table's name,
+    and the targets met, missed (with the measured figures) and not measured."""
+    out = []
+    for run_summary, run_profile in ((summary, profile), *((o.summary, o.profile) for o in others)):
+        found = run_summary.targets
+        rows = [*(found.distillation or []), *(found.deployment or [])] if found else []
+        if rows:
+            out.append({"profile": run_profile, "table": targets_table_name(run_profile), "total": len(rows),
+                        "met": sum(r.met is True for r in rows),
+                        "missed": [r for r in rows if r.met is False],
+                        "unmeasured": [r for r in rows if r.met is None]})
+    return {"targets": out}
+
+
 # ---- placing tables, figures and citations
 
 
@@ -463,6 +478,7 @@ def build_context(
         **distillation,
         **_deployment_part(summary, params),
         **_comparison_part(comparison, others, params),
+        **_targets_part(summary, profile, others),
         "published": _published_context(distillation["gain"], distillation["augmented"]),
         "alpha_level": SIGNIFICANCE_LEVEL,
         "min_seeds": MIN_SEEDS_FOR_INTERVAL,

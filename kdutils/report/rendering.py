@@ -31,7 +31,14 @@ from kdutils.report.reading import (
     load_run,
 )
 from kdutils.report.results import guard_intervals, teacher_comparison
-from kdutils.report.tables import Table, build_tables, comparison_table, depth_table, write_tables
+from kdutils.report.tables import (
+    Table,
+    build_tables,
+    comparison_table,
+    depth_table,
+    targets_table,
+    write_tables,
+)
 from kdutils.runs import RunDir, atomic_path
 from kdutils.summary import Summary
 
@@ -213,6 +220,11 @@ def render_from(
             depths = depth_table(other.summary, other.manifest, other.profile)
             if depths is not None:
                 comparison[depths.name] = depths
+    # Every run's targets, the main run's first, after the comparison.
+    for run_summary, run_profile in ((summary, profile), *((o.summary, o.profile) for o in others)):
+        targets = targets_table(run_summary, run_profile)
+        if targets is not None:
+            comparison[targets.name] = targets
     tables = build_tables(summary, manifest, comparison)
     table_paths = write_tables(tables, out_dir / PAPER_TABLES_DIR)
     context = build_context(summary, manifest, tables, figures, profile, rows, others)

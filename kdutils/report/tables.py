@@ -463,6 +463,26 @@ def depth_table(summary: Summary, manifest: dict[str, Any], profile: str) -> Tab
                   "deployment benchmark) and over HTTP with one request in flight (one replica).", cells)
 
 
+def targets_table_name(profile: str) -> str:
+    """The name of :func:`targets_table` for a run of ``profile`` (``targets_paper``)."""
+    return f"targets_{profile}"
+
+
+def targets_table(summary: Summary, profile: str) -> Table | None:
+    """A run's targets (``summary.targets``: notebook 04's, then 05's), each met, missed or not
+    measured, with the measured figures. Named :func:`targets_table_name`; ``None`` without targets."""
+    found = summary.targets
+    groups = (("distillation", "04"), ("deployment", "05")) if found is not None else ()
+    cells = [{"Notebook": notebook, "Target": row.target,
+              "Met": "not measured" if row.met is None else "yes" if row.met else "**no**",
+              "Measured": row.measured}
+             for section, notebook in groups for row in getattr(found, section) or ()]
+    if not cells:
+        return None
+    return _table(targets_table_name(profile), f"The targets of profile {profile}, as its notebooks checked them "
+                  "(04: distillation, 05: deployment), with the measured figures.", cells)
+
+
 def build_tables(summary: Summary, manifest: dict[str, Any] | None = None,
                  comparison: dict[str, Table] | None = None) -> dict[str, Table]:
     """Every table the paper can show, keyed by name, in the paper's order; sections the run lacks
