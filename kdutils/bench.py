@@ -750,8 +750,12 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
     out.append({"target": "zero failed requests in the fault test (replica killed)", "value": fault_errors,
                 "unit": "requests", "met": None if fault_errors is None else fault_errors == 0})
     for row in out:
-        row["measured"] = ("not measured" if row["value"] is None else
-                           f"{row['value']:.3g}{'' if row['unit'] == 'x' else ' '}{row['unit']}")
+        value, unit = row["value"], row["unit"]
+        if value is None:
+            row["measured"] = "not measured"
+        else:
+            number = f"{value:d}" if isinstance(value, int) else f"{value:.3g}"
+            row["measured"] = f"{number}{'' if unit == 'x' else ' '}{unit}"
     return out
 
 

@@ -715,22 +715,23 @@ TARGET_SIZE_RATIO = 20
 def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSection,
                      models: Models, gain_target: float, gap_target: float | None = None,
                      teacher_target: float | None = None) -> list[dict[str, Any]]:
-    """Notebook 04's targets, each ``{"target", "met" (bool), "measured" (str)}`` (rows of
+    """Notebook 04's targets, each ``{"target", "met", "measured" (str)}`` (rows of
     ``targets.distillation`` in :mod:`kdutils.summary`), in this order:
 
     0. with ``teacher_target`` (``distill.target_teacher_accuracy``, a fraction), the teacher's test
-       accuracy at least that (not met without a teacher entry);
-
+       accuracy at least that;
     1. a gain of at least ``gain_target`` points (distilled over baseline, mean over seeds;
        the profile's ``distill.target_gain_points``);
-    2. its 95% interval over seeds above zero (not met without an interval);
+    2. its 95% interval over seeds above zero;
     3. the paired bootstrap's p below 0.05;
-    4. the distilled student more accurate than TF-IDF (not met without a TF-IDF result);
-    5. the student at least 20x smaller on disk than the teacher (not met without the teacher's size);
+    4. the distilled student more accurate than TF-IDF;
+    5. the student at least 20x smaller on disk than the teacher;
     6. with ``gap_target`` (``distill.target_gap_closed``, a fraction), at least that share of the
-       teacher-baseline gap closed (:func:`kdutils.stats.gap_closed`; not met without the
-       teacher's test accuracy).
+       teacher-baseline gap closed (:func:`kdutils.stats.gap_closed`).
 
+    ``met`` is True or False, or None when the run has nothing to judge the target by (no teacher
+    entry, no interval below 3 seeds, no TF-IDF result, no teacher size, no teacher above the
+    baseline); ``measured`` then says what is missing. Thresholds are printed as given (``:g``).
     ``entry`` and ``distillation`` are :func:`summary_sections`'s; ``models`` is the summary's
     ``models`` section as notebook 04 read it (``student_baseline`` required, as notebook 04
     requires it; ``teacher`` gives the sizes' MB). Accuracies are printed in percent, the gain in
@@ -743,21 +744,23 @@ def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSec
     size_ratio = distillation.size_ratio_teacher_over_student
     params_ratio = distillation.params_ratio_teacher_over_student
     t_acc = models.teacher.accuracy if models.teacher is not None else None
+
     checks = []
     if teacher_target is not None:
-        checks.append((f"teacher test accuracy at least {100 * teacher_target:.0f}%",
-                       t_acc is not None and t_acc >= teacher_target,
+        checks.append((f"teacher test accuracy at least {100 * teacher_target:g}%",
+                       None if t_acc is None else t_acc >= teacher_target,
                        "no teacher entry" if t_acc is None else f"{100 * t_acc:.2f}%"))
     checks += [
-        (f"gain of at least {gain_target:.1f} points", gain >= gain_target,
+        (f"gain of at least {gain_target:g} points", gain >= gain_target,
          f"{gain:+.2f} points ({100 * b_acc:.2f}% -> {100 * d_acc:.2f}%)"),
-        ("95% interval of the gain above zero", bool(ci) and ci[0] > 0, gain_interval_phrase(ci, n_seeds)),
+        ("95% interval of the gain above zero", ci[0] > 0 if ci else None,
+         gain_interval_phrase(ci, n_seeds)),
         ("paired bootstrap p < 0.05", p < 0.05,
          f"{significance_phrase(p, ci, n_seeds)} ({distillation.p_value_test})"),
-        ("distilled student above TF-IDF", tfidf is not None and d_acc > tfidf,
+        ("distilled student above TF-IDF", None if tfidf is None else d_acc > tfidf,
          "no TF-IDF result in summary.json" if tfidf is None else f"{100 * d_acc:.2f}% vs {100 * tfidf:.2f}%"),
         (f"student at least {TARGET_SIZE_RATIO}x smaller than the teacher",
-         size_ratio is not None and size_ratio >= TARGET_SIZE_RATIO,
+         None if size_ratio is None else size_ratio >= TARGET_SIZE_RATIO,
          "teacher size unknown" if size_ratio is None else
          f"{size_ratio:.1f}x on disk ({models.teacher.size_mb:.1f} MB vs {entry.size_mb:.2f} MB), "
          f"{params_ratio:.1f}x in parameters"),
@@ -765,8 +768,8 @@ def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSec
     if gap_target is not None:
         closed = gap_closed(t_acc, b_acc, d_acc) if t_acc is not None else None
         checks.append((
-            f"at least {100 * gap_target:.0f}% of the teacher-baseline gap closed",
-            closed is not None and closed >= gap_target,
+            f"at least {100 * gap_target:g}% of the teacher-baseline gap closed",
+            None if closed is None else closed >= gap_target,
             "no teacher accuracy above the baseline's" if closed is None else
             f"{100 * closed:.0f}% of {100 * (t_acc - b_acc):.2f} points "
             f"(teacher {100 * t_acc:.2f}%, baseline {100 * b_acc:.2f}%, distilled {100 * d_acc:.2f}%)"))

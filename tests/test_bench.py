@@ -149,6 +149,9 @@ def test_targets_from_results() -> None:
     assert got["zero failed requests in the load tests"]["value"] == 2  # the micro-batching run counts too
     assert met["zero failed requests in the fault test (replica killed)"] is True
     assert got["zero failed requests in the load tests"]["measured"] == "2 requests"
+    big = {**serving, "micro_batching": {"off": ok, "on": {**ok, "errors": 1500}}}
+    assert {t["target"]: t for t in bench.evaluate_targets(inference, big)}[
+        "zero failed requests in the load tests"]["measured"] == "1500 requests"  # counts print whole
     assert "eager" not in " ".join(got)  # no profile target: no eager-ratio row
     # The profile's eager ratio (deploy.target_latency_ratio) leads, and the rows fit the summary.
     for bar, expected in ((12, True), (12.5, False)):

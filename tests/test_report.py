@@ -462,14 +462,18 @@ def test_paper_says_which_targets_each_run_met_and_missed(tmp_path: Path, figure
         for r in missed:
             assert f"{r['target']} (measured: {r['measured']})" in md
         table = (dest / "tables" / f"targets_{profile}.md").read_text()
-        assert table.count("| **no** ") == len(missed) and all(r["target"] in table for r in rows)
+        assert table.count("| no ") == len(missed) and all(r["target"] in table for r in rows)
     # The paper run's own bars: gain 4.0 missed at +2.90, 55% of the gap missed at 23%, teacher 88% met.
     paper_rows = read_json(dest / "runs" / "paper" / "summary.json")["targets"]["distillation"]
     assert [(r["target"], r["met"]) for r in paper_rows if "accuracy" in r["target"] or "gain of" in r["target"]
             or "gap" in r["target"]] == [("teacher test accuracy at least 88%", True),
-                                         ("gain of at least 4.0 points", False),
+                                         ("gain of at least 4 points", False),
                                          ("at least 55% of the teacher-baseline gap closed", False)]
-    assert "student_distilled batch-1 latency >= 50x lower than teacher (eager) (measured: " not in md  # 63x: met
+    eager = "student_distilled batch-1 latency >= 50x lower than teacher (eager)"
+    assert f"| {eager} " in (dest / "tables" / "targets_paper.md").read_text()
+    assert [(r["met"], r["measured"]) for r in read_json(dest / "runs" / "paper" / "summary.json")["targets"]
+            ["deployment"] if r["target"] == eager] == [(True, "63x")]
+    assert f"{eager} (measured: " not in md
     assert report.check(dest)[0] == []
 
 

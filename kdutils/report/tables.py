@@ -474,7 +474,7 @@ def targets_table(summary: Summary, profile: str) -> Table | None:
     found = summary.targets
     groups = (("distillation", "04"), ("deployment", "05")) if found is not None else ()
     cells = [{"Notebook": notebook, "Target": row.target,
-              "Met": "not measured" if row.met is None else "yes" if row.met else "**no**",
+              "Met": "not measured" if row.met is None else "yes" if row.met else "no",
               "Measured": row.measured}
              for section, notebook in groups for row in getattr(found, section) or ()]
     if not cells:
