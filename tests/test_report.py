@@ -538,6 +538,8 @@ def test_formatting() -> None:
     assert report.format_cell("p_value", 0.2) == "0.20"
     assert report.format_cell("model", "student_distilled") == "BiLSTM distilled"
     assert plots.model_label("teacher_L4") == "Teacher, 4 layers"
+    from kdutils.report.formatting import counted
+    assert counted(1, "epoch") == "1 epoch" and counted(2, "thread") == "2 threads" and counted(1500, "run") == "1,500 runs"
 
 
 @pytest.mark.browser

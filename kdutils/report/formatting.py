@@ -105,6 +105,11 @@ def integer(x: Any) -> str:
     return f"{int(x):,}" if is_num(x) else "—"
 
 
+def counted(n: Any, noun: str) -> str:
+    """A count with its noun, singular for one: ``(1, "epoch") -> '1 epoch'``, ``(3, "epoch") -> '3 epochs'``."""
+    return f"{integer(n)} {noun}" + ("" if is_num(n) and n == 1 else "s")
+
+
 def seconds(s: Any) -> str:
     """A duration: seconds below two minutes, then minutes, then hours."""
     if not is_num(s):
@@ -133,7 +138,7 @@ def times(x: Any) -> str:
 FILTERS: dict[str, Callable[..., str]] = {
     "pct": pct, "pct_num": pct_num, "pct_ci": pct_ci, "points": points, "points_ci": points_ci,
     "pval": pval, "p_clause": p_clause, "millions": millions, "num": num, "integer": integer,
-    "seconds": seconds, "ms": ms, "times": times,
+    "seconds": seconds, "ms": ms, "times": times, "counted": counted,
 }
 
 

@@ -13,6 +13,7 @@ from kdutils import plots
 from kdutils.report import anchors
 from kdutils.report.formatting import (
     RUNTIME_LABELS,
+    counted,
     format_cell,
     header,
     integer,
@@ -277,7 +278,7 @@ def inference_table(summary: Summary) -> Table | None:
         "Size (MB)": format_cell("size_mb", b.row.size_mb),
     } for b in rows]
     batch = rows[-1].row.throughput_batch
-    return _table("inference", f"In-process inference on {machine.cpu} with {machine.torch_threads} threads: "
+    return _table("inference", f"In-process inference on {machine.cpu} with {counted(machine.torch_threads, 'thread')}: "
                   "batch-1 latency over single test sentences, "
                   f"throughput at batch {batch} over the test split, and "
                   "agreement of each runtime's predictions with eager PyTorch.", cells)
