@@ -1112,6 +1112,10 @@ class TargetsSection(_Section):
         None, description="The deployment targets (05: latency ratios, int8, HTTP, serving, errors)."
     )
 
+    def rows(self) -> list[tuple[str, TargetRow]]:
+        """Every target as ``(section, row)`` (``distillation`` first), sections not written left out."""
+        return [(name, row) for name in type(self).model_fields for row in getattr(self, name) or ()]
+
 
 # --------------------------------------------------------------------------- the whole file
 

@@ -44,7 +44,7 @@ from kdutils.report.results import (
 from kdutils.runs import atomic_path
 from kdutils.specs import DATASETS
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
-from kdutils.summary import DistilledStudentEntry, FaultTest, Summary
+from kdutils.summary import DistilledStudentEntry, FaultTest, Summary, notebook_for
 
 
 @dataclass
@@ -472,12 +472,12 @@ def targets_table_name(profile: str) -> str:
 def targets_table(summary: Summary, profile: str) -> Table | None:
     """A run's targets (``summary.targets``: notebook 04's, then 05's), each met, missed or not
     measured, with the measured figures. Named :func:`targets_table_name`; ``None`` without targets."""
-    found = summary.targets
-    groups = (("distillation", "04"), ("deployment", "05")) if found is not None else ()
-    cells = [{"Notebook": notebook, "Target": row.target,
+    rows = summary.targets.rows() if summary.targets is not None else []
+    # "04" for 04_distillation: the notebook that writes the section (kdutils.steps).
+    cells = [{"Notebook": (notebook_for(("targets", section)) or "").split("_")[0], "Target": row.target,
               "Met": "not measured" if row.met is None else "yes" if row.met else "no",
               "Measured": row.measured}
-             for section, notebook in groups for row in getattr(found, section) or ()]
+             for section, row in rows]
     if not cells:
         return None
     return _table(targets_table_name(profile), f"The targets of profile {profile}, as its notebooks checked them "
