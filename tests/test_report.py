@@ -477,6 +477,22 @@ def test_paper_says_which_targets_each_run_met_and_missed(tmp_path: Path, figure
     assert report.check(dest)[0] == []
 
 
+def test_targets_of_a_run_that_cannot_be_compared_are_still_stated(tmp_path: Path, figure_files: Path) -> None:
+    # The paper run's distillation section is gone, so no teacher comparison can be built; its
+    # targets (written by its notebooks) are still the paper's to state.
+    other = _with_targets(report_runs.mpnet_summary(), 4.0, 0.55, 0.88, 50)
+    del other["distillation"]
+    default = make_run(tmp_path / "outputs", figure_files, summary=_with_targets(SUMMARY, 3.0))
+    paper = make_run(tmp_path / "outputs", figure_files, profile="paper", summary=other,
+                     run_manifest=report_runs.manifest("paper", "mpnet-12", (2, 4, 6, 8)))
+    runs = {"default": report_reading.load_run(default), "paper": report_reading.load_run(paper)}
+    out = report_render.render_paper(runs, tmp_path / "out", engine="python")
+    md = out.paper_md.read_text()
+    assert "second teacher" not in md and "### 2.6 Targets met and missed" in md
+    assert "Profile `default` meets" in md and "Profile `paper` meets" in md
+    assert (tmp_path / "out" / "tables" / "targets_paper.md").exists()
+
+
 def _publish_error(run: Path, dest: Path) -> str:
     with pytest.raises(report.ReportError) as err:
         report.publish(run, dest, engine="python")

@@ -381,13 +381,13 @@ def _comparison_part(rows: Sequence[TeacherComparison], others: Sequence[RunFile
     return {"comparison": {"main": main, "rows": list(rows), "others": described, "heading": heading}}
 
 
-def _targets_part(summary: Summary, profile: str, others: Sequence[RunFiles]) -> dict[str, Any]:
-    """Each run's targets (the main run first; runs without any are left out): its table's name,
-    and the targets met, missed (with the measured figures) and not measured."""
+def _targets_part(runs: Sequence[tuple[str, Summary]]) -> dict[str, Any]:
+    """Each run's targets (``runs``: ``(profile, summary)``, the main run first; runs without any are
+    left out): its table's name, and the targets met, missed (with the measured figures) and not
+    measured."""
     out = []
-    for run_summary, run_profile in ((summary, profile), *((o.summary, o.profile) for o in others)):
-        found = run_summary.targets
-        rows = [*(found.distillation or []), *(found.deployment or [])] if found else []
+    for run_profile, run_summary in runs:
+        rows = [row for _, row in run_summary.targets.rows()] if run_summary.targets else []
         if rows:
             out.append({"profile": run_profile, "table": targets_table_name(run_profile), "total": len(rows),
                         "met": sum(r.met is True for r in rows),
@@ -458,6 +458,7 @@ def build_context(
     profile: str,
     comparison: Sequence[TeacherComparison] = (),
     others: Sequence[RunFiles] = (),
+    target_runs: Sequence[tuple[str, Summary]] | None = None,
 ) -> dict[str, Any]:
     """Everything ``templates/paper.md.j2`` may use, for one run's paper.
 
@@ -465,8 +466,11 @@ def build_context(
     :func:`~kdutils.report.results.guard_intervals`; ``tables`` are :func:`build_tables`'s (their
     order numbers them); ``figures`` are the figures found for the paper. ``comparison`` (this
     run's row first) and ``others`` (the runs of the other rows, summaries guarded) add the
-    section that sets the teachers side by side; with fewer than two rows there is none. Raises
-    :class:`ReportError` if the template cites a reference :mod:`anchors` does not know.
+    section that sets the teachers side by side; with fewer than two rows there is none.
+    ``target_runs`` (``(profile, summary)``, this run first; default: this run alone) are the runs
+    whose targets the paper states, each with its table from
+    :func:`~kdutils.report.tables.targets_table`. Raises :class:`ReportError` if the template
+    cites a reference :mod:`anchors` does not know.
     """
     params = manifest.get("parameters") or {}
     distillation = _distillation_part(summary, params)
@@ -478,7 +482,7 @@ def build_context(
         **distillation,
         **_deployment_part(summary, params),
         **_comparison_part(comparison, others, params),
-        **_targets_part(summary, profile, others),
+        **_targets_part(target_runs if target_runs is not None else [(profile, summary)]),
         "published": _published_context(distillation["gain"], distillation["augmented"]),
         "alpha_level": SIGNIFICANCE_LEVEL,
         "min_seeds": MIN_SEEDS_FOR_INTERVAL,

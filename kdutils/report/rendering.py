@@ -200,6 +200,8 @@ def render_from(
     others = [replace(o, summary=guard_intervals(o.summary)) for o in others]
     rows = [c for c in (teacher_comparison(summary, manifest, profile),
                         *(teacher_comparison(o.summary, o.manifest, o.profile) for o in others)) if c is not None]
+    # Every run's targets, the main run's first, also where the teachers cannot be compared.
+    target_runs = [(profile, summary), *((o.profile, o.summary) for o in others)]
     if len(rows) < 2 or rows[0].profile != profile:
         rows, others = [], []
     figures = collect_figures(figures_src, drawn=(COMPARISON_FIGURE,) if rows else ())
@@ -220,14 +222,14 @@ def render_from(
             depths = depth_table(other.summary, other.manifest, other.profile)
             if depths is not None:
                 comparison[depths.name] = depths
-    # Every run's targets, the main run's first, after the comparison.
-    for run_summary, run_profile in ((summary, profile), *((o.summary, o.profile) for o in others)):
+    # After the comparison.
+    for run_profile, run_summary in target_runs:
         targets = targets_table(run_summary, run_profile)
         if targets is not None:
             comparison[targets.name] = targets
     tables = build_tables(summary, manifest, comparison)
     table_paths = write_tables(tables, out_dir / PAPER_TABLES_DIR)
-    context = build_context(summary, manifest, tables, figures, profile, rows, others)
+    context = build_context(summary, manifest, tables, figures, profile, rows, others, target_runs)
     md_text = render_markdown(context)
     paper_md = out_dir / PAPER_MD
     with atomic_path(paper_md) as tmp:
