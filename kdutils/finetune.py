@@ -2,6 +2,7 @@
 
 - ``FineTuneSettings``: everything that shapes a run (part of the saved model's fingerprint), read
   from the profile and written to and parsed from the command line of :mod:`kdutils.teacher_train_cli`.
+- ``FineTuneJob``: what one run works on (the splits, their label names) and where it writes.
 - ``fine_tune(...)``: the first ``num_layers`` layers, dynamic padding, warm-up + linear decay,
   evaluation and a checkpoint each epoch (plus one every ``checkpoint_minutes``), best checkpoint
   kept, early stopping, resume from the last complete checkpoint, in the numeric mode of
@@ -26,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import UnionType
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
 # Set before transformers is imported anywhere through this module: no hub, ever.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,9 +40,12 @@ from kdutils import progress, steps
 from kdutils.config import TeacherConfig
 from kdutils.machine import Precision, quiet_transformers, resolve_precision
 from kdutils.model_files import WEIGHTS_FILE, meta_path, read_meta, weights_path, write_meta
-from kdutils.runs import atomic_dir, read_json, sha256_file, sha256_text, write_json
+from kdutils.runs import RunDir, atomic_dir, read_json, sha256_file, sha256_text, write_json
 from kdutils.scoring import weights_identity
 from kdutils.teacher_weights import resolve_teacher
+
+if TYPE_CHECKING:  # data reads the registry and plots; fine-tuning needs only its Splits type
+    from kdutils.data import Splits
 
 # transformers and torch are imported where used: each takes seconds, and the settings, the
 # fingerprint and TeacherResult (read by later notebooks and the command line) need neither.
@@ -215,11 +219,37 @@ def _frame_digest(df: pd.DataFrame) -> str:
     return sha256_text(*df["text"].astype(str), *map(str, df["label"].astype(int)))
 
 
-def run_fingerprint(base_dir: Path, train: pd.DataFrame, val: pd.DataFrame, settings: FineTuneSettings,
-                    label_names: Sequence[str]) -> str:
-    """Identity of a run: base weights, data, labels and settings. A saved model with it is reused."""
-    return sha256_text(weights_identity(base_dir), _frame_digest(train), _frame_digest(val),
-                       json.dumps(list(label_names)), json.dumps(settings.identity(), sort_keys=True))
+@dataclass(frozen=True)
+class FineTuneJob:
+    """What one fine-tuning run works on and where it writes.
+
+    ``train`` / ``val``: frames with ``text`` and an integer ``label`` column; ``label_names`` in
+    label order; ``output_dir``: the fine-tuned model (written atomically); ``scratch_dir``: the
+    run's checkpoints, removed when it finishes.
+    """
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    label_names: Sequence[str]
+    output_dir: Path
+    scratch_dir: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "output_dir", Path(self.output_dir))
+        object.__setattr__(self, "scratch_dir", Path(self.scratch_dir))
+
+    @classmethod
+    def in_run(cls, run: RunDir, name: str, splits: Splits) -> FineTuneJob:
+        """The job of model ``name`` (``teacher``, ``teacher_L2``) of ``run`` on ``splits``' train and
+        validation sets: the run's model folder and checkpoint folder of that name."""
+        return cls(splits.train, splits.val, splits.label_names, run.model_dir(name), run.checkpoint_dir(name))
+
+
+def run_fingerprint(base_dir: Path, job: FineTuneJob, settings: FineTuneSettings) -> str:
+    """Identity of a run: base weights, data, labels and settings (not where it writes). A saved
+    model with it is reused."""
+    return sha256_text(weights_identity(base_dir), _frame_digest(job.train), _frame_digest(job.val),
+                       json.dumps(list(job.label_names)), json.dumps(settings.identity(), sort_keys=True))
 
 
 def complete_checkpoints(scratch_dir: Path) -> list[Path]:
@@ -331,11 +361,7 @@ def _barrier() -> None:
 
 def fine_tune(
     base_dir: str | Path,
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    label_names: Sequence[str],
-    output_dir: str | Path,
-    scratch_dir: str | Path,
+    job: FineTuneJob,
     settings: FineTuneSettings,
     *,
     name: str = "teacher",
@@ -345,7 +371,7 @@ def fine_tune(
     callbacks: Sequence[Any] = (),
     checkpoint_minutes: float | None = 10.0,
 ) -> TeacherResult:
-    """Fine-tune a pretrained encoder (first ``settings.num_layers`` layers) on ``train``.
+    """Fine-tune a pretrained encoder (first ``settings.num_layers`` layers) on ``job.train``.
 
     Runs unchanged in one process or under ``torchrun`` (every rank calls it; rank 0 writes).
     Checkpoints go to ``scratch_dir`` (one per epoch; the best and the last kept); a rerun resumes
@@ -365,10 +391,12 @@ def fine_tune(
         set_seed,
     )
 
-    base_dir, output_dir, scratch_dir = Path(base_dir), Path(output_dir), Path(scratch_dir)
+    base_dir = Path(base_dir)
+    train, val, label_names = job.train, job.val, job.label_names
+    output_dir, scratch_dir = job.output_dir, job.scratch_dir
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     is_main = int(os.environ.get("RANK", 0)) == 0
-    fingerprint = run_fingerprint(base_dir, train, val, settings, label_names)
+    fingerprint = run_fingerprint(base_dir, job, settings)
     stamp = {"fingerprint": fingerprint, "world_size": world_size}
     stamp_path = scratch_dir / "run.json"
 
@@ -505,11 +533,7 @@ def _saved_matches(output_dir: Path, fingerprint: str) -> bool:
 
 def train_teacher(
     teacher: str,
-    train: pd.DataFrame,
-    val: pd.DataFrame,
-    label_names: Sequence[str],
-    output_dir: str | Path,
-    scratch_dir: str | Path,
+    job: FineTuneJob,
     settings: FineTuneSettings,
     *,
     name: str = "teacher",
@@ -524,23 +548,22 @@ def train_teacher(
     (``python -m torch.distributed.run --standalone``), one process per data-parallel rank.
     """
     base_dir = resolve_teacher(teacher)
-    output_dir, scratch_dir = Path(output_dir), Path(scratch_dir)
-    fingerprint = run_fingerprint(base_dir, train, val, settings, label_names)
+    output_dir, scratch_dir = job.output_dir, job.scratch_dir
+    fingerprint = run_fingerprint(base_dir, job, settings)
     if not force and _saved_matches(output_dir, fingerprint):
         return TeacherResult.load(output_dir), True
     if num_processes <= 1:
-        return fine_tune(base_dir, train, val, label_names, output_dir, scratch_dir, settings,
-                         name=name, teacher=teacher), False
+        return fine_tune(base_dir, job, settings, name=name, teacher=teacher), False
 
     inputs = scratch_dir.parent / f".{scratch_dir.name}-inputs"
     inputs.mkdir(parents=True, exist_ok=True)
-    train.to_parquet(inputs / "train.parquet", index=False)
-    val.to_parquet(inputs / "val.parquet", index=False)
+    job.train.to_parquet(inputs / "train.parquet", index=False)
+    job.val.to_parquet(inputs / "val.parquet", index=False)
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(num_processes),
         "-m", "kdutils.teacher_train_cli",
         "--teacher", teacher, "--train", str(inputs / "train.parquet"), "--val", str(inputs / "val.parquet"),
-        "--label-names", json.dumps(list(label_names)), "--output", str(output_dir),
+        "--label-names", json.dumps(list(job.label_names)), "--output", str(output_dir),
         "--scratch", str(scratch_dir), "--name", name, "--quiet",
         *settings.to_args(),
     ]

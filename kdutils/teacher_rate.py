@@ -32,7 +32,7 @@ import pandas as pd
 from kdutils import data
 from kdutils.bench import OtherLoad, cpu_count
 from kdutils.config import Profile
-from kdutils.finetune import FineTuneSettings, fine_tune, load_pretrained
+from kdutils.finetune import FineTuneJob, FineTuneSettings, fine_tune, load_pretrained
 from kdutils.machine import PrecisionChoice, cpu_description, cpu_flags, cpu_name, resolve_precision
 from kdutils.model_files import meta_path, read_meta, write_meta
 from kdutils.runs import RunDir, write_json
@@ -79,9 +79,9 @@ def _probe_depth(base: Path, splits: Any, cfg: Profile, num_layers: int | None, 
     settings = FineTuneSettings.from_config(cfg.teacher, num_layers=num_layers, epochs=epochs)
     timer = _step_timer(warmup, steps)
     tag = f"L{num_layers}" if num_layers else "full"
-    result = fine_tune(base, splits.train, splits.val, splits.label_names, workdir / tag, workdir / f"{tag}.scratch",
-                       settings, name=f"rate-probe-{tag}", teacher=cfg.teacher.name, resume=False, progress=False,
-                       callbacks=[timer])
+    job = FineTuneJob(splits.train, splits.val, splits.label_names, workdir / tag, workdir / f"{tag}.scratch")
+    result = fine_tune(base, job, settings, name=f"rate-probe-{tag}", teacher=cfg.teacher.name, resume=False,
+                       progress=False, callbacks=[timer])
     timed = timer.durations[warmup:]
     if not timed:
         raise RuntimeError(f"the {tag} probe ran {len(timer.durations)} steps, fewer than warm-up {warmup} + 1")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from kdutils.data import load_splits
-from kdutils.finetune import FineTuneSettings, fine_tune
+from kdutils.finetune import FineTuneJob, FineTuneSettings, fine_tune
 from kdutils.specs import TEACHERS
 from kdutils.teacher_weights import resolve_teacher
 
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     settings = FineTuneSettings.from_args(args)
     base = resolve_teacher(args.teacher) if args.teacher in TEACHERS else Path(args.teacher)
     teacher = args.teacher if args.teacher in TEACHERS else ""
-    result = fine_tune(base, train, val, label_names, args.output, args.scratch, settings,
+    result = fine_tune(base, FineTuneJob(train, val, label_names, args.output, args.scratch), settings,
                        name=args.name, teacher=teacher, resume=not args.no_resume, progress=not args.quiet)
     summary = {"model_dir": str(result.model_dir), "world_size": result.world_size,
                "val_accuracy": result.val_accuracy, "epochs_run": result.epochs_run,

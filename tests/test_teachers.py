@@ -36,8 +36,8 @@ def tiny_teacher(rt_splits: Splits, tmp_path_factory: pytest.TempPathFactory) ->
     root = tmp_path_factory.mktemp("tiny_teacher")
     train, val = _slice(rt_splits)
     base = teacher_weights.resolve_teacher("minilm-l6")
-    return finetune.fine_tune(base, train, val, rt_splits.label_names, root / "model", root / "scratch", TINY,
-                              name="teacher_L1", teacher="minilm-l6", progress=False)
+    job = finetune.FineTuneJob(train, val, rt_splits.label_names, root / "model", root / "scratch")
+    return finetune.fine_tune(base, job, TINY, name="teacher_L1", teacher="minilm-l6", progress=False)
 
 
 # --------------------------------------------------------------------------- registry and weights
@@ -137,7 +137,7 @@ def test_interrupted_run_leaves_no_model_and_resumes(rt_splits: Splits, tmp_path
     base = teacher_weights.resolve_teacher("minilm-l6")
     out, scratch = tmp_path / "model", tmp_path / "scratch"
     with pytest.raises(KeyboardInterrupt):
-        finetune.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings,
+        finetune.fine_tune(base, finetune.FineTuneJob(train, val, rt_splits.label_names, out, scratch), settings,
                            progress=False, callbacks=[_CrashAfterFirstSave()])
     assert not out.exists(), "an interrupted run never leaves a model directory"
     complete = finetune.complete_checkpoints(scratch)
@@ -150,19 +150,21 @@ def test_interrupted_run_leaves_no_model_and_resumes(rt_splits: Splits, tmp_path
     other_scratch = tmp_path / "scratch_other"
     shutil.copytree(scratch, other_scratch)
 
-    result = finetune.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False)
+    result = finetune.fine_tune(base, finetune.FineTuneJob(train, val, rt_splits.label_names, out, scratch), settings,
+                                progress=False)
     assert result.meta["training"]["resumed_from"] == "checkpoint-2"
     assert [h["epoch"] for h in result.history] == [1, 2], "history of both epochs survives the resume"
     # A run with other settings never resumes from those checkpoints: it starts afresh.
-    again = finetune.fine_tune(base, train, val, rt_splits.label_names, tmp_path / "other", other_scratch, TINY,
-                               progress=False)
+    again = finetune.fine_tune(base, finetune.FineTuneJob(train, val, rt_splits.label_names, tmp_path / "other",
+                                                          other_scratch), TINY, progress=False)
     assert again.meta["training"]["resumed_from"] is None and again.epochs_run == 1
 
 
 def test_train_teacher_reuses_a_matching_saved_model(tiny_teacher: finetune.TeacherResult, rt_splits: Splits) -> None:
     train, val = _slice(rt_splits)
-    result, reused = finetune.train_teacher("minilm-l6", train, val, rt_splits.label_names, tiny_teacher.model_dir,
-                                            tiny_teacher.model_dir.parent / "scratch2", TINY, name="teacher_L1")
+    job = finetune.FineTuneJob(train, val, rt_splits.label_names, tiny_teacher.model_dir,
+                               tiny_teacher.model_dir.parent / "scratch2")
+    result, reused = finetune.train_teacher("minilm-l6", job, TINY, name="teacher_L1")
     assert reused and result.meta["weights_sha256"] == tiny_teacher.meta["weights_sha256"]
 
 
@@ -207,7 +209,9 @@ def _fingerprint(settings: finetune.FineTuneSettings, base: Path) -> str:
     (base / "model.safetensors").write_bytes(b"kdutils fixed weights")
     train = pd.DataFrame({"text": ["a fine film .", "dull ."], "label": [1, 0]})
     val = pd.DataFrame({"text": ["good ."], "label": [1]})
-    return finetune.run_fingerprint(base, train, val, settings, ["negative", "positive"])
+    # Where a run writes is not part of its identity.
+    job = finetune.FineTuneJob(train, val, ["negative", "positive"], base / "anywhere", base / "scratch")
+    return finetune.run_fingerprint(base, job, settings)
 
 
 @pytest.mark.parametrize("name", FINGERPRINTS)
@@ -229,8 +233,8 @@ def test_run_fingerprint_from_a_profile_is_unchanged(tmp_path: Path) -> None:
 def test_two_process_training_runs_both_ranks(rt_splits: Splits, tmp_path: Path) -> None:
     train, val = _slice(rt_splits)
     result, reused = finetune.train_teacher(
-        "minilm-l6", train, val, rt_splits.label_names, tmp_path / "model", tmp_path / "scratch", TINY,
-        name="teacher_L1", num_processes=2, log_path=tmp_path / "train.log", timeout=600,
+        "minilm-l6", finetune.FineTuneJob(train, val, rt_splits.label_names, tmp_path / "model", tmp_path / "scratch"),
+        TINY, name="teacher_L1", num_processes=2, log_path=tmp_path / "train.log", timeout=600,
     )
     assert not reused
     training = result.meta["training"]
@@ -353,8 +357,8 @@ def test_damaged_mpnet_cache_is_rebuilt(tmp_path: Path) -> None:
 def test_mpnet_truncated_trains_one_step_and_scores(mpnet_dir: Path, rt_splits: Splits, tmp_path: Path) -> None:
     train, val = _slice(rt_splits, n_train=16, n_val=8)
     settings = finetune.FineTuneSettings(max_length=24, epochs=1, batch_size=16, num_layers=2, patience=0)
-    result = finetune.fine_tune(mpnet_dir, train, val, rt_splits.label_names, tmp_path / "model",
-                                tmp_path / "scratch", settings, name="teacher_L2", teacher="mpnet-12", progress=False)
+    job = finetune.FineTuneJob(train, val, rt_splits.label_names, tmp_path / "model", tmp_path / "scratch")
+    result = finetune.fine_tune(mpnet_dir, job, settings, name="teacher_L2", teacher="mpnet-12", progress=False)
     assert result.num_layers == 2 and result.meta["model_type"] == "mpnet"
     assert all(p.startswith("classifier.") for p in result.meta["new_parameters"])
     assert 30e6 < result.params < 45e6, "embeddings plus two of twelve layers"
@@ -423,13 +427,14 @@ def test_a_run_interrupted_mid_epoch_resumes_from_its_timed_checkpoint(rt_splits
     out, scratch = tmp_path / "model", tmp_path / "scratch"
     with pytest.raises(KeyboardInterrupt):
         # A save after every step: the crash comes right after the checkpoint of step 3 (mid-epoch 1).
-        finetune.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False,
-                           callbacks=[_CrashOnStep(3)], checkpoint_minutes=1e-9)
+        finetune.fine_tune(base, finetune.FineTuneJob(train, val, rt_splits.label_names, out, scratch), settings,
+                           progress=False, callbacks=[_CrashOnStep(3)], checkpoint_minutes=1e-9)
     assert [p.name for p in finetune.complete_checkpoints(scratch)][-1] == "checkpoint-3"
-    resumed = finetune.fine_tune(base, train, val, rt_splits.label_names, out, scratch, settings, progress=False)
+    resumed = finetune.fine_tune(base, finetune.FineTuneJob(train, val, rt_splits.label_names, out, scratch), settings,
+                                 progress=False)
     assert resumed.meta["training"]["resumed_from"] == "checkpoint-3"
     assert [h["epoch"] for h in resumed.history] == [1, 2], "both epochs evaluated, the first after the resume"
-    whole = finetune.fine_tune(base, train, val, rt_splits.label_names, tmp_path / "whole", tmp_path / "s2",
-                               settings, progress=False)
+    whole = finetune.fine_tune(base, finetune.FineTuneJob(train, val, rt_splits.label_names, tmp_path / "whole",
+                                                          tmp_path / "s2"), settings, progress=False)
     assert resumed.val_accuracy == pytest.approx(whole.val_accuracy, abs=1 / 16), \
         "the resumed run trains on the same batches as an uninterrupted one"
