@@ -7,7 +7,7 @@ the executed notebook, two HTML exports (with code, and a reader's version
 without input), a log, the manifest (git commit, package versions, parameters,
 input hashes, wall time, git commit and library digest per notebook) and the
 report index. A notebook is skipped when its source, the profile parameters it
-reads (:data:`kdutils.steps.STEPS`), the ``kdutils`` source and its upstream notebooks are
+reads (:data:`kdutils.study.steps.STEPS`), the ``kdutils`` source and its upstream notebooks are
 unchanged; ``--force`` re-runs it. While a notebook runs, its cell and latest
 progress bar reach the terminal and ``logs/pipeline.log`` at most once per
 ``progress_interval`` seconds. A failing cell stops the run with one message
@@ -38,9 +38,12 @@ from typing import Any
 
 import nbformat
 
-from kdutils import steps, teacher_rate
-from kdutils.assets import AssetError
-from kdutils.config import (
+from kdutils.data.assets import AssetError
+from kdutils.data.corpora import validate_source
+from kdutils.machine import cpu_name, resolve_precision
+from kdutils.report import render_run, write_index
+from kdutils.study import steps
+from kdutils.study.config import (
     PROFILE_DIR,
     ConfigError,
     Profile,
@@ -48,10 +51,7 @@ from kdutils.config import (
     load_profile,
     profile_path,
 )
-from kdutils.data import validate_source
-from kdutils.machine import cpu_name, resolve_precision
-from kdutils.report import render_run, write_index
-from kdutils.runs import (
+from kdutils.study.runs import (
     REPO_ROOT,
     RunDir,
     atomic_path,
@@ -60,7 +60,8 @@ from kdutils.runs import (
     sha256_text,
     write_json,
 )
-from kdutils.teacher_weights import validate_teacher
+from kdutils.teacher import rate
+from kdutils.teacher.weights import validate_teacher
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KDUTILS_DIR = Path(__file__).resolve().parent
@@ -137,7 +138,7 @@ def select_steps(all_steps: list[Step], only: list[str] | None) -> list[Step]:
 
 
 def step_parameters(step: Step, cfg: Profile) -> dict[str, Any]:
-    """The profile values ``step`` reads (``reads`` of its entry in :data:`kdutils.steps.STEPS`), as
+    """The profile values ``step`` reads (``reads`` of its entry in :data:`kdutils.study.steps.STEPS`), as
     ``{"teacher.name": ..., "data": {...}}``; a notebook the table does not know reads the whole profile."""
     dumped = cfg.model_dump(mode="json")
     try:
@@ -193,7 +194,7 @@ def require_upstream(step: str, run_root: str | Path, profile: str, overrides: d
                      extra: Sequence[str] = ()) -> None:
     """Raise ``FileNotFoundError`` when notebook ``step`` (``"04"``) misses what earlier notebooks write.
 
-    Checks the step's needs in :data:`kdutils.steps.STEPS` (``{seed}`` for each of ``seeds``) and
+    Checks the step's needs in :data:`kdutils.study.steps.STEPS` (``{seed}`` for each of ``seeds``) and
     ``extra`` run files under ``run_root``, writing nothing. The message names what is missing
     and ends with the one pipeline command (:func:`rerun_command`) that makes it, for ``profile``
     (as the notebook received it), ``overrides`` and ``output_root``.
@@ -663,17 +664,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "teacher-rate":
         try:
             if args.modes:
-                modes = teacher_rate.compare_modes(load_profile(args.profile), args.teachers, steps=args.steps,
+                modes = rate.compare_modes(load_profile(args.profile), args.teachers, steps=args.steps,
                                                    output_root=args.output_root)
-                print(teacher_rate.modes_table(modes).to_string(index=False))
+                print(rate.modes_table(modes).to_string(index=False))
                 print(f"detected: {modes['detected']['mode']} ({modes['detected']['reason']})")
                 return 0
-            result = teacher_rate.probe(load_profile(args.profile), steps=args.steps, warmup=args.warmup,
+            result = rate.probe(load_profile(args.profile), steps=args.steps, warmup=args.warmup,
                                         score_rows=args.score_rows, output_root=args.output_root)
         except (ConfigError, AssetError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-        print(teacher_rate.describe(result))
+        print(rate.describe(result))
         return 0
     try:
         overrides = json.loads(args.overrides) if args.overrides else None

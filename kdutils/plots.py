@@ -45,7 +45,7 @@ def set_style() -> None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    from kdutils.runs import FIGURE_DPI
+    from kdutils.study.runs import FIGURE_DPI
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
     plt.rcParams.update({

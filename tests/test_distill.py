@@ -12,9 +12,9 @@ import matplotlib
 import numpy as np
 import pytest
 
-from kdutils.augment import MASK_TOKEN, sentence_key
-from kdutils.config import ConfigError, StudentArch, load_profile
-from kdutils.distill import (
+from kdutils.data.augment import MASK_TOKEN, sentence_key
+from kdutils.data.text import tokenize
+from kdutils.student.distill import (
     Setting,
     agreement,
     build_transfer_set,
@@ -36,8 +36,8 @@ from kdutils.distill import (
     setting_row,
     teacher_unk_token,
 )
-from kdutils.text import tokenize
-from kdutils.train import TrainSettings, encode_texts, init_student
+from kdutils.student.train import TrainSettings, encode_texts, init_student
+from kdutils.study.config import ConfigError, StudentArch, load_profile
 
 matplotlib.use("Agg")
 
@@ -48,8 +48,8 @@ ARCH = StudentArch(embedding="glove", embedding_dim=50, hidden_size=16, pooling=
 @pytest.fixture(scope="module")
 def teacher_dir(tmp_path_factory) -> Path:
     """The real minilm-l6 weights cut to one layer, with a fresh 2-way head, saved like notebook 02 does."""
-    from kdutils.finetune import load_pretrained
-    from kdutils.teacher_weights import resolve_teacher
+    from kdutils.teacher.finetune import load_pretrained
+    from kdutils.teacher.weights import resolve_teacher
 
     base = resolve_teacher("minilm-l6")
     tokenizer, model, _ = load_pretrained(base, num_labels=2, num_layers=1)
@@ -62,7 +62,7 @@ def teacher_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def neighbours(vocab):
-    from kdutils.embeddings import glove_neighbours
+    from kdutils.data.embeddings import glove_neighbours
 
     return glove_neighbours(vocab.itos[2:], k=5)
 
@@ -136,7 +136,7 @@ def test_in_domain_sentences(rt_splits, unlabelled) -> None:
 
 
 def test_teacher_scores_transfer_set_and_rebuilds_a_bad_cache(tmp_path, teacher_dir, transfer) -> None:
-    from kdutils.scoring import TeacherScorer
+    from kdutils.teacher.scoring import TeacherScorer
 
     unk = teacher_unk_token(teacher_dir)
     assert unk == "[UNK]"
@@ -170,7 +170,7 @@ def test_teacher_scores_transfer_set_and_rebuilds_a_bad_cache(tmp_path, teacher_
 @pytest.fixture(scope="module")
 def small_runs(rt_splits, vocab, transfer, teacher_dir, tmp_path_factory):
     """Two distilled students (MSE on the one-layer teacher's logits) and two label-trained baselines."""
-    from kdutils.scoring import TeacherScorer
+    from kdutils.teacher.scoring import TeacherScorer
 
     # A few hundred rows of each source keep a training epoch to a second or two.
     rows = np.concatenate([transfer.rows(["train"])[:200], transfer.rows(["augmented"])[:150],
@@ -250,7 +250,7 @@ def test_seeds_trained_in_worker_processes_match_in_process_training(small_runs,
 
 
 def test_save_distilled_writes_what_later_notebooks_read(tmp_path, small_runs, vocab, rt_splits) -> None:
-    from kdutils.models import load_student
+    from kdutils.student.models import load_student
 
     run = small_runs["distilled"][0]
     record = save_distilled("student_distilled", run, vocab, arch=ARCH, label_names=["negative", "positive"],
@@ -326,10 +326,10 @@ def test_bad_distillation_parameters_fail_when_the_profile_loads(override, param
 
 
 def test_summary_sections_are_what_notebook_04_wrote(tmp_path, small_runs, transfer, vocab, rt_splits) -> None:
-    from kdutils.distill import prediction_row, summary_sections, unlabelled_source
-    from kdutils.runs import REPO_ROOT
-    from kdutils.summary import json_default
-    from kdutils.train import summarise_seeds
+    from kdutils.student.distill import prediction_row, summary_sections, unlabelled_source
+    from kdutils.student.train import summarise_seeds
+    from kdutils.study.runs import REPO_ROOT
+    from kdutils.study.summary import json_default
 
     val_labels, test_labels = rt_splits.val["label"].to_numpy(), rt_splits.test["label"].to_numpy()
     headline, baseline = small_runs["distilled"], small_runs["baseline"]
@@ -424,9 +424,9 @@ def _inline_targets(comparison: dict, entry, distillation, models: dict, n_seeds
 
 
 def test_targets_are_what_notebook_04_computed_inline() -> None:
-    from kdutils.distill import evaluate_targets, gain_interval_phrase, significance_phrase
-    from kdutils.runs import REPO_ROOT
-    from kdutils.summary import load_summary
+    from kdutils.student.distill import evaluate_targets, gain_interval_phrase, significance_phrase
+    from kdutils.study.runs import REPO_ROOT
+    from kdutils.study.summary import load_summary
 
     smoke = load_summary(REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json")
     entry, section, models = smoke.models.student_distilled, smoke.distillation, smoke.models
@@ -472,5 +472,5 @@ def test_targets_are_what_notebook_04_computed_inline() -> None:
     alone = evaluate_targets(entry, no_ratios, models.model_copy(update={"teacher": None}), 3.0, gap_target=0.5,
                              teacher_target=0.8)
     assert (alone[0]["met"], alone[0]["measured"]) == (None, "no teacher entry") and alone[-1]["met"] is None
-    from kdutils.summary import Summary
+    from kdutils.study.summary import Summary
     Summary.from_dict({"targets": {"distillation": rows}})

@@ -9,8 +9,7 @@ import onnx
 import pytest
 from serving_fixtures import ServingRun
 
-from kdutils.metrics import softmax
-from kdutils.predictors import (
+from kdutils.inference.predictors import (
     ModelNotFound,
     OnnxPredictor,
     TorchStudentPredictor,
@@ -21,6 +20,7 @@ from kdutils.predictors import (
     onnx_dir,
     split_name,
 )
+from kdutils.metrics import softmax
 
 # Session fixtures (serving_run, live_server) shared by the serving tests.
 pytest_plugins = ("serving_fixtures",)
@@ -111,9 +111,9 @@ def test_stale_export_is_not_served(serving_run: ServingRun, tmp_path) -> None:
 def test_second_student_export_in_one_process_keeps_dynamic_axes(serving_run: ServingRun, tmp_path) -> None:
     # The fixture already exported a student in this process; a second export used to pick up a
     # cached LSTM kernel and fix the sequence axis to the trace's length.
-    from kdutils.export import export_onnx
-    from kdutils.models import load_student
-    from kdutils.predictors import ort_session
+    from kdutils.inference.export import export_onnx
+    from kdutils.inference.predictors import ort_session
+    from kdutils.student.models import load_student
 
     source = serving_run.run.model_dir("student_distilled", 1)
     path = export_onnx(source, tmp_path / "seed1.onnx")

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdutils.losses import kl_per_row, make_loss, mse_per_row
 from kdutils.metrics import softmax
+from kdutils.student.losses import kl_per_row, make_loss, mse_per_row
 
 
 @pytest.fixture()

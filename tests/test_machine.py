@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from kdutils import machine
-from kdutils.config import ConfigError, load_profile
-from kdutils.finetune import FineTuneSettings
+from kdutils.study.config import ConfigError, load_profile
+from kdutils.teacher.finetune import FineTuneSettings
 
 
 def test_cpu_facts_are_read() -> None:

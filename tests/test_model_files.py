@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdutils.model_files import META_FILE, meta_path, read_meta, weights_path, write_meta
+from kdutils.study.model_files import META_FILE, meta_path, read_meta, weights_path, write_meta
 
 
 def test_meta_round_trip_keeps_order_and_plain_values(tmp_path: Path) -> None:

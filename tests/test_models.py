@@ -9,19 +9,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdutils.assets import AssetError, package_file
-from kdutils.config import StudentArch, StudentConfig, load_profile
-from kdutils.embeddings import glove_embedding_matrix, glove_neighbours, load_glove
-from kdutils.models import (
+from kdutils.data.assets import AssetError, package_file
+from kdutils.data.embeddings import glove_embedding_matrix, glove_neighbours, load_glove
+from kdutils.data.text import Vocab
+from kdutils.student.models import (
     BiLSTMClassifier,
     StudentLoadError,
     build_student,
     load_student,
     save_student,
 )
-from kdutils.specs import GLOVE
-from kdutils.text import Vocab
-from kdutils.train import build_vocab, init_student
+from kdutils.student.train import build_vocab, init_student
+from kdutils.study.config import StudentArch, StudentConfig, load_profile
+from kdutils.study.specs import GLOVE
 
 GLOVE_PACKAGE, GLOVE_REQUIREMENT, GLOVE_INDEX = GLOVE.package, GLOVE.requirement, (GLOVE.index_member, GLOVE.index_sha256)
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from serving_fixtures import LiveServer
 
-from kdutils import bench, lightload
-from kdutils.deploy import free_ports, spawn, wait_healthy
-from kdutils.runs import REPO_ROOT
+from kdutils.serving import bench, lightload
+from kdutils.serving.deploy import free_ports, spawn, wait_healthy
+from kdutils.study.runs import REPO_ROOT
 
 pytest_plugins = ("serving_fixtures",)
 MODEL = "student_distilled@onnx"
@@ -44,7 +44,7 @@ def test_floor_and_naive_peers_answer_like_our_server(live_server: LiveServer, t
     procs = []
     try:
         for peer, port in zip(("floor", "naive"), free_ports(2), strict=True):
-            cmd = [sys.executable, "-m", "kdutils.serving_peers", peer, "--run", str(live_server.run.root),
+            cmd = [sys.executable, "-m", "kdutils.serving.peers", peer, "--run", str(live_server.run.root),
                    "--model", MODEL, "--port", str(port)]
             procs.append(spawn(peer, cmd, tmp_path / f"{peer}.log", cwd=REPO_ROOT, url=f"http://127.0.0.1:{port}"))
         for proc in procs:

@@ -7,9 +7,10 @@ import nbformat
 import pandas as pd
 import pytest
 
-from kdutils import pipeline, steps
-from kdutils.config import ConfigError, load_profile
-from kdutils.runs import read_json
+from kdutils import pipeline
+from kdutils.study import steps
+from kdutils.study.config import ConfigError, load_profile
+from kdutils.study.runs import read_json
 
 
 def _notebook(path: Path, body: str) -> None:
@@ -22,14 +23,14 @@ def _notebook(path: Path, body: str) -> None:
 
 
 # The test notebooks record what they saw in probe.json: summary.json only takes the sections of
-# kdutils.summary (RunDir.update_summary validates every write).
+# kdutils.study.summary (RunDir.update_summary validates every write).
 RECORD = (
-    "import json\nfrom kdutils.runs import write_json\np = run.root / 'probe.json'\n"
+    "import json\nfrom kdutils.study.runs import write_json\np = run.root / 'probe.json'\n"
     "probe = json.loads(p.read_text()) if p.exists() else {}\n"
     "probe['{name}'] = {value}\nwrite_json(p, probe)"
 )
 WRITE_SUMMARY = (
-    "from kdutils.config import load_profile\nfrom kdutils.runs import RunDir\n"
+    "from kdutils.study.config import load_profile\nfrom kdutils.study.runs import RunDir\n"
     "cfg = load_profile(profile, overrides)\nrun = RunDir.for_profile(cfg.name, output_root)\n"
     + RECORD.replace("{value}", "{'seeds': list(cfg.seeds)}")
     + "\nprint('hello from {name}')"
@@ -176,7 +177,7 @@ def test_library_digest_covers_code_not_profiles(tmp_path: Path) -> None:
     (pkg / "__pycache__").mkdir(exist_ok=True)
     (pkg / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
     assert pipeline.library_digest(pkg) == digest
-    text = pkg / "text.py"
+    text = pkg / "data" / "text.py"
     text.write_text(text.read_text() + "\n# changed\n")
     changed = pipeline.library_digest(pkg)
     assert changed != digest
@@ -232,7 +233,7 @@ def test_relative_profile_and_data_paths(notebooks: Path, tmp_path: Path, monkey
     (study / "reviews.yaml").write_text("seeds: [0]\ndata: {dataset: file, path: reviews.csv, "
                                         "text_column: review, label_column: sentiment}\n")
     _notebook(notebooks / "01_first.ipynb",
-              "from kdutils.config import load_profile\nfrom kdutils.runs import RunDir\n"
+              "from kdutils.study.config import load_profile\nfrom kdutils.study.runs import RunDir\n"
               "cfg = load_profile(profile, overrides)\nrun = RunDir.for_profile(cfg.name, output_root)\n"
               + RECORD.replace("{name}", "first").replace("{value}", "{'path': cfg.data.path, 'profile': profile}"))
     monkeypatch.chdir(study)

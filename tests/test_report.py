@@ -1,7 +1,7 @@
 """The report: tables, paper, HTML index, publishing and the regeneration check.
 
 What is under test here is the rendering, so the run is a fixture: a ``summary.json`` that
-passes kdutils.summary's contract (built from a real smoke run's, see report_runs), a manifest
+passes kdutils.study.summary's contract (built from a real smoke run's, see report_runs), a manifest
 as the pipeline writes it, tiny real PNG/PDF figures made
 with matplotlib, and the notebooks' HTML exports. The end-to-end smoke run (test_study.py)
 covers the report on a real run.
@@ -31,12 +31,12 @@ from kdutils.report import reading as report_reading  # noqa: E402
 from kdutils.report import rendering as report_render  # noqa: E402
 from kdutils.report import results as report_results  # noqa: E402
 from kdutils.report import tables as report_tables  # noqa: E402
-from kdutils.runs import REPO_ROOT, RunDir, default_output_root, read_json, write_json  # noqa: E402
-from kdutils.summary import Summary, SummaryError, validate_summary  # noqa: E402
+from kdutils.study.runs import REPO_ROOT, RunDir, default_output_root, read_json, write_json  # noqa: E402
+from kdutils.study.summary import Summary, SummaryError, validate_summary  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 
-# A valid summary of the default profile's shape (kdutils.summary's contract), built from a real
+# A valid summary of the default profile's shape (kdutils.study.summary's contract), built from a real
 # smoke run's summary with round numbers the tests look for; see report_runs.
 SUMMARY: dict = report_runs.study_summary()
 NOTEBOOKS = report_runs.NOTEBOOKS
@@ -200,7 +200,7 @@ def _without(path: tuple[str, ...]) -> dict:
     return summary
 
 
-# What kdutils.summary leaves optional: a section before its notebook ran, a model not trained, a
+# What kdutils.study.summary leaves optional: a section before its notebook ran, a model not trained, a
 # model not benchmarked, the nginx sweep without nginx.
 @pytest.mark.parametrize("path", [
     ("data",), ("models",), ("distillation",), ("inference",), ("serving",),
@@ -435,7 +435,8 @@ def test_a_comparison_says_when_more_than_the_teacher_differs(run_dir: Path, pap
 def _with_targets(summary: dict, gain: float, gap: float | None = None, teacher: float | None = None,
                   latency_ratio: float | None = None) -> dict:
     """``summary`` with the targets notebooks 04 and 05 would record for it (the library computes them)."""
-    from kdutils import bench, distill
+    from kdutils.serving import bench
+    from kdutils.student import distill
 
     typed = _typed(summary)
     rows = distill.evaluate_targets(typed.models.student_distilled, typed.distillation, typed.models, gain, gap,

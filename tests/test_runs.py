@@ -1,5 +1,5 @@
 """Atomic writes: all or nothing, and the permissions an ordinary write would give; summary.json
-written only when it fits the contract of kdutils.summary."""
+written only when it fits the contract of kdutils.study.summary."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdutils.runs import RunDir, atomic_dir, atomic_path, current_umask, write_json
-from kdutils.summary import Summary, SummaryError
+from kdutils.study.runs import RunDir, atomic_dir, atomic_path, current_umask, write_json
+from kdutils.study.summary import Summary, SummaryError
 
 SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
 
@@ -188,7 +188,7 @@ def test_reported_notebooks_are_named_by_either_export(tmp_path: Path) -> None:
 def test_deterministic_figures_are_the_same_bytes_twice(tmp_path: Path) -> None:
     from matplotlib.figure import Figure
 
-    from kdutils.runs import save_figure_files
+    from kdutils.study.runs import save_figure_files
 
     fig = Figure(figsize=(2, 1))
     fig.subplots().plot([0, 1], [1, 0])

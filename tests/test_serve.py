@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from serving_fixtures import BODY_LIMIT, BROKEN, SERVER_LIMITS, LiveServer
 
+from kdutils.inference.predictors import load_predictor
 from kdutils.metrics import softmax
-from kdutils.predictors import load_predictor
 
 # Session fixtures (serving_run, live_server) shared by the serving tests.
 pytest_plugins = ("serving_fixtures",)
@@ -178,7 +178,7 @@ def test_one_log_line_per_request(client: httpx.Client, live_server: LiveServer)
 def test_batching_runs_an_idle_request_at_once_and_isolates_a_failing_one(live_server: LiveServer) -> None:
     import asyncio
 
-    from kdutils.serve import MicroBatcher, ModelRunner
+    from kdutils.serving.app import MicroBatcher, ModelRunner
 
     predictor = load_predictor(live_server.run, BROKEN, threads=1)
     good = [[t] for t in live_server.fixture.texts[:3]]
@@ -240,7 +240,7 @@ def test_answers_do_not_depend_on_batch_mates(client: httpx.Client, live_server:
 
 
 def test_student_encoder_matches_the_vocab_encoding(live_server: LiveServer) -> None:
-    from kdutils.predictors import discover, make_encoder
+    from kdutils.inference.predictors import discover, make_encoder
 
     encoder = make_encoder(discover(live_server.run)["student_distilled"])
     texts = [*live_server.fixture.texts[:20], "", LONG_TEXT]
@@ -257,15 +257,15 @@ INVISIBLE = ["\u200b\u200b", "\ufeff", "\u2060", "\u0000", "\u200b \u2060\n"]
 
 
 def _student_drops_invisible() -> bool:
-    from kdutils.text import tokenize
+    from kdutils.data.text import tokenize
 
     return not any(tokenize(t) for t in INVISIBLE)
 
 
-# The student side depends on kdutils.text dropping format (Cf) and control (Cc) characters
+# The student side depends on kdutils.data.text dropping format (Cf) and control (Cc) characters
 # (work on another branch); until it does these run as expected failures, then as tests.
 needs_text_cf_cc = pytest.mark.xfail(not _student_drops_invisible(), strict=True,
-                                     reason="kdutils.text.tokenize does not drop Cf/Cc characters yet")
+                                     reason="kdutils.data.text.tokenize does not drop Cf/Cc characters yet")
 
 
 def _assert_no_tokens_422(r: httpx.Response, index: int) -> None:
@@ -313,7 +313,7 @@ def test_escaped_payload_within_the_advertised_limits_passes(client: httpx.Clien
 
 
 def test_a_body_limit_below_the_text_limits_is_refused(live_server: LiveServer) -> None:
-    from kdutils.serve import create_app, min_body_bytes, parse_args
+    from kdutils.serving.app import create_app, min_body_bytes, parse_args
 
     assert min_body_bytes(**SERVER_LIMITS) == BODY_LIMIT
     with pytest.raises(ValueError, match="max_body_bytes=1000 is below"):
@@ -383,8 +383,8 @@ def test_a_body_that_is_not_json_is_named(client: httpx.Client, content_type: st
 
 
 def test_default_model_set(live_server: LiveServer) -> None:
-    from kdutils.predictors import discover
-    from kdutils.serve import DEFAULT_MODELS, resolve_models
+    from kdutils.inference.predictors import discover
+    from kdutils.serving.app import DEFAULT_MODELS, resolve_models
 
     available = discover(live_server.run)
     assert resolve_models(available, None) == [m for m in DEFAULT_MODELS if m in available]
@@ -400,8 +400,8 @@ def test_cheap_calls_run_inline_only_when_alone(live_server: LiveServer) -> None
     # A real uvicorn in this process (loopback), so the app's counters can be read.
     import uvicorn
 
-    from kdutils.deploy import free_ports, wait_healthy
-    from kdutils.serve import create_app
+    from kdutils.serving.app import create_app
+    from kdutils.serving.deploy import free_ports, wait_healthy
 
     counts = {}
     for inline_ms in (2.0, 0.0):

@@ -7,7 +7,7 @@ import copy
 from report_runs import manifest, study_summary
 
 from kdutils import report
-from kdutils.summary import validate_summary
+from kdutils.study.summary import validate_summary
 
 SUMMARY = study_summary()
 

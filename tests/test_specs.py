@@ -10,10 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from kdutils import specs, teacher_weights
-from kdutils.assets import WHEELS
-from kdutils.config import ConfigError, DataConfig, TeacherConfig, available_profiles, load_profile
+from kdutils.data.assets import WHEELS
 from kdutils.report.anchors import REFERENCES
+from kdutils.study import specs
+from kdutils.study.config import (
+    ConfigError,
+    DataConfig,
+    TeacherConfig,
+    available_profiles,
+    load_profile,
+)
+from kdutils.teacher import weights
 
 
 def test_names_match_keys_and_kdutils_imports_nothing_here() -> None:
@@ -60,17 +67,17 @@ def test_report_facing_fields_are_filled_and_cite_known_references() -> None:
 
 def test_minilm_spec_matches_its_weights_config() -> None:
     spec = specs.TEACHERS["minilm-l6"]
-    path = teacher_weights.resolve_teacher("minilm-l6")
+    path = weights.resolve_teacher("minilm-l6")
     config = json.loads((path / "config.json").read_text())
     assert (config["num_hidden_layers"], config["hidden_size"]) == (spec.layers, spec.hidden)
     assert config["model_type"] == spec.architecture.lower()
     assert (path / "model.safetensors").stat().st_size == spec.weights_bytes
-    assert teacher_weights.read_teacher_info("minilm-l6", path).description == spec.description
+    assert weights.read_teacher_info("minilm-l6", path).description == spec.description
     assert spec.description.startswith(f"{spec.label}: BERT, 6 layers, hidden 384, uncased;")
 
 
 def test_wheel_sources_are_the_pinned_asset_wheels() -> None:
-    # Each wheel is pinned once (specs.ASSET_WHEELS, read by kdutils.assets): the specs name it alike.
+    # Each wheel is pinned once (specs.ASSET_WHEELS, read by kdutils.data.assets): the specs name it alike.
     for t in specs.TEACHERS.values():
         if t.parts:
             assert " ".join(WHEELS[key].requirement for key, _ in t.parts) == t.requirement
@@ -111,8 +118,8 @@ def test_glove_is_one_pinned_spec() -> None:
 
 
 def test_teacher_names_keep_at_least_one_layer(tmp_path: Path) -> None:
-    from kdutils import predictors
-    from kdutils.summary import Summary, SummaryError
+    from kdutils.inference import predictors
+    from kdutils.study.summary import Summary, SummaryError
 
     assert specs.TEACHER_NAME.match(specs.TEACHER)
     for depth in (1, 2, 12):

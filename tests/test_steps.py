@@ -10,12 +10,13 @@ import nbformat
 import pytest
 from pydantic import BaseModel
 
-from kdutils import pipeline, steps
-from kdutils.config import Profile
-from kdutils.data import SPLIT_NAMES
-from kdutils.model_files import META_FILE, ONNX_FILES, VOCAB_FILE, WEIGHTS_FILE
-from kdutils.runs import REPO_ROOT, RunDir
-from kdutils.summary import Summary, SummaryError
+from kdutils import pipeline
+from kdutils.data.corpora import SPLIT_NAMES
+from kdutils.study import steps
+from kdutils.study.config import Profile
+from kdutils.study.model_files import META_FILE, ONNX_FILES, VOCAB_FILE, WEIGHTS_FILE
+from kdutils.study.runs import REPO_ROOT, RunDir
+from kdutils.study.summary import Summary, SummaryError
 
 SECTIONS = {name for name, f in Profile.model_fields.items()
             if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)}
@@ -84,7 +85,7 @@ def _expanded(reads: set[str] | tuple[str, ...]) -> set[str]:
 def test_the_table_says_what_each_notebook_reads(spec: steps.StepSpec) -> None:
     read = notebook_reads(REPO_ROOT / spec.notebook)
     assert _expanded(spec.reads) == _expanded(read), (
-        f"{spec.name} reads {sorted(read)}; kdutils.steps says {sorted(spec.reads)}")
+        f"{spec.name} reads {sorted(read)}; kdutils.study.steps says {sorted(spec.reads)}")
 
 
 def test_the_reads_parser_sees_aliases_whole_sections_and_keys(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_the_table_lays_files_out_as_the_run_directory_does(tmp_path: Path) -> N
 
 
 def test_the_tables_model_and_metrics_files_are_the_run_directorys(tmp_path: Path) -> None:
-    # steps builds its templates from kdutils.runs and kdutils.model_files: the same files, never a copy.
+    # steps builds its templates from kdutils.study.runs and kdutils.study.model_files: the same files, never a copy.
     run = RunDir(tmp_path / "run")
     written = {w for s in steps.STEPS for w in s.writes}
     seed = 3

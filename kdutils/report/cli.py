@@ -11,7 +11,7 @@ from kdutils.report.index import write_index
 from kdutils.report.publishing import check, publish
 from kdutils.report.reading import PAPER_DIR, ReportError
 from kdutils.report.rendering import render
-from kdutils.summary import SummaryError
+from kdutils.study.summary import SummaryError
 
 
 def main(argv: Iterable[str] | None = None) -> int:

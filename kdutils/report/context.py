@@ -3,7 +3,7 @@
 :func:`build_context` joins one small builder per part of the paper (front matter, data,
 teacher, students, distillation, deployment, published work) and the helpers the template
 calls to place tables, figures and citations. The summary is the validated
-:class:`~kdutils.summary.Summary` after :func:`~kdutils.report.results.guard_intervals`; the
+:class:`~kdutils.study.summary.Summary` after :func:`~kdutils.report.results.guard_intervals`; the
 manifest stays a dict (it has no contract of its own), so only its reads are guarded.
 """
 
@@ -33,9 +33,9 @@ from kdutils.report.results import (
     teacher_label,
 )
 from kdutils.report.tables import STUDENT_ORDER, Table, depth_table_name, targets_table_name
-from kdutils.specs import DATASETS, TEACHERS
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
-from kdutils.summary import (
+from kdutils.study.specs import DATASETS, TEACHERS
+from kdutils.study.summary import (
     AblationRow,
     DistillationSection,
     FaultTest,

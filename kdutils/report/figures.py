@@ -9,7 +9,7 @@ from pathlib import Path
 from kdutils.report.formatting import millions, times
 from kdutils.report.reading import PAPER_FIGURES_DIR
 from kdutils.report.results import TeacherComparison
-from kdutils.runs import save_figure_files
+from kdutils.study.runs import save_figure_files
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from kdutils.report.reading import PAPER_HTML, PAPER_MD, PAPER_TABLES_DIR, Repor
 from kdutils.report.rendering import TEMPLATE_DIR, environment
 from kdutils.report.results import SIGNIFICANCE_LEVEL, guard_intervals
 from kdutils.report.tables import build_tables, headline_rows
-from kdutils.runs import RunDir, atomic_path
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
-from kdutils.summary import Summary
+from kdutils.study.runs import RunDir, atomic_path
+from kdutils.study.summary import Summary
 
 
 @dataclass
@@ -36,7 +36,7 @@ def _rel(path: Path, start: Path) -> str:
 
 
 # A figure this much wider than tall, or this wide in pixels (a double-column figure at the
-# resolution of RunDir.save_figure, kdutils.runs.FIGURE_DPI), spans the index's full width: in a
+# resolution of RunDir.save_figure, kdutils.study.runs.FIGURE_DPI), spans the index's full width: in a
 # grid cell its labels would be too small to read.
 WIDE_FIGURE_RATIO = 1.6
 WIDE_FIGURE_PIXELS = 1000
@@ -116,7 +116,7 @@ def index_context(run_root: Path) -> dict[str, Any]:
     their reports, the paper and run files, tables, figures, and what is missing.
 
     A run without ``summary.json`` yet gets an index of what exists; one whose summary does not
-    match the contract raises :class:`~kdutils.summary.SummaryError`.
+    match the contract raises :class:`~kdutils.study.summary.SummaryError`.
     """
     run = RunDir(run_root)
     reports = run.reports_dir

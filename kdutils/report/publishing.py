@@ -40,7 +40,7 @@ from kdutils.report.rendering import (
 )
 from kdutils.report.results import guard_intervals
 from kdutils.report.tables import build_tables, write_tables
-from kdutils.runs import RunDir
+from kdutils.study.runs import RunDir
 
 # What the paper rendered from every run puts at the top of paper/.
 PAPER_ENTRIES = (PAPER_FIGURES_DIR, PAPER_TABLES_DIR, PAPER_MD, PAPER_HTML)
@@ -131,7 +131,7 @@ def publish(run_root: str | Path, dest: str | Path | None = None, engine: str = 
 
     Raises :class:`ReportError` for a profile that is not published or a run that may not be
     (:func:`publish_problems`: uncommitted changes, a notebook failed or not run), and
-    :class:`~kdutils.summary.SummaryError` for a summary that does not match the contract.
+    :class:`~kdutils.study.summary.SummaryError` for a summary that does not match the contract.
     """
     run = load_run(run_root)
     publish_dir(run.profile)  # refuses a profile that is not published
@@ -187,7 +187,7 @@ def _table_files(*folders: Path) -> list[str]:
 def check(published: str | Path = PAPER_DIR, engine: str | None = None) -> tuple[list[str], list[str]]:
     """Re-render a paper folder from its published runs and diff: ``(differences, notes)``.
 
-    Every ``runs/<profile>/summary.json`` is validated (:class:`~kdutils.summary.SummaryError`
+    Every ``runs/<profile>/summary.json`` is validated (:class:`~kdutils.study.summary.SummaryError`
     names the run and the field), each run's manifest must still allow publishing
     (:func:`publish_problems`), and ``paper.md``, the paper's tables and each run's own tables are
     rendered afresh and compared; ``paper.html`` too when this machine has the HTML engine that

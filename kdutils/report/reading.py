@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdutils.runs import REPO_ROOT, RunDir
-from kdutils.summary import Summary
+from kdutils.study.runs import REPO_ROOT, RunDir
+from kdutils.study.summary import Summary
 
 PAPER_DIR = REPO_ROOT / "paper"
 
@@ -48,7 +48,7 @@ def load_run(root: str | Path) -> RunFiles:
     """The run at ``root``: its summary, validated once here, and its manifest (``{}`` if none).
 
     Raises :class:`ReportError` without a ``summary.json`` and
-    :class:`~kdutils.summary.SummaryError`, naming every field, for one that does not match the
+    :class:`~kdutils.study.summary.SummaryError`, naming every field, for one that does not match the
     contract (e.g. one written by an older version of the notebooks).
     """
     run = RunDir(Path(root))

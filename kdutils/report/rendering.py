@@ -39,8 +39,8 @@ from kdutils.report.tables import (
     targets_table,
     write_tables,
 )
-from kdutils.runs import RunDir, atomic_path
-from kdutils.summary import Summary
+from kdutils.study.runs import RunDir, atomic_path
+from kdutils.study.summary import Summary
 
 # The templates stay in kdutils/templates/, the package data pyproject.toml ships.
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -265,7 +265,7 @@ def render(run_root: str | Path, out_dir: str | Path | None = None, engine: str 
     """Render a run's own paper and tables into ``out_dir`` (default ``<run>/paper/``).
 
     Raises :class:`ReportError` without a summary or for ``out_dir`` inside ``paper/`` of a
-    profile that is not published, :class:`~kdutils.summary.SummaryError` for an invalid summary.
+    profile that is not published, :class:`~kdutils.study.summary.SummaryError` for an invalid summary.
     """
     run = load_run(run_root)
     target = Path(out_dir) if out_dir is not None else RunDir(run.root).paper_dir

@@ -1,6 +1,6 @@
 """Quantities read off a run's validated summary that tables, text, figures and index share.
 
-Everything here takes a :class:`kdutils.summary.Summary` (read once, by
+Everything here takes a :class:`kdutils.study.summary.Summary` (read once, by
 :func:`kdutils.report.reading.load_run`): a field the contract requires is used as it is; only
 what the contract leaves optional (a section not run yet, a model not trained, a null interval
 or latency) is checked for.
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from kdutils.report.formatting import clip_ci, points_ci
-from kdutils.specs import TEACHERS
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL, gap_closed
-from kdutils.summary import (
+from kdutils.study.specs import TEACHERS
+from kdutils.study.summary import (
     DistillationSection,
     InferenceRow,
     LoadRunStats,
@@ -103,7 +103,7 @@ def _registry_label(key: str | None, fallback: str) -> str:
 
 
 def teacher_label(manifest: dict[str, Any], fallback: str = "teacher") -> str:
-    """The run's teacher as the paper names it (``all-MiniLM-L6-v2``, from :mod:`kdutils.specs`),
+    """The run's teacher as the paper names it (``all-MiniLM-L6-v2``, from :mod:`kdutils.study.specs`),
     or ``fallback`` when the manifest names no teacher of the registry (:func:`teacher_key`)."""
     return _registry_label(teacher_key(manifest), fallback)
 
@@ -201,7 +201,7 @@ class TeacherComparison:
     """
 
     profile: str
-    teacher: str | None  # registry name (kdutils.specs.TEACHERS), None if not recorded
+    teacher: str | None  # registry name (kdutils.study.specs.TEACHERS), None if not recorded
     teacher_layers: int
     teacher_params: int
     teacher_accuracy: float

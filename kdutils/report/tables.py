@@ -41,10 +41,10 @@ from kdutils.report.results import (
     teacher_key,
     teacher_label,
 )
-from kdutils.runs import atomic_path
-from kdutils.specs import DATASETS
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
-from kdutils.summary import DistilledStudentEntry, FaultTest, Summary, notebook_for
+from kdutils.study.runs import atomic_path
+from kdutils.study.specs import DATASETS
+from kdutils.study.summary import DistilledStudentEntry, FaultTest, Summary, notebook_for
 
 
 @dataclass
@@ -473,7 +473,7 @@ def targets_table(summary: Summary, profile: str) -> Table | None:
     """A run's targets (``summary.targets``: notebook 04's, then 05's), each met, missed or not
     measured, with the measured figures. Named :func:`targets_table_name`; ``None`` without targets."""
     rows = summary.targets.rows() if summary.targets is not None else []
-    # "04" for 04_distillation: the notebook that writes the section (kdutils.steps).
+    # "04" for 04_distillation: the notebook that writes the section (kdutils.study.steps).
     cells = [{"Notebook": (notebook_for(("targets", section)) or "").split("_")[0], "Target": row.target,
               "Met": "not measured" if row.met is None else "yes" if row.met else "no",
               "Measured": row.measured}

@@ -1,0 +1,979 @@
+"""Distillation orchestration: the transfer set, its teacher scores, distilled students, the ablation.
+
+Notebook ``04_distillation`` drives this module; it holds no profile knowledge
+(every value arrives as an argument).
+
+- :func:`in_domain_sentences` cuts unlabelled in-domain sentences (for
+  rotten_tomatoes: from the imdb *train* reviews) and :func:`build_transfer_set`
+  joins the training split, its augmented copies and those sentences into a
+  :class:`TransferSet`; evaluation sentences never enter it.
+- :func:`score_transfer_set` asks the teacher (``TeacherScorer``, cached) for logits.
+- :func:`run_setting` trains one :class:`Setting` (rows + loss) over seeds, each student
+  built by the caller exactly like the baseline (``kdutils.student.train.init_student``), and
+  caches every run so the headline reuses the runs trained for selection.
+- :func:`grid_settings` and :func:`select_setting`: candidates, chosen on validation only.
+- :func:`save_distilled` saves a student the way notebook 03 saves the baseline.
+- :func:`paired_comparison` and :func:`agreement`: the gain, its tests, and fidelity.
+- :func:`summary_sections`: the results as ``summary.json``'s typed sections, and
+  :func:`evaluate_targets` the study's targets checked against them.
+- ``plot_*``: training curves, accuracy comparison, per-seed gain, ablation, calibration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kdutils import plots, progress
+from kdutils.data.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
+from kdutils.data.corpora import unlabelled_texts
+from kdutils.data.text import tokenize
+from kdutils.metrics import (
+    classification_metrics,
+    expected_calibration_error,
+    reliability_curve,
+    softmax,
+)
+from kdutils.stats import (
+    MIN_SEEDS_FOR_INTERVAL,
+    gap_closed,
+    mcnemar_exact,
+    mean_ci,
+    paired_bootstrap,
+    paired_gain,
+)
+from kdutils.student.losses import make_loss
+from kdutils.student.models import save_student
+from kdutils.student.train import (
+    EncodedSet,
+    TrainSettings,
+    code_fingerprint,
+    predict_logits,
+    summarise_seeds,
+    train_classifier,
+)
+from kdutils.study import steps
+from kdutils.study.model_files import read_meta
+from kdutils.study.runs import (
+    atomic_path,
+    history_file,
+    predictions_file,
+    save_predictions,
+    write_json,
+)
+from kdutils.study.specs import DATASETS
+from kdutils.study.summary import DistillationSection, DistilledStudentEntry, Models
+
+# Where a transfer-set row comes from, in the order the set stores them and data_label joins them.
+SOURCES = ("train", "augmented", "unlabelled")
+
+
+def unlabelled_source(dataset: str, n: int) -> str | None:
+    """Where :func:`in_domain_sentences` takes ``n`` unlabelled sentences of ``dataset`` from, in
+    words (``kdutils.study.specs``); None when ``n`` is 0 or the data set has no such source."""
+    spec = DATASETS.get(dataset)
+    return spec.unlabelled if n > 0 and spec is not None and spec.unlabelled else None
+
+
+# --------------------------------------------------------------------------- transfer set
+
+
+@dataclass
+class TransferSet:
+    """Rows the student is distilled on.
+
+    ``tokens`` is what the student reads (its own tokenisation, ``<unk>`` where a
+    word was masked); ``teacher_texts`` is what the teacher scores for the same row
+    (the original text for training sentences, tokens joined by spaces with the
+    teacher's unknown token elsewhere). ``labels`` is the gold label or -1,
+    ``source`` one of :data:`SOURCES`, ``origin`` the training-row index an
+    augmented copy came from (-1 otherwise).
+    """
+
+    tokens: list[list[str]]
+    teacher_texts: list[str]
+    labels: np.ndarray
+    source: np.ndarray
+    origin: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.source = np.asarray(self.source, dtype=object)
+        self.origin = np.asarray(self.origin, dtype=np.int64)
+        n = len(self.tokens)
+        if not (len(self.teacher_texts) == len(self.labels) == len(self.source) == len(self.origin) == n):
+            raise ValueError("TransferSet fields must all have one entry per row")
+        bad = set(self.source) - set(SOURCES)
+        if bad:
+            raise ValueError(f"unknown sources {sorted(bad)}; allowed: {', '.join(SOURCES)}")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def rows(self, sources: Iterable[str]) -> np.ndarray:
+        """Indices of the rows whose source is one of ``sources``."""
+        return np.flatnonzero(np.isin(self.source, list(sources)))
+
+    def counts(self) -> dict[str, int]:
+        return {s: int((self.source == s).sum()) for s in SOURCES}
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_frame` as Parquet, atomically (the transfer set is a study artefact)."""
+        with atomic_path(path) as tmp:
+            self.to_frame().to_parquet(tmp, index=False)
+        return Path(path)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per example (tokens joined by spaces), for inspection and saving."""
+        return pd.DataFrame({
+            "student_text": [" ".join(t) for t in self.tokens],
+            "teacher_text": self.teacher_texts,
+            "label": self.labels,
+            "source": self.source.astype(str),
+            "origin": self.origin,
+        })
+
+
+def in_domain_sentences(
+    dataset: str,
+    n: int,
+    *,
+    seed: int,
+    reference_texts: Sequence[str],
+    exclude_texts: Iterable[str],
+    length_quantiles: tuple[float, float] = (0.05, 0.95),
+) -> list[list[str]]:
+    """Up to ``n`` unlabelled in-domain sentences (tokenised) for ``dataset``, or ``[]`` without a source.
+
+    rotten_tomatoes: sentences cut from the imdb TRAIN reviews (never the imdb test
+    set), markup stripped, token counts within the ``length_quantiles`` of
+    ``reference_texts`` (the training split), deduplicated against ``exclude_texts``
+    (pass every split). Other datasets have no unlabelled source here.
+    """
+    if unlabelled_source(dataset, n) is None:
+        return []
+
+    reviews = unlabelled_texts(dataset)
+    lengths = np.array([len(tokenize(t)) for t in reference_texts])
+    lo, hi = (int(round(float(q))) for q in np.quantile(lengths, length_quantiles))
+    exclude = [tokenize(t) for t in exclude_texts]
+    return cut_sentences(reviews, n, tokenize=tokenize, min_tokens=max(1, lo), max_tokens=max(lo, hi, 1),
+                         seed=seed, exclude=exclude)
+
+
+def build_transfer_set(
+    train_texts: Sequence[str],
+    train_labels: Sequence[int],
+    *,
+    n_iter: int,
+    p_mask: float,
+    p_replace: float,
+    p_ngram: float,
+    neighbours: dict[str, Sequence[str]],
+    seed: int,
+    exclude_texts: Iterable[str],
+    teacher_unk: str,
+    unlabelled: Sequence[Sequence[str]] = (),
+) -> TransferSet:
+    """Training split + ``n_iter`` augmented copies per sentence + unlabelled sentences.
+
+    Augmented copies and unlabelled sentences carry label -1 (teacher term only).
+    Copies equal to each other, to a training sentence or to a sentence of
+    ``exclude_texts`` (validation and test) are dropped; unlabelled sentences that
+    collide with any kept row are dropped too.
+    """
+    if len(train_texts) != len(train_labels):
+        raise ValueError(f"{len(train_texts)} texts but {len(train_labels)} labels")
+    train_tokens = [tokenize(t) for t in train_texts]
+    exclude = [tokenize(t) for t in exclude_texts]
+    augmented = augment_corpus(train_tokens, n_iter, p_mask=p_mask, p_replace=p_replace, p_ngram=p_ngram,
+                               neighbours=neighbours, seed=seed, exclude=exclude)
+    seen = {sentence_key(t) for t in train_tokens} | {sentence_key(t) for _, t in augmented}
+    seen |= {sentence_key(t) for t in exclude}
+    extra: list[list[str]] = []
+    for tokens in unlabelled:
+        key = sentence_key(tokens)
+        if tokens and key not in seen:
+            seen.add(key)
+            extra.append(list(tokens))
+    tokens = [*train_tokens, *(t for _, t in augmented), *extra]
+    texts = [*map(str, train_texts), *(teacher_text(t, teacher_unk) for _, t in augmented),
+             *(" ".join(t) for t in extra)]
+    n_train, n_aug, n_extra = len(train_tokens), len(augmented), len(extra)
+    return TransferSet(
+        tokens=tokens,
+        teacher_texts=texts,
+        labels=np.concatenate([np.asarray(train_labels, dtype=np.int64), np.full(n_aug + n_extra, -1)]),
+        source=np.array(["train"] * n_train + ["augmented"] * n_aug + ["unlabelled"] * n_extra, dtype=object),
+        origin=np.concatenate([np.full(n_train, -1), np.array([i for i, _ in augmented], dtype=np.int64),
+                               np.full(n_extra, -1)]),
+        info={"n_iter": n_iter, "p_mask": p_mask, "p_replace": p_replace, "p_ngram": p_ngram, "seed": seed,
+              "teacher_unk": teacher_unk, "augmented_dropped": n_iter * n_train - n_aug,
+              "unlabelled_requested": len(unlabelled), "unlabelled_dropped": len(unlabelled) - n_extra},
+    )
+
+
+def score_transfer_set(transfer: TransferSet, scorer: Any) -> np.ndarray:
+    """Teacher logits ``[N, C]`` for every row (``scorer`` is a ``TeacherScorer``; it caches on disk)."""
+    logits = np.asarray(scorer.logits(list(transfer.teacher_texts)), dtype=np.float32)
+    if logits.ndim != 2 or logits.shape[0] != len(transfer):
+        raise ValueError(f"teacher returned logits of shape {logits.shape} for {len(transfer)} texts")
+    return logits
+
+
+def teacher_unk_token(model_dir: str | Path) -> str:
+    """The unknown token of the saved teacher's tokenizer (``[UNK]`` for BERT, ``<unk>`` for MPNet)."""
+    from transformers import AutoTokenizer  # seconds to import: only this call needs it
+
+    token = AutoTokenizer.from_pretrained(str(model_dir)).unk_token
+    if not token:
+        raise ValueError(f"the tokenizer in {model_dir} has no unknown token to stand for masked words")
+    return str(token)
+
+
+def encode_rows(vocab: Any, tokens: Sequence[Sequence[str]], labels: Sequence[int], max_length: int,
+                teacher_logits: np.ndarray | None = None) -> Any:
+    """An :class:`~kdutils.student.train.EncodedSet` from token lists (never re-tokenised: ``<unk>`` stays UNK)."""
+    ids, mask = vocab.encode_batch([list(t) for t in tokens], max_length)
+    return EncodedSet(ids, mask, np.asarray(labels, dtype=np.int64), teacher_logits)
+
+
+# --------------------------------------------------------------------------- statistics helpers
+
+
+def agreement(student_logits: np.ndarray, teacher_logits: np.ndarray) -> float:
+    """Fidelity: the share of rows where student and teacher predict the same class."""
+    a = np.asarray(student_logits).argmax(axis=1)
+    b = np.asarray(teacher_logits).argmax(axis=1)
+    if a.shape != b.shape:
+        raise ValueError(f"{len(a)} student rows vs {len(b)} teacher rows")
+    return float((a == b).mean())
+
+
+def select_setting(rows: Sequence[dict[str, Any]], key: str = "val_accuracy_mean") -> dict[str, Any]:
+    """The row with the best mean VALIDATION accuracy; ties keep the earlier row (the configured default)."""
+    if not rows:
+        raise ValueError("no candidate settings to select from")
+    if "test" in key:
+        raise ValueError("selection must use validation accuracy, never test")
+    best = rows[0]
+    for row in rows[1:]:
+        if row[key] > best[key]:
+            best = row
+    return best
+
+
+def softmax_confidence(logits: np.ndarray) -> float:
+    """Mean probability of the predicted class (NaN for no rows)."""
+    return float(softmax(logits).max(axis=1).mean()) if len(logits) else float("nan")
+
+
+def load_predictions(metrics_dir: str | Path, model: str, seeds: Sequence[int],
+                     split: str = "test") -> dict[int, dict[str, np.ndarray]]:
+    """Per-seed ``logits`` and ``labels`` from ``<metrics>/<model>_seed<k>_<split>.npz``."""
+    out = {}
+    for seed in seeds:
+        path = predictions_file(metrics_dir, model, split, seed)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found: {steps.run_first(f'models.{model}')}")
+        with np.load(path) as z:
+            out[seed] = {"logits": z["logits"], "labels": z["labels"]}
+    return out
+
+
+# --------------------------------------------------------------------------- students
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One way of training a student: which rows (``data``) and which loss."""
+
+    name: str
+    data: str  # "train", "train+augmented", "train+augmented+unlabelled"
+    loss: str  # "mse", "kl" (or "ce": labels only)
+    alpha: float
+    temperature: float | None = None
+
+    def loss_fn(self) -> Any:
+        return make_loss(self.loss, self.alpha, self.temperature or 1.0)  # type: ignore[arg-type]
+
+    def describe(self) -> dict[str, Any]:
+        return {"setting": self.name, "data": self.data, "loss": self.loss, "alpha": self.alpha,
+                "temperature": self.temperature}
+
+
+def data_label(sources: Sequence[str]) -> str:
+    """The rows of a setting in words, sources in :data:`SOURCES` order joined by ``+``:
+    ``["augmented", "train"]`` -> ``"train+augmented"`` (unknown sources are left out)."""
+    return "+".join(s for s in SOURCES if s in sources)
+
+
+def loss_label(loss: str, alpha: float, temperature: float | None) -> str:
+    """A loss as settings and tables name it: ``"KL T=2, alpha=0.5"`` (``temperature`` is used for
+    ``kl`` only), ``"MSE, alpha=0"``, ``"CE, alpha=1"``."""
+    if loss == "kl":
+        return f"KL T={temperature:g}, alpha={alpha:g}"
+    return f"{loss.upper()}, alpha={alpha:g}"
+
+
+def grid_settings(
+    *,
+    loss: str,
+    alpha: float,
+    temperature: float,
+    grid_loss: Sequence[str],
+    grid_alpha: Sequence[float],
+    grid_temperature: Sequence[float],
+    data: str,
+) -> list[Setting]:
+    """Candidates for selection: every loss x alpha (x temperature, for KL only), configured one first.
+
+    The temperature does not enter the MSE loss, so MSE appears once per alpha. The
+    configured (loss, alpha, temperature) leads the list, so a tie on validation keeps it.
+    """
+    combos: list[tuple[str, float, float | None]] = [(loss, alpha, temperature if loss == "kl" else None)]
+    for kind in grid_loss:
+        for a in grid_alpha:
+            for t in grid_temperature if kind == "kl" else [None]:
+                combos.append((kind, float(a), t))
+    unique = list(dict.fromkeys(combos))
+    return [Setting(f"{data}: {loss_label(k, a, t)}", data, k, a, t) for k, a, t in unique]
+
+
+@dataclass
+class StudentRun:
+    """One trained student: its setting, seed, accuracies, logits and training history."""
+
+    setting: str
+    seed: int
+    val_accuracy: float
+    test_accuracy: float
+    val_logits: np.ndarray
+    test_logits: np.ndarray
+    history: list[dict[str, Any]]
+    best_epoch: int
+    seconds: float
+    from_cache: bool = False
+    model: Any = None
+
+
+def fingerprint(*parts: Any) -> str:
+    """sha256 of arrays, tensors, token lists and JSON-able values (cache keys)."""
+    h = hashlib.sha256()
+    for part in parts:
+        if hasattr(part, "numpy") and callable(part.numpy):
+            part = part.detach().cpu().numpy()
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype.str, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def run_key(setting: Setting, seed: int, training: TrainSettings, cache_key: str, code: str | None = None) -> str:
+    """The run cache's key of one student: its setting, seed, training settings, data (``cache_key``)
+    and the training code (``code``, default :func:`kdutils.student.train.code_fingerprint`)."""
+    return fingerprint(setting.describe(), seed, training.epochs, training.batch_size, training.learning_rate,
+                       training.patience, cache_key, code_fingerprint() if code is None else code)
+
+
+def train_student(
+    setting: Setting,
+    seed: int,
+    make_model: Callable[[int], Any],
+    train: Any,
+    val: Any,
+    test: Any,
+    training: TrainSettings,
+    *,
+    cache_path: str | Path | None = None,
+    show_progress: bool = True,
+) -> StudentRun:
+    """Train (or load from ``cache_path``) one student of ``setting`` for ``seed``.
+
+    ``make_model(seed)`` builds the untrained student exactly as the baseline does.
+    ``test`` is only scored, after training: early stopping and selection use ``val``.
+    ``show_progress=False`` draws no per-batch bar (worker processes: see :func:`run_setting`).
+    """
+    model = make_model(seed)
+    cache_path = Path(cache_path) if cache_path is not None else None
+    if cache_path is not None and cache_path.exists():
+        try:
+            stored = torch.load(cache_path, weights_only=True)
+            model.load_state_dict(stored["state_dict"])
+            model.eval()
+            return _run_from(setting, seed, model, val, test, stored["history"], int(stored["best_epoch"]),
+                             float(stored["seconds"]), from_cache=True)
+        except (RuntimeError, KeyError, OSError, ValueError):
+            model = make_model(seed)  # an unreadable cache entry is retrained, never trusted
+    result = train_classifier(model, train, val, loss_fn=setting.loss_fn(), epochs=training.epochs,
+                              batch_size=training.batch_size, lr=training.learning_rate,
+                              patience=training.stop_after, seed=seed, desc=f"{setting.name} seed {seed}",
+                              show_progress=show_progress)
+    run = _run_from(setting, seed, model, val, test, result.history, result.best_epoch, result.seconds)
+    if cache_path is not None:
+        with atomic_path(cache_path) as tmp:
+            torch.save({"state_dict": result.state_dict, "history": result.history,
+                        "best_epoch": result.best_epoch, "seconds": result.seconds}, tmp)
+    return run
+
+
+def _run_from(setting: Setting, seed: int, model: Any, val: Any, test: Any, history: list[dict[str, Any]],
+              best_epoch: int, seconds: float, from_cache: bool = False) -> StudentRun:
+    val_logits = predict_logits(model, val)
+    test_logits = predict_logits(model, test)
+    return StudentRun(
+        setting=setting.name, seed=seed,
+        val_accuracy=float((val_logits.argmax(1) == val.labels.numpy()).mean()),
+        test_accuracy=float((test_logits.argmax(1) == test.labels.numpy()).mean()),
+        val_logits=val_logits, test_logits=test_logits, history=list(history), best_epoch=best_epoch,
+        seconds=seconds, from_cache=from_cache, model=model,
+    )
+
+
+def run_setting(
+    setting: Setting,
+    seeds: Sequence[int],
+    make_model: Callable[[int], Any],
+    train: Any,
+    val: Any,
+    test: Any,
+    training: TrainSettings,
+    *,
+    cache_dir: str | Path | None = None,
+    cache_key: str = "",
+    keep_models: bool = False,
+    workers: int = 1,
+    progress_file: IO[str] | None = None,
+) -> list[StudentRun]:
+    """:func:`train_student` over ``seeds``. With ``cache_dir``, a run whose setting, seed, data
+    (``cache_key``), training settings and code are unchanged is loaded instead of retrained
+    (:func:`run_key`).
+
+    With ``workers > 1``, seeds still to train run in that many spawned processes at once: each
+    student trains on one thread (small LSTMs scale poorly across threads), so on a 2-core machine
+    two seeds side by side take about the time of one. ``make_model`` must then be picklable
+    (a module-level function or a ``functools.partial`` of one, not a closure). A seed gives the
+    same weights in a worker as in this process.
+
+    One bar per call counts seeds done (cached, trained here or in a worker), advanced in this
+    process as each finishes: output written inside a worker never reaches a notebook as a
+    live bar (it stayed at ``0/14``). Workers draw no bar of their own. ``progress_file``
+    redirects the bar (default: stdout, see :mod:`kdutils.progress`).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    paths: dict[int, Path | None] = {}
+    for seed in seeds:
+        paths[seed] = None
+        if cache_dir is not None:
+            paths[seed] = Path(cache_dir) / f"{run_key(setting, seed, training, cache_key)[:40]}.pt"
+    todo = [s for s in seeds if paths[s] is None or not paths[s].exists()]  # type: ignore[union-attr]
+    done: dict[int, StudentRun] = {}
+    # mininterval=0: a seed takes seconds to minutes, so every finished seed is worth a redraw.
+    bar = progress.bar(total=len(seeds), desc=setting.name, unit="seed", file=progress_file, mininterval=0,
+                       bar_format="{desc}: {n_fmt}/{total_fmt} seeds [{elapsed}]{postfix}")
+    try:
+        if workers > 1 and len(todo) > 1:
+            # spawn, not fork: a forked child of a process that already ran OpenMP can hang in torch.
+            with ProcessPoolExecutor(min(workers, len(todo)),
+                                     mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(train_student, setting, s, make_model, train, val, test, training,
+                                       cache_path=paths[s], show_progress=False): s for s in todo}
+                for future in as_completed(futures):
+                    done[futures[future]] = future.result()
+                    bar.update(1)
+        runs = []
+        for seed in seeds:
+            run = done.get(seed)
+            if run is None:
+                # In this process the bar counts seeds; a second, per-batch bar would garble it.
+                run = train_student(setting, seed, make_model, train, val, test, training,
+                                    cache_path=paths[seed], show_progress=False)
+                bar.update(1)
+            if not keep_models:
+                run.model = None
+            runs.append(run)
+        bar.set_postfix_str(f"{sum(r.from_cache for r in runs)} from cache", refresh=False)
+    finally:
+        bar.close()
+    return runs
+
+
+def save_distilled(
+    name: str,
+    run: StudentRun,
+    vocab: Any,
+    *,
+    arch: Any,
+    label_names: Sequence[str],
+    max_length: int,
+    model_dir: str | Path,
+    metrics_dir: str | Path,
+    val_labels: np.ndarray,
+    test_labels: np.ndarray,
+    extra_meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Save a trained student the way ``kdutils.student.train.fit_student`` saves the baseline; return its record.
+
+    Writes ``model_dir`` (``save_student``), ``<metrics>/<name>_seed<k>_{val,test}.npz`` and
+    ``..._history.json``, so later notebooks read every student alike.
+    """
+    if run.model is None:
+        raise ValueError("the run kept no model: call run_setting(..., keep_models=True)")
+    metrics_dir = Path(metrics_dir)
+    scores = {}
+    for split, logits, labels in (("val", run.val_logits, val_labels), ("test", run.test_logits, test_labels)):
+        save_predictions(predictions_file(metrics_dir, name, split, run.seed), logits, labels)
+        scores[split] = classification_metrics(labels, logits)
+    write_json(history_file(metrics_dir, name, run.seed), run.history)
+    meta = {"name": name, "label_names": list(label_names), "max_length": max_length, "seed": run.seed,
+            "best_epoch": run.best_epoch, "val_accuracy": scores["val"]["accuracy"],
+            "test_accuracy": scores["test"]["accuracy"], "train_seconds": run.seconds,
+            "arch": arch.model_dump() if hasattr(arch, "model_dump") else dict(arch), **(extra_meta or {})}
+    save_student(model_dir, run.model, vocab, meta)
+    saved = read_meta(model_dir)
+    return {"seed": run.seed, "accuracy": scores["test"]["accuracy"], "macro_f1": scores["test"]["macro_f1"],
+            "ece": scores["test"]["ece"], "val_accuracy": scores["val"]["accuracy"],
+            "best_epoch": run.best_epoch, "epochs_run": len(run.history), "train_seconds": run.seconds,
+            "params": saved["params"], "size_mb": saved["size_mb"], "history": run.history}
+
+
+def prediction_row(setting: Setting, val_logits: dict[int, np.ndarray], test_logits: dict[int, np.ndarray],
+                   val_labels: np.ndarray, test_labels: np.ndarray) -> dict[str, Any]:
+    """An ablation row from saved predictions (e.g. the baseline's), in :func:`setting_row`'s format."""
+    seeds = sorted(test_logits)
+    test = mean_ci([float((test_logits[s].argmax(1) == test_labels).mean()) for s in seeds])
+    val = mean_ci([float((val_logits[s].argmax(1) == val_labels).mean()) for s in seeds])
+    return {**setting.describe(), "seeds": len(seeds), "accuracy_mean": test["mean"], "accuracy_ci95": test["ci95"],
+            "val_accuracy_mean": val["mean"], "val_accuracy_ci95": val["ci95"], "epochs_mean": float("nan"),
+            "train_seconds_mean": float("nan")}
+
+
+def setting_row(setting: Setting, runs: Sequence[StudentRun]) -> dict[str, Any]:
+    """One ablation row: test accuracy (mean, 95% CI over seeds) and mean validation accuracy."""
+    test = mean_ci([r.test_accuracy for r in runs])
+    val = mean_ci([r.val_accuracy for r in runs])
+    return {**setting.describe(), "seeds": len(runs), "accuracy_mean": test["mean"], "accuracy_ci95": test["ci95"],
+            "val_accuracy_mean": val["mean"], "val_accuracy_ci95": val["ci95"],
+            "epochs_mean": float(np.mean([len(r.history) for r in runs])),
+            "train_seconds_mean": float(np.mean([r.seconds for r in runs]))}
+
+
+# --------------------------------------------------------------------------- paired statistics
+
+
+def paired_comparison(
+    distilled: dict[int, np.ndarray],
+    baseline: dict[int, np.ndarray],
+    labels: np.ndarray,
+    *,
+    n_resamples: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Distilled vs baseline on the same test sentences, paired by seed.
+
+    ``distilled`` and ``baseline`` map a seed to its test logits. Returns the gain
+    in points (mean and t-interval of per-seed differences), the paired bootstrap
+    over sentences (one-sided, distilled better; the headline p-value) and an exact
+    McNemar test per seed.
+    """
+    seeds = sorted(distilled)
+    missing = [s for s in seeds if s not in baseline]
+    if missing:
+        raise ValueError(f"no baseline test predictions for seeds {missing}: pairing by seed needs them")
+    labels = np.asarray(labels)
+    correct_d = np.stack([distilled[s].argmax(axis=1) == labels for s in seeds])
+    correct_b = np.stack([baseline[s].argmax(axis=1) == labels for s in seeds])
+    acc_d, acc_b = correct_d.mean(axis=1), correct_b.mean(axis=1)
+    gain = paired_gain(acc_d, acc_b)
+    boot = paired_bootstrap(correct_d, correct_b, n_resamples=n_resamples, seed=seed, alternative="greater")
+    mcnemar = [{"seed": s, **mcnemar_exact(correct_d[i], correct_b[i])} for i, s in enumerate(seeds)]
+    return {
+        "seeds": seeds,
+        "distilled_accuracy": acc_d.tolist(),
+        "baseline_accuracy": acc_b.tolist(),
+        "gain_points_mean": gain["mean"],
+        "gain_points_std": gain["std"],
+        "gain_ci95": gain["ci95"],
+        "gain_points_per_seed": gain["per_seed"],
+        "p_value": boot["p_value"],
+        "p_value_test": (f"paired bootstrap over the {boot['n_sentences']} test sentences ({n_resamples} "
+                         f"resamples), one-sided (distilled more accurate than baseline), accuracy averaged "
+                         f"over {len(seeds)} seeds per system"),
+        "bootstrap_gain_ci95_points": [100 * x for x in boot["ci95"]],
+        "mcnemar": mcnemar,
+        "mcnemar_test": "exact McNemar per seed (binomial test on discordant sentences), two-sided",
+    }
+
+
+# --------------------------------------------------------------------------- the summary's sections
+
+# The keys of paired_comparison and of an ablation row that summary.json keeps.
+_COMPARISON_KEYS = ("gain_points_mean", "gain_points_std", "gain_ci95", "gain_points_per_seed", "p_value",
+                    "p_value_test", "bootstrap_gain_ci95_points", "mcnemar", "mcnemar_test")
+_ABLATION_KEYS = ("setting", "data", "loss", "alpha", "temperature", "seeds", "accuracy_mean", "accuracy_ci95",
+                  "val_accuracy_mean")
+
+
+def summary_sections(
+    records: Sequence[dict[str, Any]],
+    comparison: dict[str, Any],
+    *,
+    seeds: Sequence[int],
+    agreement: dict[int, float],
+    baseline_agreement: dict[int, float],
+    transfer: TransferSet,
+    chosen: Setting,
+    training: TrainSettings,
+    unlabelled_requested: int,
+    unlabelled_source: str | None,
+    ablation_seeds: Sequence[int],
+    ablation_rows: Sequence[dict[str, Any]],
+    teacher: dict[str, Any],
+    teacher_scoring: dict[str, Any],
+    selection_runs: Iterable[StudentRun],
+    headline_runs: Iterable[StudentRun],
+) -> tuple[DistilledStudentEntry, DistillationSection]:
+    """Notebook 04's results as ``summary.json``'s ``models.student_distilled`` and ``distillation``.
+
+    ``records`` are :func:`save_distilled`'s, one per seed of ``seeds``; ``comparison`` is
+    :func:`paired_comparison`'s; ``agreement`` / ``baseline_agreement`` map a seed to the share of
+    test sentences where the distilled / baseline student agrees with the teacher (:func:`agreement`).
+    The transfer set gives its size, sources and augmentation settings; ``unlabelled_requested``
+    is what the profile asked for (``transfer`` may hold fewer). ``teacher`` is the summary's
+    ``models.teacher`` entry ({} without one: no size ratios), ``teacher_scoring`` the scorer's
+    ``last_stats``. ``train_seconds_total`` adds the runs trained here (cached ones excluded) of
+    the selection grid and of the headline. Raises pydantic's ValidationError when a value does
+    not fit :mod:`kdutils.study.summary`.
+    """
+    entry = summarise_seeds(records)
+    entry["teacher_agreement"] = float(np.mean(list(agreement.values())))
+    entry["teacher_agreement_per_seed"] = [agreement[s] for s in seeds]
+    size_ratio = teacher["size_mb"] / entry["size_mb"] if teacher.get("size_mb") else None
+    params_ratio = teacher["params"] / entry["params"] if teacher.get("params") else None
+    counts = transfer.counts()
+    section = {
+        **{k: comparison[k] for k in _COMPARISON_KEYS},
+        "seeds": list(seeds),
+        "transfer_set_size": len(transfer),
+        "transfer_set": counts,
+        "loss": chosen.loss, "alpha": chosen.alpha, "temperature": chosen.temperature,
+        **{k: transfer.info[k] for k in ("n_iter", "p_mask", "p_replace", "p_ngram")},
+        "unlabelled": counts["unlabelled"], "unlabelled_requested": unlabelled_requested,
+        "unlabelled_source": unlabelled_source,
+        "epochs": training.epochs, "batch_size": training.batch_size,
+        "ablation_seeds": list(ablation_seeds),
+        "ablation": [{k: r[k] for k in _ABLATION_KEYS} for r in ablation_rows],
+        "selected_on": "validation",
+        "baseline_teacher_agreement": float(np.mean(list(baseline_agreement.values()))),
+        "size_ratio_teacher_over_student": size_ratio,
+        "params_ratio_teacher_over_student": params_ratio,
+        "teacher_scoring": teacher_scoring,
+        "train_seconds_total": float(sum(r.seconds for r in selection_runs if not r.from_cache)
+                                     + sum(r.seconds for r in headline_runs if not r.from_cache)),
+    }
+    return DistilledStudentEntry.from_record(entry), DistillationSection.from_record(section)
+
+
+# --------------------------------------------------------------------------- targets
+# kdutils.report (the paper's wording of intervals and p-values) is imported where it is used:
+# the worker processes of run_setting import this module to train and never report.
+
+
+def gain_interval_phrase(ci: Sequence[float] | None, n_seeds: int) -> str:
+    """The gain's 95% interval over seeds as notebook 04 reports it, ``ci`` in points:
+    ``"95% interval [+1.20, +3.40] points over 5 seeds"``, or why there is none (``ci`` None)."""
+    from kdutils.report import points_ci
+
+    if ci:
+        return f"95% interval {points_ci(ci, 2)} points over {n_seeds} seeds"
+    return f"no interval over {n_seeds} seeds (none below {MIN_SEEDS_FOR_INTERVAL})"
+
+
+def significance_phrase(p: float, ci: Sequence[float] | None, n_seeds: int) -> str:
+    """The paired test's verdict in the words of the paper and the run index: ``"p = 0.012:
+    significant at the 0.05 level"`` and, when the interval over seeds (``ci``, points) is
+    missing or includes zero, the same caveat (:func:`kdutils.report.significance_caveat`)."""
+    from kdutils.report import p_clause, significance_caveat
+
+    significant = p < 0.05
+    verdict = p_clause(p) + (": significant" if significant else ": not significant") + " at the 0.05 level"
+    return verdict + significance_caveat(significant, ci, n_seeds)
+
+
+# The study's distillation targets (set for the default profile: rotten_tomatoes, 5 seeds).
+TARGET_SIZE_RATIO = 20
+
+
+def evaluate_targets(entry: DistilledStudentEntry, distillation: DistillationSection,
+                     models: Models, gain_target: float, gap_target: float | None = None,
+                     teacher_target: float | None = None) -> list[dict[str, Any]]:
+    """Notebook 04's targets, each ``{"target", "met", "measured" (str)}`` (rows of
+    ``targets.distillation`` in :mod:`kdutils.study.summary`), in this order:
+
+    0. with ``teacher_target`` (``distill.target_teacher_accuracy``, a fraction), the teacher's test
+       accuracy at least that;
+    1. a gain of at least ``gain_target`` points (distilled over baseline, mean over seeds;
+       the profile's ``distill.target_gain_points``);
+    2. its 95% interval over seeds above zero;
+    3. the paired bootstrap's p below 0.05;
+    4. the distilled student more accurate than TF-IDF;
+    5. the student at least 20x smaller on disk than the teacher;
+    6. with ``gap_target`` (``distill.target_gap_closed``, a fraction), at least that share of the
+       teacher-baseline gap closed (:func:`kdutils.stats.gap_closed`).
+
+    ``met`` is True or False, or None when the run has nothing to judge the target by (no teacher
+    entry, no interval below 3 seeds, no TF-IDF result, no teacher size, no teacher above the
+    baseline); ``measured`` then says what is missing. Thresholds are printed as given (``:g``).
+    ``entry`` and ``distillation`` are :func:`summary_sections`'s; ``models`` is the summary's
+    ``models`` section as notebook 04 read it (``student_baseline`` required, as notebook 04
+    requires it; ``teacher`` gives the sizes' MB). Accuracies are printed in percent, the gain in
+    points. Raises AttributeError when ``models`` has no ``student_baseline``.
+    """
+    gain, ci, p = distillation.gain_points_mean, distillation.gain_ci95, distillation.p_value
+    n_seeds = len(distillation.seeds)
+    d_acc, b_acc = entry.accuracy_mean, models.student_baseline.accuracy_mean
+    tfidf = models.tfidf_logreg.accuracy_mean if models.tfidf_logreg is not None else None
+    size_ratio = distillation.size_ratio_teacher_over_student
+    params_ratio = distillation.params_ratio_teacher_over_student
+    t_acc = models.teacher.accuracy if models.teacher is not None else None
+
+    checks = []
+    if teacher_target is not None:
+        checks.append((f"teacher test accuracy at least {100 * teacher_target:g}%",
+                       None if t_acc is None else t_acc >= teacher_target,
+                       "no teacher entry" if t_acc is None else f"{100 * t_acc:.2f}%"))
+    checks += [
+        (f"gain of at least {gain_target:g} points", gain >= gain_target,
+         f"{gain:+.2f} points ({100 * b_acc:.2f}% -> {100 * d_acc:.2f}%)"),
+        ("95% interval of the gain above zero", ci[0] > 0 if ci else None,
+         gain_interval_phrase(ci, n_seeds)),
+        ("paired bootstrap p < 0.05", p < 0.05,
+         f"{significance_phrase(p, ci, n_seeds)} ({distillation.p_value_test})"),
+        ("distilled student above TF-IDF", None if tfidf is None else d_acc > tfidf,
+         "no TF-IDF result in summary.json" if tfidf is None else f"{100 * d_acc:.2f}% vs {100 * tfidf:.2f}%"),
+        (f"student at least {TARGET_SIZE_RATIO}x smaller than the teacher",
+         None if size_ratio is None else size_ratio >= TARGET_SIZE_RATIO,
+         "teacher size unknown" if size_ratio is None else
+         f"{size_ratio:.1f}x on disk ({models.teacher.size_mb:.1f} MB vs {entry.size_mb:.2f} MB), "
+         f"{params_ratio:.1f}x in parameters"),
+    ]
+    if gap_target is not None:
+        closed = gap_closed(t_acc, b_acc, d_acc) if t_acc is not None else None
+        checks.append((
+            f"at least {100 * gap_target:g}% of the teacher-baseline gap closed",
+            None if closed is None else closed >= gap_target,
+            "no teacher accuracy above the baseline's" if closed is None else
+            f"{100 * closed:.0f}% of {100 * (t_acc - b_acc):.2f} points "
+            f"(teacher {100 * t_acc:.2f}%, baseline {100 * b_acc:.2f}%, distilled {100 * d_acc:.2f}%)"))
+    return [{"target": target, "met": met, "measured": measured} for target, met, measured in checks]
+
+
+# --------------------------------------------------------------------------- figures
+# matplotlib and seaborn are imported inside each figure function: the worker processes of
+# run_setting import this module to train and never draw.
+
+
+def _curves_frame(histories: dict[int, list[dict[str, Any]]], model: str) -> pd.DataFrame:
+    rows = [{"model": model, "seed": seed, **h} for seed, hist in histories.items() for h in hist]
+    return pd.DataFrame(rows)
+
+
+def plot_training_curves(distilled: dict[int, list[dict[str, Any]]],
+                         baseline: dict[int, list[dict[str, Any]]] | None = None) -> Any:
+    """Validation accuracy and validation cross-entropy per epoch, one thin line per seed.
+
+    The baseline's curves (label training) stand beside the distilled students'. The
+    training losses are not comparable (cross-entropy vs logit MSE), so the panels show
+    validation metrics on gold labels, which are.
+    """
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+    from matplotlib.ticker import MaxNLocator
+
+    plots.set_style()
+    frames = [_curves_frame(distilled, "student_distilled")]
+    if baseline:
+        frames.insert(0, _curves_frame(baseline, "student_baseline"))
+    df = pd.concat(frames, ignore_index=True)
+    df["label"] = df["model"].map(plots.model_label)
+    palette = {plots.model_label(m): plots.model_color(m) for m in df["model"].unique()}
+    fig, axes = plots.new_figure("double", 1, 2)
+    for ax, (col, ylabel) in zip(axes, [("val_accuracy", "validation accuracy"),
+                                        ("val_loss", "validation cross-entropy")], strict=True):
+        sns.lineplot(df, x="epoch", y=col, hue="label", units="seed", estimator=None, palette=palette,
+                     alpha=0.45, linewidth=0.8, ax=ax, legend=False)
+        sns.lineplot(df, x="epoch", y=col, hue="label", errorbar=None, palette=palette, linewidth=1.8,
+                     marker="o", ax=ax)
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(title="", frameon=True)
+    plots.percent_axis(axes[0])
+    axes[1].get_legend().remove()
+    plt.close(fig)
+    return fig
+
+
+_COMPARISON_ORDER = ("teacher", "teacher_L", "tfidf_logreg", "student_original", "student_baseline",
+                     "student_distilled")
+
+
+def comparison_frame(models: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Accuracy (mean and 95% interval) of every model in ``summary["models"]``, in reading order.
+
+    Single runs (the teachers) and students with too few seeds have no interval over seeds:
+    ``accuracy_ci95`` is ``None`` and ``ci_low == ci_high == accuracy``, so their bars carry none.
+    """
+    def rank(name: str) -> tuple[int, str]:
+        for i, prefix in enumerate(_COMPARISON_ORDER):
+            if name == prefix or (prefix == "teacher_L" and name.startswith(prefix)):
+                depth = name[len("teacher_L"):]
+                return i, depth.zfill(4) if depth.isdigit() else name
+        return len(_COMPARISON_ORDER), name
+
+    rows = []
+    for name in sorted(models, key=rank):
+        m = models[name]
+        acc = m.get("accuracy_mean", m.get("accuracy"))
+        if acc is None:
+            continue
+        ci = m.get("accuracy_ci95")
+        lo, hi = ci or (acc, acc)
+        rows.append({"model": name, "label": plots.model_label(name), "accuracy": float(acc),
+                     "accuracy_ci95": list(ci) if ci else None,
+                     "ci_low": float(lo), "ci_high": float(hi), "seeds": len(m.get("per_seed", [])) or 1,
+                     "params": m.get("params"), "size_mb": m.get("size_mb")})
+    return pd.DataFrame(rows)
+
+
+def plot_accuracy_comparison(models: dict[str, dict[str, Any]]) -> Any:
+    """Horizontal bars of test accuracy for every model, with 95% CI error bars over seeds."""
+    import matplotlib.pyplot as plt
+
+    plots.set_style()
+    df = comparison_frame(models)
+    fig, ax = plots.new_figure("single", height=0.32 * len(df) + 0.8)
+    y = np.arange(len(df))[::-1]
+    # Single runs have no interval: no error bar rather than a zero-width one.
+    single = (df["ci_high"] - df["ci_low"]) <= 0
+    err = np.vstack([df["accuracy"] - df["ci_low"], df["ci_high"] - df["accuracy"]])
+    err[:, single.to_numpy()] = np.nan
+    ax.barh(y, df["accuracy"], color=[plots.model_color(m) for m in df["model"]], xerr=err,
+            error_kw={"elinewidth": 0.9, "ecolor": "black"})
+    ax.set_yticks(y, [f"{lab} (n={n})" if n > 1 else lab for lab, n in zip(df["label"], df["seeds"], strict=True)])
+    low = max(0.0, float(df["ci_low"].min()) - 0.05)
+    high = min(1.0, float(df["ci_high"].max()) + 0.06)
+    ax.set_xlim(low, high)
+    for yi, acc, top in zip(y, df["accuracy"], df["ci_high"], strict=True):
+        # The value sits right of the error bar, or inside the bar when the bar reaches the edge.
+        x, ha, colour = max(acc, top) + 0.006, "left", "black"
+        if x > high - 0.04:
+            x, ha, colour = acc - 0.006, "right", "white"
+        ax.text(x, yi, f"{100 * acc:.1f}%", va="center", ha=ha, fontsize=6, color=colour)
+    ax.set_xlabel("test accuracy (students: mean over n seeds" + (", 95% CI)" if (~single).any() else ")"))
+    plots.percent_axis(ax, "x")
+    plt.close(fig)
+    return fig
+
+
+def plot_gain_per_seed(seeds: Sequence[int], baseline: Sequence[float], distilled: Sequence[float]) -> Any:
+    """Per-seed test accuracy of baseline and distilled student; a line joins each seed's pair."""
+    import matplotlib.pyplot as plt
+
+    plots.set_style()
+    fig, ax = plots.new_figure("single")
+    for s, b, d in zip(seeds, baseline, distilled, strict=True):
+        ax.plot([0, 1], [b, d], color="0.6", linewidth=0.8, zorder=1)
+        ax.annotate(f"seed {s}", (1, d), xytext=(4, 0), textcoords="offset points", va="center", fontsize=6)
+    ax.scatter(np.zeros(len(baseline)), baseline, color=plots.model_color("student_baseline"), zorder=2)
+    ax.scatter(np.ones(len(distilled)), distilled, color=plots.model_color("student_distilled"), zorder=2)
+    ax.set_xticks([0, 1], [plots.model_label("student_baseline"), plots.model_label("student_distilled")])
+    ax.set_xlim(-0.4, 1.5)
+    ax.set_ylabel("test accuracy")
+    plots.percent_axis(ax, decimals=0)
+    plt.close(fig)
+    return fig
+
+
+def plot_ablation(rows: Sequence[dict[str, Any]], chosen: str | None = None) -> Any:
+    """Test accuracy (mean, 95% CI) of each ablation row; hollow markers show validation accuracy.
+
+    ``chosen`` (a row's ``setting``) is starred: the recipe selected on validation.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    plots.set_style()
+    df = pd.DataFrame(rows)
+    fig, ax = plots.new_figure("double", height=0.28 * len(df) + 0.9)
+    y = np.arange(len(df))[::-1]
+    # Rows with too few seeds for an interval (kdutils.stats.mean_ci gives None) get no error bar.
+    has_ci = np.array([isinstance(c, list | tuple) for c in df["accuracy_ci95"]])
+    lo = np.array([c[0] if ok else np.nan for c, ok in zip(df["accuracy_ci95"], has_ci, strict=True)])
+    hi = np.array([c[1] if ok else np.nan for c, ok in zip(df["accuracy_ci95"], has_ci, strict=True)])
+    colours = [plots.model_color("student_baseline" if r == "ce" else "student_distilled") for r in df["loss"]]
+    if has_ci.any():
+        mean = df["accuracy_mean"].to_numpy()[has_ci]
+        ax.errorbar(mean, y[has_ci], xerr=[mean - lo[has_ci], hi[has_ci] - mean], fmt="none",
+                    ecolor="black", elinewidth=0.8, capsize=2)
+    ax.scatter(df["accuracy_mean"], y, c=colours, zorder=3)
+    if "val_accuracy_mean" in df and df["val_accuracy_mean"].notna().any():
+        ax.scatter(df["val_accuracy_mean"], y, facecolors="none", edgecolors=colours, zorder=3)
+    labels = [f"{s} (n={n})" + (" *" if s == chosen else "")
+              for s, n in zip(df["setting"], df["seeds"], strict=True)]
+    ax.set_yticks(y, labels)
+    ax.set_xlabel("accuracy" + ("   (* chosen on validation)" if chosen else ""))
+    # Without error bars the range can be a few points wide: whole percents would repeat labels.
+    low, high = ax.get_xlim()
+    plots.percent_axis(ax, "x", decimals=0 if high - low > 0.08 else 1)
+    test_label = "test, mean and 95% CI over seeds" if has_ci.any() else "test, mean over seeds"
+    handles = [Line2D([], [], marker="o", linestyle="", color="0.3", label=test_label),
+               Line2D([], [], marker="o", linestyle="", markerfacecolor="none", color="0.3",
+                      label="validation (used for selection)")]
+    # Above the axes, not inside: any corner of the plot can hold a setting's point.
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1.02), ncol=2, frameon=False,
+              borderaxespad=0)
+    plt.close(fig)
+    return fig
+
+
+def plot_calibration(labels: np.ndarray, logits: dict[str, np.ndarray], n_bins: int = 10,
+                     note: str = "") -> Any:
+    """Reliability diagrams (accuracy against confidence per bin) of several models on the test set.
+
+    ``note`` is appended to each legend entry (e.g. which seed a student's curve comes from).
+    """
+    import matplotlib.pyplot as plt
+
+    plots.set_style()
+    fig, ax = plots.new_figure("single")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="0.5", linewidth=0.8)
+    for name, lg in logits.items():
+        probs = softmax(lg)
+        curve = reliability_curve(probs, labels, n_bins)
+        ece = expected_calibration_error(probs, labels)
+        ax.plot(curve["confidence"], curve["accuracy"], marker="o", color=plots.model_color(name),
+                label=f"{plots.model_label(name)} (ECE {100 * ece:.1f}%)" + (note if name.startswith("student") else ""))
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    lo = 1.0 / max(2, next(iter(logits.values())).shape[1]) if logits else 0.5
+    ax.set_xlim(lo - 0.02, 1.0)
+    ax.legend(frameon=True, loc="upper left")
+    plt.close(fig)
+    return fig
