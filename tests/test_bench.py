@@ -9,8 +9,9 @@ import pytest
 import torch
 from serving_fixtures import LiveServer, ServingRun
 
+from kdutils import host
 from kdutils.inference.predictors import discover
-from kdutils.serving import bench
+from kdutils.serving import bench, loadtest, micro
 
 # Session fixtures (serving_run, live_server) shared by the serving tests.
 pytest_plugins = ("serving_fixtures",)
@@ -25,7 +26,7 @@ def test_student_flops_equal_twice_the_lstm_and_head_weights(serving_run: Servin
     lstm_w = sum(p.numel() for n, p in model.named_parameters() if "lstm" in n and "weight" in n)
     head_w = model.head.weight.numel()
     for seq_len in (1.0, 17.5):
-        assert bench.flops_per_sentence(entry, seq_len) == pytest.approx(2 * (lstm_w * seq_len + head_w))
+        assert micro.flops_per_sentence(entry, seq_len) == pytest.approx(2 * (lstm_w * seq_len + head_w))
 
 
 def test_teacher_flops_match_torch_flop_counter(serving_run: ServingRun) -> None:
@@ -38,15 +39,15 @@ def test_teacher_flops_match_torch_flop_counter(serving_run: ServingRun) -> None
     ids = torch.randint(1000, 2000, (1, seq_len))
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(input_ids=ids, attention_mask=torch.ones_like(ids))
-    assert bench.flops_per_sentence(entry, seq_len) == pytest.approx(counter.get_total_flops(), rel=0.02)
+    assert micro.flops_per_sentence(entry, seq_len) == pytest.approx(counter.get_total_flops(), rel=0.02)
 
 
 def test_machine_info_names_cpu_threads_and_peak() -> None:
-    info = bench.machine_info(threads=1, matmul=bench.matmul_peak_gflops(1, n=256, repeats=2))
+    info = host.machine_info(threads=1, matmul=host.matmul_peak_gflops(1, n=256, repeats=2))
     assert info["cpu"] and info["cpu"] != "unknown"
     assert info["cores"] >= 1 and info["torch_threads"] == 1 and info["ort_threads"] == 1
     assert info["matmul_peak_gflops"] > 0.1
-    with bench.OtherLoad() as other:
+    with host.OtherLoad() as other:
         sum(range(200_000))
     assert other.share is not None and 0 <= other.share <= 1
 
@@ -67,7 +68,7 @@ def test_interleaved_latency_rotates_models_within_each_round(serving_run: Servi
             return self.inner.predict_logits(texts)
 
     names = ["student_distilled", "student_distilled@onnx", "teacher"]
-    result = bench.interleaved_latency({n: Recorded(n) for n in names}, serving_run.texts, samples=6, rounds=3,
+    result = micro.interleaved_latency({n: Recorded(n) for n in names}, serving_run.texts, samples=6, rounds=3,
                                        warmup=1)
     assert {n: r["n"] for n, r in result.items()} == dict.fromkeys(names, 6)
     assert all(0 < r["p50"] <= r["p95"] for r in result.values())
@@ -79,7 +80,7 @@ def test_interleaved_latency_rotates_models_within_each_round(serving_run: Servi
 
 def test_micro_benchmark_rows(serving_run: ServingRun) -> None:
     texts, labels = serving_run.texts[:48], serving_run.labels[:48]
-    result = bench.micro_benchmark(serving_run.run, texts, labels, threads=1, latency_samples=8, batch_size=16)
+    result = micro.micro_benchmark(serving_run.run, texts, labels, threads=1, latency_samples=8, batch_size=16)
     assert set(result) == {"teacher", "student_distilled", "machine"}
     assert 0 <= result["machine"]["other_processes_cpu_share"] <= 1
     for model in ("teacher", "student_distilled"):
@@ -95,7 +96,7 @@ def test_micro_benchmark_rows(serving_run: ServingRun) -> None:
         assert rows["onnx-int8"]["size_mb"] < rows["onnx"]["size_mb"]
     # The 1-layer teacher still does far more arithmetic per sentence than the small BiLSTM.
     assert result["teacher"]["torch"]["flops_per_sentence"] > 5 * result["student_distilled"]["torch"]["flops_per_sentence"]
-    frame = bench.inference_frame(result)
+    frame = micro.inference_frame(result)
     assert len(frame) == 6 and {"model", "runtime", "latency_ms_p50"} <= set(frame.columns)
 
 
@@ -103,17 +104,17 @@ def test_load_stats_windows() -> None:
     # (start unix s, response ms, ok): two warm-up requests, then four measured, one failed.
     records = [(0.0, 50.0, True), (0.5, 40.0, False), (1.0, 10.0, True), (1.2, 20.0, True),
                (1.6, 30.0, False), (1.8, 40.0, True)]
-    s = bench.load_stats(records, 1.0, 2.0)
+    s = loadtest.load_stats(records, 1.0, 2.0)
     assert s["requests"] == 4 and s["errors"] == 1 and s["rps"] == pytest.approx(4.0)
     assert s["p50_ms"] == pytest.approx(20.0) and s["max_ms"] == 40.0
     assert s["p99_ms"] == pytest.approx(np.percentile([10, 20, 40], 99))
 
 
 def test_locust_load_against_a_live_server(live_server: LiveServer, tmp_path) -> None:
-    texts_path = bench.write_texts(tmp_path / "texts.json", live_server.fixture.texts)
-    result = bench.sweep(live_server.url, ["student_distilled@onnx-int8"], texts_path, [1, 2],
+    texts_path = loadtest.write_texts(tmp_path / "texts.json", live_server.fixture.texts)
+    result = loadtest.sweep(live_server.url, ["student_distilled@onnx-int8"], texts_path, [1, 2],
                          duration_s=1.5, warmup_s=0.5, out_dir=tmp_path)
-    overhead = bench.http_overhead(live_server.url, ["student_distilled@onnx"], texts_path, duration_s=1.5,
+    overhead = loadtest.http_overhead(live_server.url, ["student_distilled@onnx"], texts_path, duration_s=1.5,
                                    warmup_s=0.5, out_dir=tmp_path)
     runs = [*result["student_distilled@onnx-int8"].values(), overhead["noop"], overhead["predict"]]
     for stats in runs:
@@ -125,7 +126,7 @@ def test_locust_load_against_a_live_server(live_server: LiveServer, tmp_path) ->
     assert overhead["p50_ratio"] == pytest.approx(overhead["predict"]["p50_ms"] / overhead["noop"]["p50_ms"])
     # locust's own summary is kept beside the exact record
     assert (tmp_path / "overhead_noop_c1_stats.csv").exists()
-    frame = bench.serving_frame({"1_replica": result, "http_overhead": overhead})
+    frame = loadtest.serving_frame({"1_replica": result, "http_overhead": overhead})
     assert len(frame) == 2 and set(frame["concurrency"]) == {1, 2}
 
 
@@ -167,7 +168,7 @@ def test_targets_from_results() -> None:
 
 def test_serving_section_is_what_notebook_05_wrote() -> None:
     # A smoke run's serving section, taken apart into what notebook 05 measures and rebuilt.
-    from kdutils.study.runs import REPO_ROOT
+    from kdutils.study.files import REPO_ROOT
 
     written = json.loads((REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json").read_text())
     serving, inference = written["serving"], written["inference"]

@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from kdutils.study.config import (
-    ConfigError,
     DataConfig,
     DeployConfig,
     DistillConfig,
@@ -17,6 +16,7 @@ from kdutils.study.config import (
     load_profile,
     profile_path,
 )
+from kdutils.study.specs import ConfigError
 
 
 @pytest.mark.parametrize("name", ["smoke", "default", "paper"])

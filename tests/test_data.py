@@ -25,8 +25,8 @@ from kdutils.data.corpora import (
     validate_source,
     write_splits,
 )
-from kdutils.study.config import ConfigError, DataConfig, load_profile
-from kdutils.study.specs import DATASETS, MOVIE_REVIEWS, TEACHERS, TWEETS
+from kdutils.study.config import DataConfig, load_profile
+from kdutils.study.specs import DATASETS, MOVIE_REVIEWS, TEACHERS, TWEETS, ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from serving_fixtures import ServingRun
 
 from kdutils.inference.predictors import load_predictor
-from kdutils.serving import bench
+from kdutils.serving import loadtest
 from kdutils.serving.deploy import (
     Deployment,
     ServerOptions,
@@ -47,7 +47,7 @@ def test_nginx_config_has_retry_and_keepalive(tmp_path) -> None:
 @pytest.mark.nginx
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
 def test_two_replicas_behind_nginx_survive_a_killed_replica(serving_run: ServingRun, tmp_path) -> None:
-    texts_path = bench.write_texts(tmp_path / "texts.json", serving_run.texts)
+    texts_path = loadtest.write_texts(tmp_path / "texts.json", serving_run.texts)
     options = ServerOptions(models=(MODEL,), threads=1, batching=True)
     pgids: list[int] = []
     with pytest.raises(RuntimeError, match="cell failed"):
@@ -60,7 +60,7 @@ def test_two_replicas_behind_nginx_survive_a_killed_replica(serving_run: Serving
             got = [httpx.post(dep.url + f"/predict/{MODEL}", json={"texts": [t]}).json()["predictions"][0]["label_id"]
                    for t in serving_run.texts[:8]]
             assert got == expected.argmax(axis=1).tolist()
-            fault = bench.fault_test(dep, MODEL, texts_path, users=4, duration_s=3, warmup_s=1, out_dir=tmp_path)
+            fault = loadtest.fault_test(dep, MODEL, texts_path, users=4, duration_s=3, warmup_s=1, out_dir=tmp_path)
             assert not dep.servers[0].alive() and dep.servers[1].alive()
             assert fault["failed"] == 0, fault
             assert fault["before"]["requests"] > 0 and fault["after"]["requests"] > 0
@@ -108,7 +108,8 @@ def test_free_ports_scan_from_base() -> None:
 
 
 def test_deploy_profile_section_is_validated() -> None:
-    from kdutils.study.config import ConfigError, load_profile
+    from kdutils.study.config import load_profile
+    from kdutils.study.specs import ConfigError
 
     with pytest.raises(ConfigError, match="deploy.load_models"):
         load_profile("smoke", {"deploy": {"load_models": ["bert-base"]}})

@@ -14,20 +14,22 @@ import pytest
 
 from kdutils.data.augment import MASK_TOKEN, sentence_key
 from kdutils.data.text import tokenize
-from kdutils.student.distill import (
-    Setting,
-    agreement,
-    build_transfer_set,
+from kdutils.report.distilled import (
     comparison_frame,
-    encode_rows,
-    grid_settings,
-    in_domain_sentences,
-    paired_comparison,
     plot_ablation,
     plot_accuracy_comparison,
     plot_calibration,
     plot_gain_per_seed,
     plot_training_curves,
+)
+from kdutils.student.distill import (
+    Setting,
+    agreement,
+    build_transfer_set,
+    encode_rows,
+    grid_settings,
+    in_domain_sentences,
+    paired_comparison,
     run_key,
     run_setting,
     save_distilled,
@@ -37,7 +39,8 @@ from kdutils.student.distill import (
     teacher_unk_token,
 )
 from kdutils.student.train import TrainSettings, encode_texts, init_student
-from kdutils.study.config import ConfigError, StudentArch, load_profile
+from kdutils.study.config import StudentArch, load_profile
+from kdutils.study.specs import ConfigError
 
 matplotlib.use("Agg")
 
@@ -328,8 +331,7 @@ def test_bad_distillation_parameters_fail_when_the_profile_loads(override, param
 def test_summary_sections_are_what_notebook_04_wrote(tmp_path, small_runs, transfer, vocab, rt_splits) -> None:
     from kdutils.student.distill import prediction_row, summary_sections, unlabelled_source
     from kdutils.student.train import summarise_seeds
-    from kdutils.study.runs import REPO_ROOT
-    from kdutils.study.summary import json_default
+    from kdutils.study.files import REPO_ROOT, json_default
 
     val_labels, test_labels = rt_splits.val["label"].to_numpy(), rt_splits.test["label"].to_numpy()
     headline, baseline = small_runs["distilled"], small_runs["baseline"]
@@ -424,8 +426,12 @@ def _inline_targets(comparison: dict, entry, distillation, models: dict, n_seeds
 
 
 def test_targets_are_what_notebook_04_computed_inline() -> None:
-    from kdutils.student.distill import evaluate_targets, gain_interval_phrase, significance_phrase
-    from kdutils.study.runs import REPO_ROOT
+    from kdutils.report.distilled import (
+        evaluate_targets,
+        gain_interval_phrase,
+        significance_phrase,
+    )
+    from kdutils.study.files import REPO_ROOT
     from kdutils.study.summary import load_summary
 
     smoke = load_summary(REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json")

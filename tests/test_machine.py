@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from kdutils import machine
-from kdutils.study.config import ConfigError, load_profile
+from kdutils.study.config import load_profile
+from kdutils.study.specs import ConfigError
 from kdutils.teacher.finetune import FineTuneSettings
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from kdutils.study.runs import REPO_ROOT
+from kdutils.study.files import REPO_ROOT
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from serving_fixtures import LiveServer
 
+from kdutils.report import serving_plots
 from kdutils.serving import bench, lightload
 from kdutils.serving.deploy import free_ports, spawn, wait_healthy
-from kdutils.study.runs import REPO_ROOT
+from kdutils.study.files import REPO_ROOT
 
 pytest_plugins = ("serving_fixtures",)
 MODEL = "student_distilled@onnx"
@@ -74,4 +75,4 @@ def test_peer_comparison_fills_the_summary_contract(live_server: LiveServer, tmp
     assert oh["model"] == "student_distilled" and set(oh["runtimes"]) == set(names)
     assert oh["noop"]["errors"] == 0 and oh["p50_ratio"] > 0
     assert len(bench.peers_frame(peers)) == 6
-    bench.plot_peers(peers)
+    serving_plots.plot_peers(peers)

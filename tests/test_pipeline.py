@@ -9,8 +9,10 @@ import pytest
 
 from kdutils import pipeline
 from kdutils.study import steps
-from kdutils.study.config import ConfigError, load_profile
-from kdutils.study.runs import read_json
+from kdutils.study.config import load_profile
+from kdutils.study.files import read_json
+from kdutils.study.specs import ConfigError
+from kdutils.study.steps import discover_steps
 
 
 def _notebook(path: Path, body: str) -> None:
@@ -116,7 +118,7 @@ def test_cli_exit_codes(notebooks: Path, tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_only_rejects_unknown_numbers(notebooks: Path) -> None:
-    steps = pipeline.discover_steps(notebooks)
+    steps = discover_steps(notebooks)
     assert [s.number for s in pipeline.select_steps(steps, ["2"])] == ["02"]
     with pytest.raises(ConfigError, match="--only 07: no such notebook; allowed: 01, 02"):
         pipeline.select_steps(steps, ["07"])
@@ -129,23 +131,23 @@ def test_only_the_studys_own_notebooks_are_steps(notebooks: Path) -> None:
     # issue 13.7's instance: JupyterLab's Duplicate made 03_student-Copy1.ipynb, run as a step.
     for copy in ("01_first-Copy1.ipynb", "Untitled.ipynb", "02_second copy.ipynb", "02_Second.ipynb"):
         _notebook(notebooks / copy, "raise RuntimeError('a copy must never run')")
-    steps = pipeline.discover_steps(notebooks)
+    steps = discover_steps(notebooks)
     assert [s.name for s in steps] == ["01_first", "02_second"]
     assert [s.name for s in pipeline.select_steps(steps, ["01"])] == ["01_first"]
     _notebook(notebooks / "02_second_v2.ipynb", "x = 1")
     with pytest.raises(ConfigError, match="two notebooks are step 02 .*02_second.ipynb, 02_second_v2.ipynb"):
-        pipeline.discover_steps(notebooks)
+        discover_steps(notebooks)
 
 
 def test_the_studys_notebooks_are_the_step_table() -> None:
-    assert [s.name for s in pipeline.discover_steps()] == [s.name for s in steps.STEPS]
+    assert [s.name for s in discover_steps()] == [s.name for s in steps.STEPS]
 
 
 # ----------------------------------------------------------------------------- cache keys
 
 
 def test_cache_key_follows_what_each_notebook_reads() -> None:
-    steps = {s.number: s for s in pipeline.discover_steps()}
+    steps = {s.number: s for s in discover_steps()}
     base = load_profile("smoke")
 
     def keys(cfg, library: str = "lib") -> dict[str, str]:

@@ -8,7 +8,7 @@ from nbconvert import HTMLExporter
 
 from kdutils import progress
 from kdutils.pipeline import KERNEL_NAME
-from kdutils.study.runs import REPO_ROOT
+from kdutils.study.files import REPO_ROOT
 
 
 def test_display_line_keeps_the_last_state_or_nothing_once_cleared() -> None:

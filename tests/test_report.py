@@ -26,12 +26,15 @@ import pytest  # noqa: E402
 import report_runs  # noqa: E402
 
 from kdutils import plots, report  # noqa: E402
-from kdutils.report import anchors  # noqa: E402
+from kdutils.report import anchors, distilled  # noqa: E402
 from kdutils.report import reading as report_reading  # noqa: E402
 from kdutils.report import rendering as report_render  # noqa: E402
 from kdutils.report import results as report_results  # noqa: E402
 from kdutils.report import tables as report_tables  # noqa: E402
-from kdutils.study.runs import REPO_ROOT, RunDir, default_output_root, read_json, write_json  # noqa: E402
+from kdutils.serving import bench  # noqa: E402
+from kdutils.study.files import REPO_ROOT, read_json, write_json
+from kdutils.study.layout import default_output_root
+from kdutils.study.runs import RunDir
 from kdutils.study.summary import Summary, SummaryError, validate_summary  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -435,11 +438,8 @@ def test_a_comparison_says_when_more_than_the_teacher_differs(run_dir: Path, pap
 def _with_targets(summary: dict, gain: float, gap: float | None = None, teacher: float | None = None,
                   latency_ratio: float | None = None) -> dict:
     """``summary`` with the targets notebooks 04 and 05 would record for it (the library computes them)."""
-    from kdutils.serving import bench
-    from kdutils.student import distill
-
     typed = _typed(summary)
-    rows = distill.evaluate_targets(typed.models.student_distilled, typed.distillation, typed.models, gain, gap,
+    rows = distilled.evaluate_targets(typed.models.student_distilled, typed.distillation, typed.models, gain, gap,
                                     teacher)
     deployment = bench.evaluate_targets(summary["inference"], summary["serving"], latency_ratio_target=latency_ratio)
     return {**summary, "targets": {"distillation": rows, "deployment": deployment}}

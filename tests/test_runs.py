@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdutils.study.runs import RunDir, atomic_dir, atomic_path, current_umask, write_json
+from kdutils.study.files import atomic_dir, atomic_path, current_umask, write_json
+from kdutils.study.runs import RunDir
 from kdutils.study.summary import Summary, SummaryError
 
 SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
@@ -188,7 +189,7 @@ def test_reported_notebooks_are_named_by_either_export(tmp_path: Path) -> None:
 def test_deterministic_figures_are_the_same_bytes_twice(tmp_path: Path) -> None:
     from matplotlib.figure import Figure
 
-    from kdutils.study.runs import save_figure_files
+    from kdutils.study.files import save_figure_files
 
     fig = Figure(figsize=(2, 1))
     fig.subplots().plot([0, 1], [1, 0])

@@ -13,13 +13,8 @@ import pytest
 from kdutils.data.assets import WHEELS
 from kdutils.report.anchors import REFERENCES
 from kdutils.study import specs
-from kdutils.study.config import (
-    ConfigError,
-    DataConfig,
-    TeacherConfig,
-    available_profiles,
-    load_profile,
-)
+from kdutils.study.config import DataConfig, TeacherConfig, available_profiles, load_profile
+from kdutils.study.specs import ConfigError
 from kdutils.teacher import weights
 
 

@@ -14,8 +14,9 @@ from kdutils import pipeline
 from kdutils.data.corpora import SPLIT_NAMES
 from kdutils.study import steps
 from kdutils.study.config import Profile
+from kdutils.study.files import REPO_ROOT
 from kdutils.study.model_files import META_FILE, ONNX_FILES, VOCAB_FILE, WEIGHTS_FILE
-from kdutils.study.runs import REPO_ROOT, RunDir
+from kdutils.study.runs import RunDir, missing, to_run
 from kdutils.study.summary import Summary, SummaryError
 
 SECTIONS = {name for name, f in Profile.model_fields.items()
@@ -152,9 +153,9 @@ def test_missing_reads_the_summary_validated(tmp_path: Path) -> None:
     (root / "summary.json").parent.mkdir(parents=True)
     (root / "summary.json").write_text(json.dumps({"models": {"teacher": {"accuracy": 2.5}}}))
     with pytest.raises(SummaryError, match=r"models\.teacher"):
-        steps.missing(root, "04")
+        missing(root, "04")
     (root / "summary.json").write_text(json.dumps({"data": None}))
-    assert [str(p) for p in steps.missing(root, "04") if "summary.json" in str(p)] == [
+    assert [str(p) for p in missing(root, "04") if "summary.json" in str(p)] == [
         "summary.json has no models.teacher (run notebooks/02_teacher.ipynb)",
         "summary.json has no models.student_baseline (run notebooks/03_student.ipynb)"]
 
@@ -181,7 +182,7 @@ def test_messages_name_the_notebook_to_run() -> None:
 
 def test_missing_upstream_names_each_artefact_and_writes_nothing(tmp_path) -> None:
     root = tmp_path / "run" / "smoke"
-    problems = [str(p) for p in steps.missing(root, "04", [0, 1])]
+    problems = [str(p) for p in missing(root, "04", [0, 1])]
     assert any("data/meta.json" in p and "01_data" in p for p in problems)
     assert any("teacher/model.safetensors" in p and "02_teacher" in p for p in problems)
     assert any("student_baseline_seed1_test.npz" in p and "03_student" in p for p in problems)
@@ -192,8 +193,8 @@ def test_missing_upstream_comes_down_to_one_command(tmp_path) -> None:
     # issue 13.13's instance: without its upstream, notebook 04 listed 24 files instead of what to run.
     root = tmp_path / "run" / "smoke"
     seeds = [0, 1, 2, 3, 4]
-    assert len(steps.missing(root, "04", seeds)) > 20
-    assert steps.to_run(steps.missing(root, "04", seeds)) == ["01_data", "02_teacher", "03_student"]
+    assert len(missing(root, "04", seeds)) > 20
+    assert to_run(missing(root, "04", seeds)) == ["01_data", "02_teacher", "03_student"]
     # Only the students are missing: only notebook 03 needs to run.
     (root / "data").mkdir(parents=True)
     (root / "data" / "meta.json").write_text("{}")
@@ -203,7 +204,7 @@ def test_missing_upstream_comes_down_to_one_command(tmp_path) -> None:
     # A validated summary: notebook 02's entry as the smoke run wrote it.
     teacher = json.loads((REPO_ROOT / "tests" / "fixtures" / "smoke_summary.json").read_text())["models"]["teacher"]
     (root / "summary.json").write_text(json.dumps({"models": {"teacher": teacher}}))
-    assert steps.to_run(steps.missing(root, "04", seeds)) == ["03_student"]
+    assert to_run(missing(root, "04", seeds)) == ["03_student"]
     with pytest.raises(FileNotFoundError) as err:
         pipeline.require_upstream("04", root, "smoke", seeds=seeds)
     assert str(err.value).startswith(f"notebook 04 needs what 03_student writes for profile 'smoke' under {root} (")

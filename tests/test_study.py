@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from kdutils import pipeline
-from kdutils.study.runs import REPO_ROOT, read_json
+from kdutils.study.files import REPO_ROOT, read_json
+from kdutils.study.steps import discover_steps
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]
 
 def test_every_notebook_ran_and_exported(smoke_run: tuple[Path, str, str]) -> None:
     run, _, _ = smoke_run
-    steps = pipeline.discover_steps()
+    steps = discover_steps()
     assert [s.number for s in steps] == ["01", "02", "03", "04", "05"]
     manifest = read_json(run / "manifest.json")
     for step in steps:

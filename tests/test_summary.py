@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from kdutils.study.runs import REPO_ROOT, RunDir, write_json
+from kdutils.study.files import REPO_ROOT, write_json
+from kdutils.study.runs import RunDir
 from kdutils.study.summary import (
     FaultTestSkipped,
     Summary,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kdutils.study.config import load_profile
-from kdutils.study.runs import read_json
+from kdutils.study.files import read_json
 from kdutils.teacher import rate
 
 

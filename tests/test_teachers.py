@@ -14,8 +14,10 @@ from transformers import TrainerCallback
 
 from kdutils.data.assets import AssetError
 from kdutils.data.corpora import Splits
-from kdutils.study.config import TEACHERS, ConfigError, TeacherConfig, load_profile
-from kdutils.study.runs import read_json
+from kdutils.report import teacher_plots
+from kdutils.study.config import TEACHERS, TeacherConfig, load_profile
+from kdutils.study.files import read_json
+from kdutils.study.specs import ConfigError
 from kdutils.study.summary import TeacherEntry, TeacherScoring
 from kdutils.teacher import evaluate, finetune, weights
 from kdutils.teacher.scoring import TeacherScorer
@@ -312,9 +314,9 @@ def test_costs_summary_and_figures(tiny_teacher: finetune.TeacherResult, rt_spli
     assert TeacherEntry.model_validate(json.loads(json.dumps(entry))).precision == "fp32"
     table = pd.DataFrame([{"model": "teacher_L1", "layers": 1, "params": tiny_teacher.params,
                            "accuracy": metrics["accuracy"], "latency_ms_b1": latency["latency_ms_b1"]}])
-    for fig in (evaluate.plot_training_curves({"teacher_L1": tiny_teacher}),
-                evaluate.plot_reliability(test["label"].to_numpy(), logits, "teacher_L1"),
-                evaluate.plot_depth_sweep(table)):
+    for fig in (teacher_plots.plot_training_curves({"teacher_L1": tiny_teacher}),
+                teacher_plots.plot_reliability(test["label"].to_numpy(), logits, "teacher_L1"),
+                teacher_plots.plot_depth_sweep(table)):
         assert fig.axes
 
 

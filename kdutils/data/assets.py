@@ -18,7 +18,7 @@ import os
 import zipfile
 from pathlib import Path
 
-from kdutils.study.runs import REPO_ROOT, sha256_file
+from kdutils.study.files import REPO_ROOT, sha256_file
 from kdutils.study.specs import ASSET_WHEELS, AssetWheel, SourceFile
 
 

@@ -42,19 +42,14 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from kdutils import plots
 from kdutils.data.assets import AssetError, package_file, read_wheel_member, source_file, wheel_path
+from kdutils.data.text import tokenize
 from kdutils.study import steps
-from kdutils.study.config import ConfigError, DataConfig
-from kdutils.study.runs import (
-    DATA_META_FILE,
-    RunDir,
-    atomic_path,
-    read_json,
-    sha256_file,
-    write_json,
-)
-from kdutils.study.specs import DATASETS, GLOVE, TEACHERS, SourceFile
+from kdutils.study.config import DataConfig
+from kdutils.study.files import atomic_path, read_json, sha256_file, write_json
+from kdutils.study.layout import DATA_META_FILE
+from kdutils.study.runs import RunDir
+from kdutils.study.specs import DATASETS, GLOVE, TEACHERS, ConfigError, SourceFile
 
 # Imported where used: the data packages (an ImportError says how to install one), kdutils.data.text
 # (torch, seconds to import; a regex stands in without it), transformers and matplotlib.
@@ -563,19 +558,10 @@ def glove_vocabulary() -> frozenset[str]:
 
 
 # GloVe 6B was built from PTB-style tokens: "don't" -> "do", "n't"; "it's" -> "it", "'s".
-_WORD_RE = re.compile(r"[a-z0-9]+(?=n't)|n't|'[a-z]+|[a-z0-9]+|[^\sa-z0-9]")
-
-
-def _fallback_tokenize(text: str) -> list[str]:
-    return _WORD_RE.findall(text.lower())
 
 
 def word_tokenizer() -> tuple[Callable[[str], list[str]], str]:
-    """The student's tokenizer (``kdutils.data.text.tokenize``) when it exists, else a regex fallback."""
-    try:
-        from kdutils.data.text import tokenize
-    except ImportError:
-        return _fallback_tokenize, "regex fallback (kdutils.data.text not available)"
+    """The student's tokenizer (:func:`kdutils.data.text.tokenize`) and the name the data card gives it."""
     return tokenize, "kdutils.text.tokenize"
 
 
@@ -669,77 +655,3 @@ def summary_section(splits: Splits, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _long_frame(splits: Splits) -> pd.DataFrame:
-    return pd.concat(
-        [
-            pd.DataFrame(
-                {
-                    "split": name,
-                    "label": pd.Categorical.from_codes(part["label"], splits.label_names),
-                    "words": word_counts(part["text"]),
-                }
-            )
-            for name, part in splits.items()
-        ],
-        ignore_index=True,
-    )
-
-
-def plot_label_balance(splits: Splits) -> Any:
-    """Bar chart: share of each label in each split (split sizes in the tick labels)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    plots.set_style()
-    long = _long_frame(splits)
-    shares = (
-        long.groupby("split")["label"].value_counts(normalize=True).rename("share").reset_index()
-    )
-    ticks = {name: f"{name}\n(n={len(part):,})" for name, part in splits.items()}
-    shares["split"] = shares["split"].map(ticks)
-    fig, ax = plt.subplots(figsize=plots.SINGLE_COLUMN)
-    sns.barplot(
-        shares,
-        x="split",
-        y="share",
-        hue="label",
-        order=list(ticks.values()),
-        hue_order=splits.label_names,
-        ax=ax,
-        palette="colorblind",
-    )
-    ax.set_xlabel("")
-    ax.set_ylabel("share of examples")
-    ax.set_ylim(0, min(1.0, shares["share"].max() * 1.25))
-    ax.legend(title="", loc="upper center", ncol=splits.num_labels, frameon=False)
-    fig.tight_layout()
-    return fig
-
-
-def plot_length_distribution(splits: Splits, clip_quantile: float = 0.99) -> Any:
-    """Density of text length in words per split (x axis clipped at a high quantile)."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    plots.set_style()
-    long = _long_frame(splits)
-    upper = float(np.quantile(long["words"], clip_quantile))
-    fig, ax = plt.subplots(figsize=plots.SINGLE_COLUMN)
-    # A kernel density keeps small splits readable where integer word counts make histograms jagged.
-    sns.kdeplot(
-        long,
-        x="words",
-        hue="split",
-        hue_order=list(SPLIT_NAMES),
-        common_norm=False,
-        cut=0,
-        clip=(0, upper),
-        ax=ax,
-        palette="colorblind",
-    )
-    ax.set_xlim(0, upper)
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel(f"length in words (up to the {clip_quantile:.0%} quantile, {upper:.0f})")
-    ax.set_ylabel("density")
-    fig.tight_layout()
-    return fig

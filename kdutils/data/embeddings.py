@@ -18,7 +18,7 @@ import pandas as pd
 
 from kdutils.data.assets import AssetError, cache_dir, source_file
 from kdutils.data.text import Vocab
-from kdutils.study.runs import atomic_path, sha256_text
+from kdutils.study.files import atomic_path, sha256_text
 from kdutils.study.specs import GLOVE
 
 

@@ -20,11 +20,13 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from kdutils.study import steps
-from kdutils.study.runs import atomic_path
+from kdutils.study.files import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 # Bumped whenever the rules below change: a saved vocab records it, and loading
 # a vocab made under other rules fails instead of silently mis-encoding.
@@ -167,6 +169,8 @@ class Vocab:
         single UNK so every row has at least one real position and pooling is
         defined. ``T`` is the longest row after truncation (at least 1).
         """
+        import torch  # here: the server tokenizes with this module and never loads torch for ONNX models
+
         if max_length < 1:
             raise ValueError(f"max_length must be at least 1, got {max_length}")
         rows = []

@@ -38,8 +38,9 @@ from kdutils.inference.predictors import (
     weights_digest,
 )
 from kdutils.machine import quiet_transformers
+from kdutils.student.models import load_student
+from kdutils.study.files import atomic_dir, write_json
 from kdutils.study.model_files import EXPORT_META, ONNX_FILES, read_meta, weights_path
-from kdutils.study.runs import atomic_dir, write_json
 
 # torch, transformers, onnx and onnxruntime's quantizer are imported where used: each takes
 # seconds, and the served-model records of this module need none of them.
@@ -56,8 +57,6 @@ def _torch_module(source_dir: Path, kind: str) -> Any:
     import torch
 
     if kind == "student":
-        from kdutils.student.models import load_student
-
         model, _, _ = load_student(source_dir)
         return model
 

@@ -32,8 +32,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from kdutils.data.text import Vocab, tokenize
 from kdutils.machine import quiet_transformers
 from kdutils.study import steps
+from kdutils.study.files import sha256_file
 from kdutils.study.model_files import (
     EXPORT_META,
     ONNX_FILES,
@@ -42,7 +44,7 @@ from kdutils.study.model_files import (
     read_meta,
     weights_path,
 )
-from kdutils.study.runs import RunDir, sha256_file
+from kdutils.study.runs import RunDir
 from kdutils.study.specs import TEACHER_NAME
 
 # torch (also through kdutils.data.text and kdutils.student.models), transformers and onnxruntime are imported
@@ -217,8 +219,6 @@ class StudentEncoder:
     special_tokens = 0
 
     def __init__(self, source_dir: Path, max_length: int) -> None:
-        from kdutils.data.text import Vocab
-
         self.vocab = Vocab.load(source_dir / VOCAB_FILE)
         self.max_length = max_length
 
@@ -227,8 +227,6 @@ class StudentEncoder:
 
         An empty text still gets one UNK position (as in ``Vocab.encode_batch``) so pooling is defined.
         """
-        from kdutils.data.text import tokenize
-
         stoi, unk, limit = self.vocab.stoi, self.vocab.UNK_ID, self.max_length
         rows = [[stoi.get(t, unk) for t in tokenize(text)[:limit]] for text in texts]
         counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
@@ -366,6 +364,8 @@ class TorchStudentPredictor(Predictor):
     def __init__(self, entry: ModelEntry) -> None:
         import torch
 
+        # Here, not at the top: the student's module is PyTorch through and through, and a server of
+        # ONNX models never loads torch (its start-up stays under a second).
         from kdutils.student.models import load_student
 
         super().__init__(entry)

@@ -6,18 +6,20 @@ import argparse
 import sys
 from collections.abc import Iterable
 
-from kdutils.report import __doc__ as _package_doc
 from kdutils.report.index import write_index
 from kdutils.report.publishing import check, publish
 from kdutils.report.reading import PAPER_DIR, ReportError
 from kdutils.report.rendering import render
 from kdutils.study.summary import SummaryError
 
+# The first line of the package's docstring (kdutils.report), which --help shows.
+DESCRIPTION = "Tables, the paper and the HTML index of a run, rendered from its ``summary.json``."
+
 
 def main(argv: Iterable[str] | None = None) -> int:
     """Run one subcommand (``render``, ``publish``, ``index``, ``check``); the exit code: 0 done,
     1 a check found differences, 2 an error (printed on stderr)."""
-    parser = argparse.ArgumentParser(prog="python -m kdutils.report", description=_package_doc.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kdutils.report", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     p_render = sub.add_parser("render", help="tables, paper.md and paper.html of a run")
     p_render.add_argument("--run", required=True, help="run directory, e.g. outputs/smoke")

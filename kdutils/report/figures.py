@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdutils import plots
 from kdutils.report.formatting import millions, times
 from kdutils.report.reading import PAPER_FIGURES_DIR
 from kdutils.report.results import TeacherComparison
-from kdutils.study.runs import save_figure_files
+from kdutils.study.files import save_figure_files
 
 
 @dataclass(frozen=True)
@@ -152,8 +153,6 @@ def draw_teacher_comparison(rows: Sequence[TeacherComparison], directory: Path) 
     import matplotlib
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, MultipleLocator, NullFormatter
-
-    from kdutils import plots
 
     names = [f"{c.teacher_label}\n({millions(c.teacher_params)})" for c in rows]
     x = list(range(len(rows)))

@@ -19,7 +19,8 @@ from kdutils.report.rendering import TEMPLATE_DIR, environment
 from kdutils.report.results import SIGNIFICANCE_LEVEL, guard_intervals
 from kdutils.report.tables import build_tables, headline_rows
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
-from kdutils.study.runs import RunDir, atomic_path
+from kdutils.study.files import atomic_path
+from kdutils.study.runs import RunDir
 from kdutils.study.summary import Summary
 
 

@@ -41,6 +41,7 @@ from kdutils.report.rendering import (
 from kdutils.report.results import guard_intervals
 from kdutils.report.tables import build_tables, write_tables
 from kdutils.study.runs import RunDir
+from kdutils.study.steps import discover_steps
 
 # What the paper rendered from every run puts at the top of paper/.
 PAPER_ENTRIES = (PAPER_FIGURES_DIR, PAPER_TABLES_DIR, PAPER_MD, PAPER_HTML)
@@ -81,8 +82,6 @@ def publish_problems(manifest: dict[str, Any], notebooks: list[str] | None = Non
     if not manifest:
         return ["it has no manifest.json (run it with python -m kdutils.pipeline run)"]
     if notebooks is None:
-        from kdutils.pipeline import discover_steps
-
         notebooks = [step.name for step in discover_steps()]
     problems = []
     git = manifest.get("git") or {}

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kdutils.study.runs import REPO_ROOT, RunDir
+from kdutils.study.files import REPO_ROOT
+from kdutils.study.runs import RunDir
 from kdutils.study.summary import Summary
 
 PAPER_DIR = REPO_ROOT / "paper"

@@ -39,7 +39,8 @@ from kdutils.report.tables import (
     targets_table,
     write_tables,
 )
-from kdutils.study.runs import RunDir, atomic_path
+from kdutils.study.files import atomic_path
+from kdutils.study.runs import RunDir
 from kdutils.study.summary import Summary
 
 # The templates stay in kdutils/templates/, the package data pyproject.toml ships.

@@ -42,7 +42,7 @@ from kdutils.report.results import (
     teacher_label,
 )
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
-from kdutils.study.runs import atomic_path
+from kdutils.study.files import atomic_path
 from kdutils.study.specs import DATASETS
 from kdutils.study.summary import DistilledStudentEntry, FaultTest, Summary, notebook_for
 

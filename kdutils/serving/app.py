@@ -69,6 +69,7 @@ from pydantic import (
 )
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kdutils.data.text import tokenize
 from kdutils.inference.predictors import (
     EmptyTextError,
     ModelEntry,
@@ -572,8 +573,6 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
 
     @app.post("/noop", response_model=NoopResponse, responses={413: errors[413], 415: errors[415]})
     async def noop(request: request_cls) -> JSONResponse:  # type: ignore[valid-type]
-        from kdutils.data.text import tokenize
-
         t0 = time.perf_counter()
         empty = [i for i, t in enumerate(request.texts) if not tokenize(t)]
         if empty:

@@ -32,7 +32,8 @@ from typing import Any
 
 import httpx
 
-from kdutils.study.runs import REPO_ROOT
+from kdutils.serving.app import min_body_bytes
+from kdutils.study.files import REPO_ROOT
 
 # kdutils.serving.app (FastAPI and the predictors) is imported only for the body limit: the load
 # clients and nginx helpers here need none of it.
@@ -212,8 +213,6 @@ class ServerOptions:
     @property
     def body_limit(self) -> int:
         """The body limit the server enforces (nginx in front gets the same)."""
-        from kdutils.serving.app import min_body_bytes
-
         return self.max_body_bytes or min_body_bytes(self.max_texts, self.max_chars)
 
     def args(self) -> list[str]:

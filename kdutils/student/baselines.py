@@ -20,8 +20,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from kdutils.data.text import TOKENIZER_VERSION, tokenize
+from kdutils.study.files import atomic_dir
 from kdutils.study.model_files import PIPELINE_FILE, write_meta
-from kdutils.study.runs import atomic_dir
 
 DEFAULT_C_GRID = (1.0, 4.0, 16.0, 64.0)
 

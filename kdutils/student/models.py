@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from kdutils.data.text import TOKENIZER_VERSION, Vocab, VocabError
+from kdutils.study.files import atomic_dir, sha256_file
 from kdutils.study.model_files import (
     CONFIG_FILE,
     META_FILE,
@@ -30,7 +31,6 @@ from kdutils.study.model_files import (
     read_meta,
     write_meta,
 )
-from kdutils.study.runs import atomic_dir, sha256_file
 
 POOLINGS = ("max", "mean", "both")
 ARCHITECTURE = "BiLSTMClassifier"

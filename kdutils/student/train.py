@@ -27,22 +27,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from kdutils import plots, progress
+from kdutils import progress
 from kdutils.data.embeddings import glove_embedding_matrix
 from kdutils.data.text import Vocab, tokenize
 from kdutils.metrics import classification_metrics
 from kdutils.stats import mean_ci
 from kdutils.student.models import BiLSTMClassifier, build_student, save_student
 from kdutils.study.config import DistillConfig, StudentConfig
+from kdutils.study.files import read_json, sha256_text, write_json
+from kdutils.study.layout import history_file, predictions_file
 from kdutils.study.model_files import meta_path, read_meta
-from kdutils.study.runs import (
-    history_file,
-    predictions_file,
-    read_json,
-    save_predictions,
-    sha256_text,
-    write_json,
-)
+from kdutils.study.runs import save_predictions
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -456,33 +451,3 @@ def summarise_seeds(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def plot_student_curves(histories: dict[str, dict[int, list[dict[str, Any]]]]) -> Any:
-    """Validation accuracy (top) and training loss (bottom) per epoch, one column per configuration.
-
-    ``histories`` maps a model name to ``{seed: history}``; each seed is one line, its best
-    validation epoch marked with a dot.
-    """
-    # matplotlib loads in seconds: only the notebooks that draw pay for it, not training workers.
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    plots.set_style()
-    names = list(histories)
-    width, height = plots.DOUBLE_COLUMN
-    fig, axes = plt.subplots(2, len(names), figsize=(width, 1.9 * height), sharex="col", squeeze=False)
-    for col, name in enumerate(names):
-        colour = plots.model_color(name)
-        for seed, history in sorted(histories[name].items()):
-            epochs = [h["epoch"] for h in history]
-            acc = [100 * h["val_accuracy"] for h in history]
-            best = int(np.argmax(acc))
-            axes[0, col].plot(epochs, acc, color=colour, alpha=0.7, lw=1, label=f"seed {seed}")
-            axes[0, col].plot(epochs[best], acc[best], "o", color=colour, ms=3)
-            axes[1, col].plot(epochs, [h["train_loss"] for h in history], color=colour, alpha=0.7, lw=1)
-        axes[0, col].set_title(name)
-        axes[0, col].set_ylabel("validation accuracy (%)" if col == 0 else "")
-        axes[1, col].set_ylabel("training loss" if col == 0 else "")
-        axes[1, col].set_xlabel("epoch")
-        axes[1, col].xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.tight_layout()
-    return fig

@@ -27,13 +27,9 @@ from pydantic import (
 )
 
 from kdutils.study import steps
-from kdutils.study.specs import DATASETS, TEACHER_NAME, TEACHERS
+from kdutils.study.specs import DATASETS, TEACHER_NAME, TEACHERS, ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
-
-
-class ConfigError(ValueError):
-    """A profile or parameter is invalid; the message names the parameter and what is allowed."""
 
 
 def _no_bool(v: Any) -> Any:

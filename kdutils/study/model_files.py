@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kdutils.study.runs import read_json, write_json
+from kdutils.study.files import read_json, write_json
 
 META_FILE = "kdmodel.json"
 WEIGHTS_FILE = "model.safetensors"

@@ -20,6 +20,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+
+class ConfigError(ValueError):
+    """A profile or parameter is invalid; the message names the parameter and what is allowed."""
+
 # --------------------------------------------------------------------------- asset wheels
 
 

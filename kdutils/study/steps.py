@@ -21,19 +21,28 @@ message (:func:`run_first`) and the notebook a ``summary.json`` field comes from
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdutils.study.files import REPO_ROOT
+from kdutils.study.layout import RunLayout
 from kdutils.study.model_files import META_FILE, ONNX_FILES, VOCAB_FILE, WEIGHTS_FILE
-from kdutils.study.runs import RunDir
-from kdutils.study.specs import DEPTH_PATTERN, TEACHER, TRUNCATED_TEACHER
+from kdutils.study.specs import DEPTH_PATTERN, TEACHER, TRUNCATED_TEACHER, ConfigError
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+# A step is a notebook named NN_lowercase_words.ipynb: JupyterLab's copies
+# ("03_student-Copy1.ipynb"), "Untitled.ipynb" and checkpoints are not.
+STEP_NAME = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
+# discover_steps reports the notebooks it ignores in the pipeline's log.
+log = logging.getLogger("kdutils.pipeline")
 
 # A run directory's own layout relative to its root, so the table's paths are RunDir's: a
 # placeholder such as "{seed}" is passed where RunDir takes a value and comes out where it puts one.
 # (Only path-computing members are used: RunDir's folder properties create the folder.)
-_LAYOUT = RunDir(Path())
+_LAYOUT = RunLayout(Path())
 
 
 @dataclass(frozen=True)
@@ -206,49 +215,35 @@ def model_file(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Missing:
-    """One thing a step needs and does not find, and the step that writes it (None: unknown)."""
+class Step:
+    path: Path
 
-    what: str
-    writer: StepSpec | None
+    @property
+    def name(self) -> str:
+        return self.path.stem
 
-    def __str__(self) -> str:
-        return f"{self.what} (run {self.writer.notebook})" if self.writer else f"{self.what} (no step writes it)"
-
-
-def _expand(template: str, seeds: Sequence[int]) -> list[str]:
-    return [template.format(seed=s) for s in seeds] if "{seed}" in template else [template]
+    @property
+    def number(self) -> str:
+        return self.name[:2]
 
 
-def missing(root: str | Path, key: str, seeds: Sequence[int] = (), extra: Sequence[str] = ()) -> list[Missing]:
-    """What step ``key`` needs (its table entry, then ``extra`` run files) and does not find under the
-    run directory ``root``, each with the step that writes it. Nothing is created.
+def discover_steps(notebook_dir: Path = NOTEBOOK_DIR) -> list[Step]:
+    """The study's notebooks in ``notebook_dir``, in order: names matching :data:`STEP_NAME`.
 
-    ``{seed}`` in a needed path is checked for every one of ``seeds`` (so not at all without
-    seeds); a ``*`` is satisfied by any match. The ``summary.json`` entries it needs are read from
-    the validated summary. Raises :class:`UnknownStep` for an unknown ``key`` and
-    :class:`~kdutils.study.summary.SummaryError` for a ``summary.json`` that does not fit its contract.
+    Other notebooks (JupyterLab copies such as ``03_student-Copy1.ipynb``, scratch files) are
+    ignored and named in the log. Raises :class:`ConfigError` when two notebooks claim one number.
     """
-    root = Path(root)
-    spec = step(key)
-    out: list[Missing] = []
-    for template in dict.fromkeys((*spec.needs, *extra)):
-        for rel in _expand(template, seeds):
-            found = any(root.glob(rel)) if "*" in rel else (root / rel).exists()
-            if not found:
-                out.append(Missing(str(root / rel), writer(template)))
-    if spec.needs_summary:
-        run = RunDir(root)
-        summary = run.summary()
-        for entry in spec.needs_summary:
-            # A dotted entry names one model of the models section (the only section keyed by name).
-            section, _, name = entry.partition(".")
-            value = getattr(summary, section)
-            if value is None or (name and name not in value.entries()):
-                out.append(Missing(f"{run.summary_path.name} has no {entry}", writer(entry)))
-    return out
-
-
-def to_run(problems: Iterable[Missing]) -> list[str]:
-    """The steps (names, in pipeline order) whose outputs ``problems`` name."""
-    return sorted({p.writer.name for p in problems if p.writer is not None})
+    found, ignored = [], []
+    for path in sorted(notebook_dir.glob("*.ipynb")):
+        (found if STEP_NAME.match(path.name) else ignored).append(path)
+    if ignored:
+        log.info("not pipeline steps (a step is named NN_name.ipynb): %s", ", ".join(p.name for p in ignored))
+    numbers: dict[str, list[str]] = {}
+    for path in found:
+        numbers.setdefault(path.name[:2], []).append(path.name)
+    clashes = {n: names for n, names in numbers.items() if len(names) > 1}
+    if clashes:
+        n, names = next(iter(sorted(clashes.items())))
+        raise ConfigError(f"two notebooks are step {n} in {notebook_dir}: {', '.join(names)}; "
+                          "rename or move the one that is not part of the study")
+    return [Step(p) for p in found]

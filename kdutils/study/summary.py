@@ -63,7 +63,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from kdutils.study.files import json_default
 from kdutils.study.specs import TEACHER_NAME
+from kdutils.study.steps import STEPS, writer
 
 __all__ = [
     "AblationRow",
@@ -164,13 +166,6 @@ DataSources = Annotated[
 ]
 
 
-def json_default(obj: Any) -> Any:
-    """``json.dumps``'s ``default``: numpy scalars and arrays, Paths and tuples as plain JSON values."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 class _Section(BaseModel):
@@ -1191,32 +1186,22 @@ def load_summary(path: str | Path) -> Summary:
 # At most this many fields are listed; a summary from a much older version fails everywhere.
 MAX_LISTED_ERRORS = 12
 
-# kdutils.study.steps is imported where it is used, never at the top: steps names its files through
-# model_files and runs, and runs imports this module, so a top-level import would be a cycle.
-
-
 @functools.cache
 def section_notebooks() -> dict[str, str]:
     """The notebook that writes each top-level section written whole, from :data:`kdutils.study.steps.STEPS`:
     ``{"data": "01_data", ...}``. Sections written entry by entry (``models``, ``targets``) are in
     :func:`split_sections`."""
-    from kdutils.study.steps import STEPS
-
     return {key: spec.name for spec in STEPS for key in spec.summary if "." not in key}
 
 
 def split_sections() -> set[str]:
     """Top-level sections whose entries different notebooks write (``models.teacher``: 02,
     ``targets.deployment``: 05), from :data:`kdutils.study.steps.STEPS`."""
-    from kdutils.study.steps import STEPS
-
     return {key.split(".")[0] for spec in STEPS for key in spec.summary if "." in key}
 
 
 def notebook_for(loc: tuple[Any, ...]) -> str | None:
     """The notebook that writes the field at ``loc``: ``('models', 'teacher_L2')`` -> 02_teacher."""
-    from kdutils.study.steps import writer
-
     if not loc:
         return None
     if loc[0] in split_sections():

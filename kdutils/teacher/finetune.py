@@ -40,8 +40,9 @@ from kdutils import progress
 from kdutils.machine import Precision, quiet_transformers, resolve_precision
 from kdutils.study import steps
 from kdutils.study.config import TeacherConfig
+from kdutils.study.files import atomic_dir, read_json, sha256_file, sha256_text, write_json
 from kdutils.study.model_files import WEIGHTS_FILE, meta_path, read_meta, weights_path, write_meta
-from kdutils.study.runs import RunDir, atomic_dir, read_json, sha256_file, sha256_text, write_json
+from kdutils.study.runs import RunDir
 from kdutils.teacher.scoring import weights_identity
 from kdutils.teacher.weights import resolve_teacher
 

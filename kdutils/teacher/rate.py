@@ -30,11 +30,12 @@ import numpy as np
 import pandas as pd
 
 from kdutils.data import corpora
+from kdutils.host import OtherLoad, cpu_count
 from kdutils.machine import PrecisionChoice, cpu_description, cpu_flags, cpu_name, resolve_precision
-from kdutils.serving.bench import OtherLoad, cpu_count
 from kdutils.study.config import Profile
+from kdutils.study.files import write_json
 from kdutils.study.model_files import meta_path, read_meta, write_meta
-from kdutils.study.runs import RunDir, write_json
+from kdutils.study.runs import RunDir
 from kdutils.study.specs import TEACHERS
 from kdutils.teacher.finetune import FineTuneJob, FineTuneSettings, fine_tune, load_pretrained
 from kdutils.teacher.scoring import TeacherScorer

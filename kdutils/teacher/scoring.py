@@ -42,8 +42,8 @@ from kdutils.inference.export import export_onnx
 from kdutils.inference.predictors import ort_session
 from kdutils.machine import resolve_precision
 from kdutils.study import steps
+from kdutils.study.files import atomic_path, sha256_file, sha256_text
 from kdutils.study.model_files import CONFIG_FILE, meta_path, read_meta, weights_path
-from kdutils.study.runs import atomic_path, sha256_file, sha256_text
 
 # torch and transformers are imported where the teacher is loaded: each takes seconds, and a
 # job served from the cache never needs them.

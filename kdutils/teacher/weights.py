@@ -29,10 +29,10 @@ from typing import Any
 
 from kdutils.data import assets
 from kdutils.data.assets import AssetError
-from kdutils.study.config import ConfigError, TeacherConfig
+from kdutils.study.config import TeacherConfig
+from kdutils.study.files import atomic_dir, read_json, sha256_file, write_json
 from kdutils.study.model_files import CONFIG_FILE, WEIGHTS_FILE
-from kdutils.study.runs import atomic_dir, read_json, sha256_file, write_json
-from kdutils.study.specs import TEACHERS, TeacherSpec
+from kdutils.study.specs import TEACHERS, ConfigError, TeacherSpec
 
 VERIFIED_MARKER = ".kdutils-verified.json"
 
