@@ -26,7 +26,7 @@ from kdutils.student.train import (
     train_classifier,
 )
 from kdutils.study.config import StudentArch, load_profile
-from kdutils.study.runs import _json_default
+from kdutils.study.files import json_default
 from kdutils.study.summary import SeededEntry
 
 SMALL = StudentArch(embedding="random", embedding_dim=16, hidden_size=16, dropout=0.2)
@@ -150,7 +150,7 @@ def test_fit_student_saves_model_predictions_and_summary(vocab: Vocab, sets, tmp
     assert [r["seed"] for r in summary["per_seed"]] == [0, 1]
     assert set(summary["per_seed"][0]) >= {"seed", "accuracy", "macro_f1", "best_epoch", "train_seconds"}
     # The entry fits the summary.json contract as the notebooks write it (numpy-aware JSON).
-    entry = SeededEntry.model_validate(json.loads(json.dumps(summary, default=_json_default)))
+    entry = SeededEntry.model_validate(json.loads(json.dumps(summary, default=json_default)))
     assert entry.accuracy_ci95 is None and entry.n_seeds == 2
 
 
