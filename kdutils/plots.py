@@ -9,7 +9,7 @@ a two-column paper: :data:`SINGLE_COLUMN` figures fit one column,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from kdutils.study.files import FIGURE_DPI
@@ -96,15 +96,6 @@ def model_label(name: str) -> str:
 def model_palette(names: Iterable[str]) -> dict[str, str]:
     """``{name: colour}`` for seaborn's ``palette=`` argument."""
     return {n: model_color(n) for n in names}
-
-
-def depth_palette(depths: Sequence[int]) -> dict[int, Any]:
-    """One blue per teacher depth, darker for deeper models, ending at the teacher's colour."""
-    import seaborn as sns
-
-    ordered = sorted(set(depths))
-    shades = sns.light_palette(MODEL_COLORS["teacher"], n_colors=len(ordered) + 1)[1:]
-    return dict(zip(ordered, shades, strict=True))
 
 
 def new_figure(

@@ -18,10 +18,20 @@ from kdutils.serving import loadtest
 from kdutils.serving.deploy import (
     Deployment,
     ServerOptions,
-    group_alive,
     nginx_binary,
     nginx_config,
 )
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of the group ``pgid`` exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 # Session fixtures (serving_run, live_server) shared by the serving tests.
 pytest_plugins = ("serving_fixtures",)

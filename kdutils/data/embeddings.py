@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -129,6 +128,3 @@ def _neighbours_cached(words: tuple[str, ...], k: int, key: str, cache: bool,
     return result
 
 
-def glove_cache_path() -> Path:
-    """Directory of the on-disk neighbour cache."""
-    return cache_dir() / "glove_neighbours"

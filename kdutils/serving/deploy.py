@@ -105,17 +105,6 @@ class ManagedProcess:
             return "(no log)"
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any process of the group ``pgid`` exists."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def spawn(name: str, cmd: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
           cwd: Path | None = None, url: str | None = None) -> ManagedProcess:
     """Start ``cmd`` in a new session with stdout and stderr into ``log_path``; register it for cleanup."""

@@ -90,7 +90,3 @@ def save_tfidf(directory: str | Path, result: TfidfResult, meta: dict[str, Any])
     return directory
 
 
-def model_size_mb(directory: str | Path) -> float:
-    """Size on disk of the saved pipeline in ``directory`` (:func:`save_tfidf`), MiB (bytes / 2**20);
-    FileNotFoundError when none was saved there."""
-    return (Path(directory) / PIPELINE_FILE).stat().st_size / 2**20

@@ -18,7 +18,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,14 +32,13 @@ from kdutils.data.embeddings import glove_embedding_matrix
 from kdutils.data.text import Vocab, tokenize
 from kdutils.metrics import classification_metrics
 from kdutils.stats import mean_ci
+from kdutils.student.losses import LossFn
 from kdutils.student.models import BiLSTMClassifier, build_student, save_student
 from kdutils.study.config import DistillConfig, StudentConfig
 from kdutils.study.files import read_json, sha256_text, write_json
 from kdutils.study.layout import history_file, predictions_file
 from kdutils.study.model_files import meta_path, read_meta
 from kdutils.study.runs import save_predictions
-
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 @contextlib.contextmanager
