@@ -11,6 +11,11 @@ by detection, never by hand:
 
 A profile may ask for ``auto`` (the default), ``fp32`` or ``bf16``; ``bf16`` on a CPU without
 native support falls back to ``fp32`` with one warning line in the log, never an error.
+
+Detection can be injected: with ``KDUTILS_CPU_FLAGS`` set (flags as ``/proc/cpuinfo`` spells them,
+separated by spaces or commas, e.g. one of :data:`CPU_CLASSES`), this module reports those flags and
+trusts them alone for native bf16. The variable reaches child processes (``torchrun`` ranks,
+notebook kernels), so the tests take every CPU class's path on whatever machine runs them.
 """
 
 from __future__ import annotations
@@ -32,11 +37,34 @@ Precision = Literal["fp32", "bf16"]
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
 # CPU flags (as /proc/cpuinfo spells them) that give native bfloat16 dot products.
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPU_FLAGS_ENV = "KDUTILS_CPU_FLAGS"
+# The CPU classes the project's machines have shown, by the flags that decide the numeric mode.
+CPU_CLASSES: dict[str, frozenset[str]] = {
+    "avx2": frozenset({"sse4_2", "avx", "avx2", "fma"}),
+    "avx512_bf16": frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni",
+                              "avx512_bf16"}),
+    "amx": frozenset({"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                      "amx_tile", "amx_int8", "amx_bf16"}),
+}
+
+
+def injected_flags() -> frozenset[str] | None:
+    """The flags set in ``KDUTILS_CPU_FLAGS`` (spaces or commas between them), or None when unset."""
+    raw = os.environ.get(CPU_FLAGS_ENV)
+    if raw is None:
+        return None
+    return frozenset(raw.replace(",", " ").split())
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags: ``KDUTILS_CPU_FLAGS`` where set, else the first processor's in
+    ``/proc/cpuinfo`` (empty where there is none)."""
+    injected = injected_flags()
+    return _proc_cpu_flags() if injected is None else injected
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags of the first processor in ``/proc/cpuinfo`` (empty where there is none)."""
+def _proc_cpu_flags() -> frozenset[str]:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith(("flags", "Features")):
@@ -64,11 +92,17 @@ def cpu_description() -> str:
 
 
 def native_bf16() -> bool:
-    """True when the CPU has native bfloat16 dot products and torch's oneDNN will use them."""
+    """True when the CPU has native bfloat16 dot products and torch's oneDNN will use them.
+
+    Injected flags (``KDUTILS_CPU_FLAGS``) decide alone: oneDNN asks the real CPU, and an injected
+    class must take its path on any machine (bf16 autocast still runs where it is only emulated).
+    """
     import torch
 
     if not any(flag in cpu_flags() for flag in BF16_FLAGS):
         return False
+    if injected_flags() is not None:
+        return True
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -109,7 +143,7 @@ def resolve_precision(requested: str = "auto", device: str | None = None) -> Pre
     if native_bf16():
         flags = ", ".join(f for f in BF16_FLAGS if f in cpu_flags())
         return PrecisionChoice("bf16", requested, device, f"CPU has native bf16 ({flags})")
-    reason = "CPU lacks native bf16 (no avx512_bf16/amx_bf16): emulated bf16 is slower than fp32"
+    reason = "CPU lacks native bf16 (no avx512_bf16 or amx_bf16 flag); emulated bf16 is slower than fp32"
     if requested == "bf16":
         log.warning("bf16 requested but %s; running in fp32", reason)
     return PrecisionChoice("fp32", requested, device, reason)

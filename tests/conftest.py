@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cpu_classes import inject_cpu
 
 from kdutils.data.corpora import Splits, load_dataset, make_splits
 from kdutils.data.text import Vocab
+from kdutils.machine import CPU_CLASSES
 from kdutils.student.train import build_vocab, torch_threads
 from kdutils.study.config import DataConfig
 from kdutils.study.runs import RunDir
@@ -43,3 +45,23 @@ def one_torch_thread():
     """Small LSTMs on a shared 2-core machine: one thread avoids OpenMP spin contention."""
     with torch_threads(1):
         yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def avx2_unless_injected():
+    """Tests see an AVX2-only CPU (fp32 everywhere) unless they inject another class.
+
+    A test's numbers then do not depend on the machine that runs it, and emulated bf16 (several
+    times slower than fp32 on AVX2) runs only where a test asks for it, on the tiny teacher. The
+    end-to-end smoke study lifts this to run in the real machine's mode, as a user's would.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        inject_cpu(mp, "avx2")
+        yield
+
+
+@pytest.fixture(params=sorted(CPU_CLASSES))
+def cpu_class(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each CPU class in turn, injected (see :func:`inject_cpu`)."""
+    inject_cpu(monkeypatch, request.param)
+    return request.param

@@ -12,6 +12,7 @@ from serving_fixtures import LiveServer, ServingRun
 from kdutils import host
 from kdutils.inference.predictors import discover
 from kdutils.serving import bench, loadtest, micro
+from kdutils.study.summary import InferenceSection
 
 # Session fixtures (serving_run, live_server) shared by the serving tests.
 pytest_plugins = ("serving_fixtures",)
@@ -98,6 +99,21 @@ def test_micro_benchmark_rows(serving_run: ServingRun) -> None:
     assert result["teacher"]["torch"]["flops_per_sentence"] > 5 * result["student_distilled"]["torch"]["flops_per_sentence"]
     frame = micro.inference_frame(result)
     assert len(frame) == 6 and {"model", "runtime", "latency_ms_p50"} <= set(frame.columns)
+    assert result["teacher"]["torch"]["precision"] == "fp32"
+    assert all("precision" not in row for model, rows in result.items() if model != "machine"
+               for runtime, row in rows.items() if (model, runtime) != ("teacher", "torch"))
+    InferenceSection.model_validate(result)
+
+
+def test_eager_teacher_latency_in_bf16(serving_run: ServingRun) -> None:
+    """Notebook 05 on a CPU with native bf16: the eager teacher runs in bf16 autocast and says so."""
+    texts, labels = serving_run.texts[:16], serving_run.labels[:16]
+    result = micro.micro_benchmark(serving_run.run, texts, labels, threads=1, latency_samples=4, batch_size=8,
+                                   models=["teacher"], runtimes=["torch", "onnx"], teacher_precision="bf16")
+    eager, onnx = result["teacher"]["torch"], result["teacher"]["onnx"]
+    assert eager["precision"] == "bf16" and "precision" not in onnx
+    assert eager["latency_ms_p50"] > 0 and onnx["agreement_with_eager"] >= 0.8
+    assert InferenceSection.model_validate(result).by_model()["teacher"]["torch"].precision == "bf16"
 
 
 def test_load_stats_windows() -> None:

@@ -5,37 +5,59 @@ from __future__ import annotations
 import logging
 
 import pytest
+from cpu_classes import inject_cpu
 
 from kdutils import machine
 from kdutils.study.config import load_profile
 from kdutils.study.specs import ConfigError
 from kdutils.teacher.finetune import FineTuneSettings
 
+# What each CPU class's detection must choose for ``precision: auto``.
+AUTO_MODE = {"avx2": "fp32", "avx512_bf16": "bf16", "amx": "bf16"}
 
-def test_cpu_facts_are_read() -> None:
+
+def test_cpu_facts_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert machine.cpu_name()
     assert "logical cores" in machine.cpu_description()
-    assert isinstance(machine.cpu_flags(), frozenset)
+    monkeypatch.delenv(machine.CPU_FLAGS_ENV)
+    assert isinstance(machine.cpu_flags(), frozenset) and machine.injected_flags() is None
+    if not any(f in machine.cpu_flags() for f in machine.BF16_FLAGS):
+        assert not machine.native_bf16(), "no bf16 flag, no native bf16, whatever oneDNN says"
 
 
-def test_auto_follows_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(machine, "native_bf16", lambda: True)
-    assert machine.resolve_precision("auto", "cpu").mode == "bf16"
-    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+def test_injected_flags_are_what_detection_sees(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(machine.CPU_FLAGS_ENV, "avx2, avx512_bf16  fma")
+    assert machine.cpu_flags() == {"avx2", "avx512_bf16", "fma"} and machine.native_bf16()
+    monkeypatch.setenv(machine.CPU_FLAGS_ENV, "")
+    assert machine.cpu_flags() == frozenset() and not machine.native_bf16()
+
+
+def test_auto_takes_each_cpu_class_path(cpu_class: str) -> None:
     choice = machine.resolve_precision("auto", "cpu")
-    assert choice.mode == "fp32" and "lacks native bf16" in choice.reason
-
-
-def test_auto_on_this_machine_matches_its_flags() -> None:
-    has_flag = any(f in machine.cpu_flags() for f in machine.BF16_FLAGS)
-    if not has_flag:
-        assert machine.resolve_precision("auto", "cpu").mode == "fp32"
+    assert choice.mode == AUTO_MODE[cpu_class]
+    if choice.mode == "bf16":
+        assert "native bf16" in choice.reason and "avx512_bf16" in choice.reason
+        assert ("amx_bf16" in choice.reason) == (cpu_class == "amx")
+    else:
+        assert "lacks native bf16" in choice.reason
+    # The same choice reaches fine-tuning and the scorer.
+    assert FineTuneSettings.from_config(load_profile("smoke").teacher).precision == AUTO_MODE[cpu_class]
     assert machine.resolve_precision("fp32", "cpu").mode == "fp32"
+
+
+def test_forcing_fp32_on_a_bf16_machine_gives_the_fp32_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    inject_cpu(monkeypatch, "amx")
+    cfg = load_profile("smoke", {"teacher": {"precision": "fp32"}})
+    choice = machine.resolve_precision(cfg.teacher.precision)
+    assert (choice.mode, choice.reason) == ("fp32", "fp32 requested")
+    settings = FineTuneSettings.from_config(cfg.teacher)
+    assert settings.precision == "fp32" and "precision" not in settings.identity()
+    assert FineTuneSettings.from_config(load_profile("smoke").teacher).precision == "bf16", "auto differs here"
 
 
 def test_bf16_without_support_falls_back_with_one_log_line(monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    inject_cpu(monkeypatch, "avx2")
     with caplog.at_level(logging.WARNING, logger="kdutils.machine"):
         choice = machine.resolve_precision("bf16", "cpu")
     assert choice.mode == "fp32" and choice.requested == "bf16"

@@ -11,8 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
+from cpu_classes import as_the_machine_is
 
 from kdutils import pipeline
+from kdutils.machine import resolve_precision
 from kdutils.study.files import REPO_ROOT, read_json
 from kdutils.study.steps import discover_steps
 
@@ -26,6 +28,15 @@ def _tree_digest(root: Path) -> str:
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
     return h.hexdigest()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def real_cpu():
+    """The smoke study runs in this machine's own numeric mode, as `make study` would (every test
+    here, so that a rerun of a notebook finds the caches the study wrote)."""
+    with pytest.MonkeyPatch.context() as mp:
+        as_the_machine_is(mp)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +78,13 @@ def test_summary_has_every_contract_key(smoke_run: tuple[Path, str, str]) -> Non
                 "ablation"):
         assert key in s["distillation"], key
     assert s["inference"] and s["serving"]
+    # The mode detection picks on this machine ran, and every record of it says so.
+    mode = resolve_precision("auto").mode
+    assert read_json(run / "manifest.json")["teacher_precision"]["mode"] == mode
+    assert read_json(run / "models" / "teacher" / "kdmodel.json")["training"]["precision"] == mode
+    assert s["models"]["teacher"]["precision"] == s["models"]["teacher_L2"]["precision"] == mode
+    assert s["distillation"]["teacher_scoring"]["precision"] == mode
+    assert s["inference"]["teacher"]["torch"]["precision"] == mode
 
 
 def test_reports_and_paper_render_without_touching_published_paper(smoke_run: tuple[Path, str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -10,8 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from cpu_classes import inject_cpu
+from safetensors import safe_open
 from transformers import TrainerCallback
 
+from kdutils import machine
 from kdutils.data.assets import AssetError
 from kdutils.data.corpora import Splits
 from kdutils.report import teacher_plots
@@ -232,14 +237,20 @@ def test_run_fingerprint_from_a_profile_is_unchanged(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_process_training_runs_both_ranks(rt_splits: Splits, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cpu", ["avx2", "amx"])
+def test_two_process_training_runs_both_ranks(cpu: str, rt_splits: Splits, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    inject_cpu(monkeypatch, cpu)  # the ranks inherit it: each resolves the mode as the parent did
+    settings = dataclasses.replace(TINY, precision=machine.resolve_precision("auto").mode)
     train, val = _slice(rt_splits)
     result, reused = finetune.train_teacher(
         "minilm-l6", finetune.FineTuneJob(train, val, rt_splits.label_names, tmp_path / "model", tmp_path / "scratch"),
-        TINY, name="teacher_L1", num_processes=2, log_path=tmp_path / "train.log", timeout=600,
+        settings, name="teacher_L1", num_processes=2, log_path=tmp_path / "train.log", timeout=600,
     )
     assert not reused
     training = result.meta["training"]
+    assert training["precision"] == ("bf16" if cpu == "amx" else "fp32"), training
+    assert training["device"].startswith("cpu"), training  # "cpu:0" on rank 0 under torchrun
     assert training["world_size"] == 2 and sorted(r["rank"] for r in training["ranks"]) == [0, 1]
     assert len({r["pid"] for r in training["ranks"]}) == 2, "two separate processes"
     assert training["per_device_batch_size"] == TINY.batch_size // 2
@@ -366,6 +377,45 @@ def test_mpnet_truncated_trains_one_step_and_scores(mpnet_dir: Path, rt_splits: 
     assert 30e6 < result.params < 45e6, "embeddings plus two of twelve layers"
     logits = TeacherScorer(result.model_dir, tmp_path / "cache").logits(val["text"].tolist())
     assert logits.shape == (8, 2) and np.isfinite(logits).all()
+
+
+def test_bf16_path_trains_scores_exports_and_is_recorded(rt_splits: Splits, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU with native bf16, on any machine: the tiny teacher (emulated bf16 is slow on AVX2)."""
+    inject_cpu(monkeypatch, "avx512_bf16")
+    settings = finetune.FineTuneSettings.from_config(load_profile("smoke").teacher)
+    assert settings.precision == "bf16"
+    tiny = dataclasses.replace(TINY, precision=settings.precision)
+    train, val = _slice(rt_splits)
+    job = finetune.FineTuneJob(train, val, rt_splits.label_names, tmp_path / "model", tmp_path / "scratch")
+    result = finetune.fine_tune(weights.resolve_teacher("minilm-l6"), job, tiny, name="teacher_L1",
+                                teacher="minilm-l6", progress=False)
+    training = read_json(tmp_path / "model" / "kdmodel.json")["training"]
+    assert training["precision"] == "bf16" and training["device"] == "cpu" and training["epochs_run"] == 1
+    assert result.meta["fingerprint"] != finetune.run_fingerprint(
+        weights.resolve_teacher("minilm-l6"), job, TINY), "bf16 and fp32 teachers never share a fingerprint"
+    with safe_open(str(tmp_path / "model" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float32}, "autocast keeps fp32 master weights"
+
+    texts = rt_splits.test["text"].tolist()[:24]
+    scorer = TeacherScorer(result.model_dir, tmp_path / "cache", batch_size=8, runtime="torch")
+    low = scorer.logits(texts)
+    stats = TeacherScoring.model_validate(scorer.last_stats)
+    assert stats.precision == "bf16" and "native bf16" in stats.precision_reason
+    latency = {"latency_ms_b1": 1.0, "latency_ms_b1_p90": 1.2, "latency_n": 8, "torch_threads": 1}
+    entry = evaluate.summary_entry(result, {"accuracy": 0.5, "macro_f1": 0.5, "ece": 0.1}, latency)
+    assert TeacherEntry.model_validate(json.loads(json.dumps(entry))).precision == "bf16"
+
+    # The ONNX export of a teacher trained in bf16 is an fp32 graph: it matches fp32 eager.
+    fp32 = TeacherScorer(result.model_dir, None, batch_size=8, runtime="torch", precision="fp32").score(texts)
+    onnx = TeacherScorer(result.model_dir, tmp_path / "onnx", batch_size=8, runtime="onnx", precision="fp32")
+    np.testing.assert_allclose(onnx.logits(texts), fp32, atol=1e-4)
+    assert np.abs(low - fp32).max() < 0.1 and (low.argmax(1) == fp32.argmax(1)).mean() >= 0.9
+
+    # Forcing fp32 on this CPU takes the fp32 path end to end.
+    forced = load_profile("smoke", {"teacher": {"precision": "fp32"}}).teacher
+    assert finetune.FineTuneSettings.from_config(forced).precision == "fp32"
+    assert TeacherScorer(result.model_dir, None, precision=forced.precision).precision.mode == "fp32"
 
 
 def test_scorer_in_onnx_and_bf16_agrees_with_fp32(tiny_teacher: finetune.TeacherResult, rt_splits: Splits,

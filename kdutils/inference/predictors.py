@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 
 from kdutils.data.text import Vocab, tokenize
-from kdutils.machine import quiet_transformers
+from kdutils.machine import Precision, quiet_transformers
 from kdutils.study import steps
 from kdutils.study.files import sha256_file
 from kdutils.study.model_files import (
@@ -380,21 +380,26 @@ class TorchStudentPredictor(Predictor):
 
 
 class TorchTeacherPredictor(Predictor):
-    def __init__(self, entry: ModelEntry) -> None:
+    """The eager teacher, in fp32 or in bf16 autocast on the CPU (``precision``, already resolved
+    for this machine by :func:`kdutils.machine.resolve_precision`)."""
+
+    def __init__(self, entry: ModelEntry, precision: Precision = "fp32") -> None:
         import torch
         from transformers import AutoModelForSequenceClassification
 
         super().__init__(entry)
         self._torch = torch
+        self.precision = precision
         quiet_transformers()
         # safetensors only: a pickled checkpoint in the directory is never unpickled.
         self.model = AutoModelForSequenceClassification.from_pretrained(
             str(entry.source_dir), use_safetensors=True, local_files_only=True).eval()
 
     def _forward(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        with self._torch.inference_mode():
-            out = self.model(input_ids=self._torch.from_numpy(batch["input_ids"]),
-                             attention_mask=self._torch.from_numpy(batch["attention_mask"]))
+        torch = self._torch
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            out = self.model(input_ids=torch.from_numpy(batch["input_ids"]),
+                             attention_mask=torch.from_numpy(batch["attention_mask"]))
             return out.logits.float().numpy()
 
 
@@ -436,13 +441,17 @@ class OnnxPredictor(Predictor):
                                for i, n in enumerate(lengths)], axis=0)
 
 
-def make_predictor(entry: ModelEntry, threads: int | None = None) -> Predictor:
-    """The predictor for one discovered entry (``threads``: onnxruntime intra-op threads)."""
+def make_predictor(entry: ModelEntry, threads: int | None = None, teacher_precision: Precision = "fp32") -> Predictor:
+    """The predictor for one discovered entry (``threads``: onnxruntime intra-op threads).
+
+    ``teacher_precision`` is the numeric mode of an eager teacher (resolved, ``fp32`` or ``bf16``);
+    students and ONNX models always run in fp32.
+    """
     if entry.runtime in ONNX_FILES:
         return OnnxPredictor(entry, threads)
     if entry.kind == "student":
         return TorchStudentPredictor(entry)
-    return TorchTeacherPredictor(entry)
+    return TorchTeacherPredictor(entry, teacher_precision)
 
 
 def load_predictor(run_or_models: str | Path | Any, name: str, threads: int | None = None) -> Predictor:

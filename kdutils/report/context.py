@@ -49,6 +49,9 @@ from kdutils.study.summary import (
 BALANCER_GAIN = 1.2
 
 
+# How the prose names the teacher's numeric mode (kdutils.machine).
+PRECISION_LABELS = {"fp32": "fp32", "bf16": "bf16 autocast (fp32 master weights, bf16 matrix products)"}
+
 # How the prose names a student (tables use plots.model_label).
 STUDENT_PHRASES = {"student_distilled": "distilled BiLSTM", "student_baseline": "label-trained BiLSTM",
                    "student_original": "BiLSTM at the original sizes"}
@@ -161,9 +164,24 @@ def _depth_context(summary: Summary) -> dict[str, Any] | None:
     }
 
 
+def teacher_mode(summary: Summary, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The numeric mode a run's teacher was fine-tuned and scored in, as the paper states it.
+
+    ``{"mode": "fp32" | "bf16", "label": words for it, "reason": why (from the manifest's
+    ``teacher_precision``, None where not recorded)}``; None when the run trained no teacher.
+    """
+    teacher = summary.models.teacher if summary.models else None
+    if teacher is None:
+        return None
+    recorded = manifest.get("teacher_precision") or {}
+    reason = recorded.get("reason") if recorded.get("mode") == teacher.precision else None
+    return {"mode": teacher.precision, "label": PRECISION_LABELS[teacher.precision], "reason": reason}
+
+
 def _teacher_part(summary: Summary, manifest: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     key = teacher_key(manifest)
     return {
+        "teacher_mode": teacher_mode(summary, manifest),
         "teacher": summary.models.teacher if summary.models else None,
         "teacher_key": key,
         "teacher_info": TEACHERS.get(key) if key else None,
@@ -374,6 +392,7 @@ def _comparison_part(rows: Sequence[TeacherComparison], others: Sequence[RunFile
             "differs": [k for k in SHARED_PARAMETERS
                         if (run.manifest.get("parameters") or {}).get(k) != params.get(k)],
             "served": served_p50_ms(run.summary, "teacher") is not None,
+            "mode": teacher_mode(run.summary, run.manifest),
             "teacher_points": 100 * (row.teacher_accuracy - main.teacher_accuracy),
             "distilled_points": 100 * (row.distilled_accuracy - main.distilled_accuracy),
         })

@@ -25,6 +25,7 @@ from kdutils.inference.predictors import (
     make_predictor,
     split_name,
 )
+from kdutils.machine import Precision
 from kdutils.study.model_files import CONFIG_FILE
 
 # --------------------------------------------------------------------------- FLOPs
@@ -138,12 +139,15 @@ def benchmark_predictor(predictor: Predictor, texts: Sequence[str], labels: Sequ
 def micro_benchmark(run_or_models: str | Path | Any, texts: Sequence[str], labels: Sequence[int], *,
                     threads: int, latency_samples: int, batch_size: int = 64,
                     models: Sequence[str] | None = None, runtimes: Sequence[str] = RUNTIMES,
+                    teacher_precision: Precision = "fp32",
                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """``{model: {runtime: row}, "machine": {...}}`` for every discovered model and runtime.
 
     Batch-1 latency is measured for all of them together in interleaved rounds
     (:func:`interleaved_latency`); throughput and accuracy then model by model, eager first so
-    the other runtimes' agreement is measured against it.
+    the other runtimes' agreement is measured against it. Eager teachers run in
+    ``teacher_precision`` (resolved for this machine: ``fp32`` or ``bf16`` autocast), recorded as
+    each eager teacher row's ``precision``.
     """
     machine = machine_info(threads)
     entries = discover(run_or_models)
@@ -155,7 +159,7 @@ def micro_benchmark(run_or_models: str | Path | Any, texts: Sequence[str], label
     plan = [(base, runtime, name) for base, runtime, name in plan if name in entries]
     out: dict[str, Any] = {}
     with OtherLoad() as other:
-        predictors = {name: make_predictor(entries[name], threads) for _, _, name in plan}
+        predictors = {name: make_predictor(entries[name], threads, teacher_precision) for _, _, name in plan}
         if progress:
             progress(f"batch-1 latency of {len(predictors)} model/runtime pairs, interleaved")
         latencies = interleaved_latency(predictors, texts, latency_samples)
@@ -168,6 +172,8 @@ def micro_benchmark(run_or_models: str | Path | Any, texts: Sequence[str], label
                                              latency=latencies[name])
             if runtime == "torch":
                 eager_preds[base] = preds
+                if entries[name].kind == "teacher":
+                    row["precision"] = teacher_precision
             out.setdefault(base, {})[runtime] = row
     machine["other_processes_cpu_share"] = other.share
     machine["latency_measurement"] = "interleaved rounds over all model/runtime pairs"

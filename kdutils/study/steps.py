@@ -128,7 +128,8 @@ STEPS: tuple[StepSpec, ...] = (
     ),
     StepSpec(
         "05_deployment",
-        reads=("deploy",),
+        # The teacher's numeric mode for its eager latency.
+        reads=("deploy", "teacher.precision"),
         # Students are served from one seed: any seed directory will do.
         needs=(_DATA_META, *_model_files(TEACHER, files=(META_FILE,)),
                *_model_files("student_distilled", "*", (META_FILE,))),

@@ -710,6 +710,11 @@ class InferenceRow(_OpenSection):
     agreement_with_eager: Fraction = Field(
         description="Share of test predictions equal to eager PyTorch's."
     )
+    precision: Precision | None = Field(
+        default=None,
+        description="Numeric mode of an eager teacher (fp32, or bf16 autocast on CPUs with native "
+        "bf16); absent for students, ONNX runtimes and runs before it was recorded.",
+    )
 
     @model_validator(mode="after")
     def _one_throughput(self) -> InferenceRow:

@@ -448,6 +448,9 @@ def fine_tune(
         ddp_backend="gloo" if world_size > 1 and not torch.cuda.is_available() else None,
         # CPU autocast to bfloat16 (fp32 master weights), only where kdutils.machine found native bf16.
         bf16=settings.precision == "bf16",
+        # bf16 is only ever chosen for the CPU (kdutils.machine), and transformers refuses bf16 without
+        # a bf16 GPU unless told the run is on the CPU. fp32 runs keep the Trainer's own device choice.
+        use_cpu=settings.precision == "bf16",
     )
 
     def compute_metrics(pred: Any) -> dict[str, float]:

@@ -99,6 +99,7 @@ def _probe_depth(base: Path, splits: Any, cfg: Profile, num_layers: int | None, 
     eval_s = len(splits.val) / score_rate
     return {
         "depth": result.num_layers,
+        "precision": settings.precision,
         "params": result.params,
         "epochs": epochs,
         "batch_size": settings.batch_size,
@@ -283,6 +284,30 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
             "n_val_scored": len(val_texts), "train_steps_timed": steps, "batch_size": batch_size}
 
 
+def finetuned_teacher(run: RunDir, teacher: str, num_labels: int) -> tuple[Path, pd.DataFrame] | None:
+    """A fine-tuned ``teacher`` and the validation split of the run that trained it, or None.
+
+    Looks in ``run`` first, then in every other run folder beside it (``outputs/default`` holds
+    ``minilm-l6``, ``outputs/paper`` ``mpnet-12``); only a teacher with ``num_labels`` classes and
+    its run's splits on disk counts. The split is returned as notebook 01 wrote it (columns
+    ``text`` and ``label``).
+    """
+    siblings = sorted(p for p in run.root.parent.iterdir() if p.is_dir() and p != run.root) \
+        if run.root.parent.is_dir() else []
+    for root in [run.root, *siblings]:
+        other = RunDir(root)
+        model_dir = other.model_dir("teacher")
+        if not meta_path(model_dir).exists() or read_meta(model_dir).get("teacher") != teacher:
+            continue
+        try:
+            splits = corpora.load_splits(other)
+        except (FileNotFoundError, corpora.DataError):
+            continue  # a run whose splits are missing or changed since its teacher trained
+        if len(splits.label_names) == num_labels:
+            return model_dir, splits.val
+    return None
+
+
 def compare_modes(cfg: Profile, teachers: list[str] | None = None, *, steps: int = 4, warmup: int = 1,
                   score_batches: int = 2, output_root: str | Path | None = None,
                   write: bool = True) -> dict[str, Any]:
@@ -292,7 +317,8 @@ def compare_modes(cfg: Profile, teachers: list[str] | None = None, *, steps: int
     ``warmup``) in fp32 and in bf16 autocast on the same real training batches (alternating which
     mode goes first), and scoring of ``score_batches`` validation batches in fp32, bf16 and ONNX
     Runtime; then scores the whole validation split in each mode and records the change in accuracy
-    (where the run has a fine-tuned teacher of that name) and the agreement with fp32 logits.
+    (where a run under the output root has a fine-tuned teacher of that name: see
+    :func:`finetuned_teacher`) and the agreement with fp32 logits.
     Also records what :func:`kdutils.machine.resolve_precision` chooses here and why. Writes
     ``<run>/metrics/teacher_modes.json``.
     """
@@ -305,15 +331,18 @@ def compare_modes(cfg: Profile, teachers: list[str] | None = None, *, steps: int
     rows = {}
     with OtherLoad() as other:
         for name in teachers:
-            finetuned = run.model_dir("teacher")
-            trained = meta_path(finetuned).exists() and read_meta(finetuned).get("teacher") == name
-            model_dir = finetuned if trained else None
+            found = finetuned_teacher(run, name, len(label_names))
+            # A fine-tuned teacher is scored on the validation split of the run that trained it:
+            # held out from its training, and the split its accuracy was chosen on.
+            model_dir, val = found if found else (None, splits.val)
             rows[name] = _mode_rates(
                 resolve_teacher(name), len(label_names), train["text"].astype(str).tolist(),
-                train["label"].astype(int).tolist(), splits.val["text"].astype(str).tolist(),
-                splits.val["label"].astype(int).tolist(), batch_size=cfg.teacher.batch_size,
+                train["label"].astype(int).tolist(), val["text"].astype(str).tolist(),
+                val["label"].astype(int).tolist(), batch_size=cfg.teacher.batch_size,
                 max_length=cfg.teacher.max_length, steps=steps, warmup=warmup, score_batches=score_batches,
                 model_dir=model_dir)
+            if model_dir is not None:
+                rows[name]["scored_run"] = str(model_dir.parent.parent)
     choice = resolve_precision(cfg.teacher.precision)
     result = {
         "profile": cfg.name,
