@@ -16,7 +16,7 @@ import pytest
 from serving_fixtures import BROKEN, SERVER_LIMITS, LiveServer
 
 from kdutils import plots
-from kdutils.page import PAGE_ASSETS, display_order, pick_examples
+from kdutils.page import PAGE_ASSETS, display_order, pick_examples, run_examples
 from kdutils.page_shot import CHROMIUM, CHROMIUM_ARGS, shoot
 
 pytest_plugins = ("serving_fixtures",)
@@ -48,6 +48,11 @@ def test_examples_take_each_class_in_turn() -> None:
                                                ("bleak and slow going .", "negative")]
     # A class with no sentence of a fitting length still gets its shortest one.
     assert pick_examples(["x" * 500, "y" * 400], [0, 1], ["a", "b"], n=2, chars=(1, 10))[1].text == "y" * 400
+
+
+def test_a_run_without_splits_has_no_examples_and_says_why(tmp_path: Path) -> None:
+    examples, note = run_examples(str(tmp_path / "run"))
+    assert examples == [] and "no readable test split" in note
 
 
 def test_page_routes(client: httpx.Client, live_server: LiveServer) -> None:

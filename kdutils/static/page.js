@@ -122,7 +122,7 @@ function showPrediction(card, model, body, roundTripMs) {
 
 function showError(card, message, roundTripMs) {
   resetCard(card, "no prediction");
-  card.appendChild(el("p", { class: "error" }, message));
+  card.insertBefore(el("p", { class: "error" }, message), card.querySelector(".timing"));
   if (roundTripMs !== null) card.querySelector(".timing").textContent = `round trip ${fmtMs(roundTripMs)}`;
 }
 
@@ -155,7 +155,8 @@ async function predictAll(text) {
   cardsBox.setAttribute("aria-busy", "false");
   setStatus(answered === models.length
     ? `All ${models.length} models answered.`
-    : `${answered} of ${models.length} models answered; each other card says why.`, answered === 0);
+    : `${answered} of ${models.length} models answered; ${answered ? "the other cards say" : "each card says"} why.`,
+    answered === 0);
 }
 
 async function waitUntilReady() {
