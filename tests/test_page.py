@@ -91,6 +91,37 @@ def test_predict_reports_the_model_time(client: httpx.Client) -> None:
         assert 0 < body["model_ms"] <= body["latency_ms"], body
 
 
+def test_batch_mates_share_their_batch_model_time(live_server: LiveServer) -> None:
+    import asyncio
+
+    import numpy as np
+
+    from kdutils.predictors import load_predictor
+    from kdutils.serve import MicroBatcher, ModelRunner
+
+    predictor = load_predictor(live_server.run, "student_distilled@onnx", threads=1)
+    texts = live_server.fixture.texts[:4]
+    runner = ModelRunner(workers=2)
+
+    async def run() -> tuple[list, list[int]]:
+        runner.start()
+        batcher = MicroBatcher(predictor.predict_nonempty, max_batch=64, runner=runner)
+        try:
+            # The first finds the model idle and runs alone; the other three wait and run as one batch.
+            results = await asyncio.gather(*(batcher.submit_timed([t]) for t in texts))
+            return results, list(batcher.batch_sizes)
+        finally:
+            batcher.cancel()
+            runner.stop()
+
+    results, sizes = asyncio.run(run())
+    assert sizes == [1, 3], sizes
+    seconds = [s for _, s in results]
+    assert all(s > 0 for s in seconds) and seconds[1] == seconds[2] == seconds[3], seconds
+    np.testing.assert_allclose(np.concatenate([logits for logits, _ in results]), predictor.predict_logits(texts),
+                               atol=1e-5)
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium is not installed at /usr/bin/chromium "
                                                   "(make sysdeps installs Debian's chromium)")
