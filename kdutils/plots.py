@@ -30,7 +30,8 @@ MODEL_COLORS = {
     "student_distilled": "#c0392b",
 }
 
-# Names a reader sees (legends, tables, the paper); code keeps the run's model names.
+# Names a reader sees (legends, tables, the paper, the try page); code keeps the run's model names.
+# Kept in the order the paper lists models: the try page (kdutils.page) orders its cards by it.
 MODEL_LABELS = {
     "teacher": "Teacher",
     "tfidf_logreg": "TF-IDF + log. reg.",
@@ -38,6 +39,9 @@ MODEL_LABELS = {
     "student_baseline": "BiLSTM baseline",
     "student_distilled": "BiLSTM distilled",
 }
+
+# How tables, text and the try page name a runtime (kdutils.report.formatting re-exports it).
+RUNTIME_LABELS = {"torch": "PyTorch (eager)", "onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime (int8)"}
 
 _FALLBACK_COLOR = "#34495e"
 

@@ -7,6 +7,7 @@
   (untrained head: its predictions are real model outputs, not good ones), saved like
   the teacher room does (``save_pretrained`` + tokenizer + ``kdmodel.json``).
 * ONNX fp32 and int8 exports of both, made by :func:`kdutils.inference.export.export_run`.
+* ``data/``: the slice's splits, as notebook 01 writes them (the try page's examples).
 
 Session-scoped: built once (about 30 s on 2 cores) and shared by every test module that
 imports the fixtures. Tests treat the directory as read-only.
@@ -86,9 +87,11 @@ def build_teacher(run: RunDir, label_names: list[str]) -> Path:
 
 @pytest.fixture(scope="session")
 def serving_run(tmp_path_factory: pytest.TempPathFactory, rt_splits) -> ServingRun:
+    from kdutils.data.corpora import write_splits
     from kdutils.inference.export import export_run
 
     run = RunDir(tmp_path_factory.mktemp("serving") / "run")
+    write_splits(rt_splits, run)
     build_student(run, rt_splits, 0)
     build_student(run, rt_splits, 1)
     build_teacher(run, rt_splits.label_names)
@@ -126,6 +129,7 @@ def _with_broken_teacher(source: ServingRun, root: Path) -> RunDir:
     run = RunDir(root / "run")
     # Hard links: the models are read-only here, and copying 100 MB per session is waste.
     shutil.copytree(source.run.models, run.models, copy_function=os.link, dirs_exist_ok=True)
+    shutil.copytree(source.run.data, run.data, copy_function=os.link, dirs_exist_ok=True)
     broken = run.model_dir(BROKEN)
     shutil.copytree(run.model_dir("teacher"), broken, copy_function=os.link)
     meta_path = broken / "kdmodel.json"

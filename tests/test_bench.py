@@ -162,7 +162,8 @@ def test_targets_from_results() -> None:
     assert met["student_distilled batch-1 latency >= 10x lower than teacher (onnx)"] is False  # 8x
     assert met["student_distilled ONNX int8 faster than ONNX fp32"] is True
     assert got["student_distilled ONNX int8 accuracy within 0.5 points of fp32"]["value"] == pytest.approx(-0.3)
-    assert met["HTTP p50 of student_distilled@onnx at concurrency 1 within 1.5x the no-op's"] is True
+    # Retired (issue 24): the HTTP p50 is judged against the floor and the peer, not the no-op.
+    assert not [t for t in got if "no-op" in t], got
     assert got["zero failed requests in the load tests"]["value"] == 2  # the micro-batching run counts too
     assert met["zero failed requests in the fault test (replica killed)"] is True
     assert got["zero failed requests in the load tests"]["measured"] == "2 requests"

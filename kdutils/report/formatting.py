@@ -249,5 +249,6 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=[c for c in out.columns if len(out) and (out[c] == "—").all()])
 
 
-# How tables and text name a runtime.
-RUNTIME_LABELS = {"torch": "PyTorch (eager)", "onnx": "ONNX Runtime", "onnx-int8": "ONNX Runtime (int8)"}
+# How tables and text name a runtime: one place, beside the model names (the server's page uses it
+# without importing the report).
+RUNTIME_LABELS = plots.RUNTIME_LABELS

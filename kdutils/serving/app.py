@@ -5,15 +5,17 @@
 
 Endpoints:
 
-* ``GET /``: where things are (``/docs``, ``/models``, ``POST /predict/{model}``).
+* ``GET /``: in a browser (``Accept: text/html``), a page to try the served models side by side
+  (:mod:`kdutils.serving.page`, which also serves ``GET /page/info`` and the page's files); for any other
+  client, where things are (``/docs``, ``/models``, ``POST /predict/{model}``).
 * ``GET /docs``: interactive API docs, served from files installed with the package (no CDN).
 * ``GET /healthz``: 200 ``{"status": "ok", "models": [...]}`` once every model is
   loaded; 503 while loading (models load in a background thread, so the port
   answers at once) or when loading failed.
 * ``GET /models``: name, runtime, kind, parameters, size on disk of each model.
 * ``POST /predict/{model}`` with ``{"texts": [...]}``: one prediction per text, in
-  order, and the server-side latency. Unknown model: 404. Malformed JSON, missing
-  or empty ``texts``, a non-string text, a text empty after stripping or with no
+  order, the server-side latency and the model call's own time. Unknown model: 404.
+  Malformed JSON, missing or empty ``texts``, a non-string text, a text empty after stripping or with no
   tokens for the model's own encoder (e.g. only zero-width characters), more than
   ``max_texts`` texts or a text over ``max_chars`` characters: 422. A body that is
   not ``application/json``: 415. A body over ``max_body_bytes`` (checked on
@@ -56,7 +58,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import (
     AfterValidator,
@@ -78,6 +80,7 @@ from kdutils.inference.predictors import (
     make_predictor,
 )
 from kdutils.metrics import softmax
+from kdutils.serving.page import page_response, page_router, wants_page
 from kdutils.study import steps
 from kdutils.study.config import DeployConfig
 from kdutils.study.runs import RunDir
@@ -148,10 +151,14 @@ class PredictResponse(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "model": "student_distilled",
         "predictions": [{"label": "positive", "label_id": 1, "probabilities": {"negative": 0.08, "positive": 0.92}}],
-        "latency_ms": 0.9}]})
+        "latency_ms": 0.9, "model_ms": 0.7}]})
     model: str
     predictions: list[Prediction] = Field(description="one prediction per input text, in input order")
-    latency_ms: float = Field(description="time spent in the server on tokenizing and the model call(s)")
+    latency_ms: float = Field(description="time spent in the server on tokenizing and the model call(s), "
+                                          "waiting for a worker thread or a batch included")
+    model_ms: float = Field(description="time of the model call that answered these texts (tokenizing and "
+                                        "the forward pass), without any wait; when the server ran this "
+                                        "request in one batch with others, the time of that whole batch")
 
 
 class NoopResponse(BaseModel):
@@ -264,6 +271,13 @@ class ModelRunner:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
 
+def _timed(fn: Callable[[list[str]], np.ndarray], texts: list[str]) -> tuple[np.ndarray, float]:
+    """``fn(texts)`` and the seconds it took, measured in the thread that runs it (no hand-off counted)."""
+    t0 = time.perf_counter()
+    out = fn(texts)
+    return out, time.perf_counter() - t0
+
+
 class MicroBatcher:
     """Batches requests to one model only while it is busy.
 
@@ -282,20 +296,25 @@ class MicroBatcher:
         self.runner = runner
         self.max_batch = max_batch
         self.busy = False
-        self.pending: list[tuple[list[str], asyncio.Future[np.ndarray]]] = []
+        self.pending: list[tuple[list[str], asyncio.Future[tuple[np.ndarray, float]]]] = []
         self.batch_sizes: list[int] = []  # requests per model call, for tests and diagnostics
         self._drainer: asyncio.Task | None = None
 
     async def submit(self, texts: list[str]) -> np.ndarray:
         """Logits for ``texts``; raises what the model call raised for them."""
+        return (await self.submit_timed(texts))[0]
+
+    async def submit_timed(self, texts: list[str]) -> tuple[np.ndarray, float]:
+        """Logits for ``texts`` and the seconds of the model call that gave them (of the whole
+        batch when they ran with others); raises what the model call raised for them."""
         if not self.busy:
             self.busy = True
             try:
                 self.batch_sizes.append(1)
-                return await self.runner(self.fn, texts)
+                return await self.runner(_timed, self.fn, texts)
             finally:
                 self._release()
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[np.ndarray, float]] = asyncio.get_running_loop().create_future()
         self.pending.append((texts, future))
         return await future
 
@@ -305,7 +324,7 @@ class MicroBatcher:
         else:
             self.busy = False
 
-    def _take(self) -> list[tuple[list[str], asyncio.Future[np.ndarray]]]:
+    def _take(self) -> list[tuple[list[str], asyncio.Future[tuple[np.ndarray, float]]]]:
         items, size = [], 0
         while self.pending and (not items or size + len(self.pending[0][0]) <= self.max_batch):
             item = self.pending.pop(0)
@@ -324,7 +343,7 @@ class MicroBatcher:
                 self.batch_sizes.append(len(items))
                 texts = [t for batch, _ in items for t in batch]
                 try:
-                    logits = await self.runner(self.fn, texts)
+                    logits, seconds = await self.runner(_timed, self.fn, texts)
                 except Exception as err:  # noqa: BLE001 - handed to the waiting requests
                     if len(items) == 1:
                         _settle(items[0][1], error=err)
@@ -332,13 +351,13 @@ class MicroBatcher:
                     # One bad request must not fail the others batched with it: run each alone.
                     for batch, fut in items:
                         try:
-                            _settle(fut, await self.runner(self.fn, batch))
+                            _settle(fut, await self.runner(_timed, self.fn, batch))
                         except Exception as single_err:  # noqa: BLE001
                             _settle(fut, error=single_err)
                     continue
                 start = 0
                 for batch, fut in items:
-                    _settle(fut, logits[start:start + len(batch)])
+                    _settle(fut, (logits[start:start + len(batch)], seconds))
                     start += len(batch)
         finally:
             self.busy = False
@@ -537,10 +556,14 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
             raise HTTPException(503, f"models not ready: {registry.status}"
                                 + (f" ({registry.detail})" if registry.detail else ""))
 
+    app.include_router(page_router(registry.run_dir, lambda: registry.entries))
+
     @app.get("/", include_in_schema=False)
-    async def root() -> JSONResponse:
+    async def root(request: Request) -> Response:
+        if wants_page(request.headers.get("accept")):  # a browser: the page to try the models
+            return page_response()
         return JSONResponse({"service": app.title, "docs": "/docs", "openapi": "/openapi.json",
-                             "models": "/models", "health": "/healthz",
+                             "models": "/models", "health": "/healthz", "page": "GET / from a browser",
                              "predict": "POST /predict/{model} with JSON {\"texts\": [\"...\"]}",
                              "serving": sorted(registry.predictors)})
 
@@ -595,14 +618,14 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
                 # Nothing else in flight and a call this cheap: the two thread hand-offs would cost
                 # more than the call, and there is no other request for it to hold up.
                 app.state.inline_calls += 1
-                logits = predictor.predict_nonempty(texts)
+                logits, model_s = _timed(predictor.predict_nonempty, texts)
             elif batching and predictor.batch_invariant:
                 if model not in batchers:
                     batchers[model] = MicroBatcher(predictor.predict_nonempty, max_batch, runner)
-                logits = await batchers[model].submit(texts)
+                logits, model_s = await batchers[model].submit_timed(texts)
             else:
                 # The model call blocks: run it on a worker thread, never on the event loop.
-                logits = await runner(predictor.predict_nonempty, texts)
+                logits, model_s = await runner(_timed, predictor.predict_nonempty, texts)
         except EmptyTextError as err:
             return empty_error(err)
         except Exception as err:  # noqa: BLE001 - reported as a 500 with the cause
@@ -617,7 +640,8 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
         for row in probs:
             i = max(range(len(row)), key=row.__getitem__)
             preds.append({"label": names[i], "label_id": i, "probabilities": dict(zip(names, row, strict=True))})
-        return JSONResponse({"model": model, "predictions": preds, "latency_ms": latency_ms})
+        return JSONResponse({"model": model, "predictions": preds, "latency_ms": latency_ms,
+                             "model_ms": model_s * 1000})
 
     return app
 

@@ -145,9 +145,11 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
        batch-1 p50 at least that many times below the teacher's, eager PyTorch on both;
     1. the student's batch-1 p50 latency at least 10x below the teacher's, per runtime;
     2. ONNX int8 student faster (p50) than ONNX fp32, accuracy within 0.5 points;
-    3. HTTP p50 at concurrency 1 of the student within 1.5x that of the no-op endpoint;
-    4. zero failed requests in the load and fault tests (peer and batching runs included);
-    5. with ``serving.peers``, issue 15's serving targets (:func:`peer_targets`).
+    3. zero failed requests in the load and fault tests (peer and batching runs included);
+    4. with ``serving.peers``, issue 15's serving targets (:func:`peer_targets`).
+    The HTTP p50 is not held to a multiple of the no-op endpoint's (issue 24): once a model call
+    costs more than half the no-op, no server can meet "within 1.5x". The overhead run is still
+    measured (``serving.http_overhead``); the floor and peer targets judge the server.
     A target whose measurement is missing is reported with ``met: None``.
     """
     out: list[dict[str, Any]] = []
@@ -168,11 +170,6 @@ def evaluate_targets(inference: dict[str, Any], serving: dict[str, Any], student
                     "met": speedup > 1})
         out.append({"target": f"{student} ONNX int8 accuracy within 0.5 points of fp32", "value": change,
                     "unit": "points", "met": abs(change) <= 0.5})
-    for model, result in serving.get("http_overhead", {}).get("runtimes", {}).items():
-        if split_name(model)[0] == student:
-            ratio = result["p50_ratio"]
-            out.append({"target": f"HTTP p50 of {model} at concurrency 1 within 1.5x the no-op's",
-                        "value": ratio, "unit": "x", "met": None if ratio is None else ratio <= 1.5})
     peer_model = serving.get("peers", {}).get("model")
     if peer_model:
         rt = split_name(peer_model)[1]

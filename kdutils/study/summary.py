@@ -848,7 +848,8 @@ class RuntimeOverhead(_Section):
 
     stats: LightStats = Field(description="The model's /predict at one request in flight.")
     p50_ratio: NonNegative | None = Field(
-        description="HTTP p50 / no-op p50; null if either is missing."
+        description="HTTP p50 / no-op p50; null if either is missing. A measurement, not a target: "
+                    "runs before issue 24 held it to 1.5x, which no model costing over half the no-op can meet."
     )
     in_process_p50_ms: NonNegative = Field(
         description="The same model's in-process batch-1 p50, ms (inference)."
