@@ -184,12 +184,8 @@ def _parquet_batches(path: Path, text_col: str, id_col: str | None) -> Iterator[
 
     try:
         dataset = ds.dataset(str(path), format="parquet")
-        names = dataset.schema.names
     except (pa.ArrowException, OSError) as err:
         raise _unreadable(path, err) from None
-    for col, flag in ((text_col, "--text-column"), (id_col, "--id-column")):
-        if col is not None and col not in names:
-            raise _missing_column(path, col, flag, names)
     columns = [text_col] + ([id_col] if id_col else [])
     for batch in dataset.to_batches(columns=columns, batch_size=CHUNK_ROWS):
         yield batch.column(0).to_pylist(), (batch.column(1).to_pylist() if id_col else None)
@@ -198,14 +194,6 @@ def _parquet_batches(path: Path, text_col: str, id_col: str | None) -> Iterator[
 def _csv_batches(path: Path, text_col: str, id_col: str | None) -> Iterator[tuple[list, list | None]]:
     import pyarrow.csv as pcsv
 
-    try:
-        with open(path, "rb") as f:
-            header = pcsv.open_csv(f).schema.names
-    except (pa.ArrowException, OSError) as err:
-        raise _unreadable(path, err) from None
-    for col, flag in ((text_col, "--text-column"), (id_col, "--id-column")):
-        if col is not None and col not in header:
-            raise _missing_column(path, col, flag, header)
     columns = [text_col] + ([id_col] if id_col else [])
     # Every CSV cell is text: typing the columns as strings keeps "007" and "1e3" as written, and
     # a type guessed from the first block cannot fail on a later one.
@@ -219,7 +207,6 @@ def _csv_batches(path: Path, text_col: str, id_col: str | None) -> Iterator[tupl
 
 
 def _jsonl_batches(path: Path, text_col: str, id_col: str | None) -> Iterator[tuple[list, list | None]]:
-    checked = False
     texts: list = []
     ids: list = []
     try:
@@ -236,12 +223,6 @@ def _jsonl_batches(path: Path, text_col: str, id_col: str | None) -> Iterator[tu
                 raise PredictInputError(f"cannot read {path}: line {lineno} is not JSON ({err.msg})") from None
             if not isinstance(obj, dict):
                 raise PredictInputError(f"cannot read {path}: line {lineno} is not a JSON object")
-            if not checked:
-                # The first object names the columns: a key missing there is a wrong flag, not a bad row.
-                for col, flag in ((text_col, "--text-column"), (id_col, "--id-column")):
-                    if col is not None and col not in obj:
-                        raise _missing_column(path, col, flag, list(obj))
-                checked = True
             texts.append(obj.get(text_col))
             if id_col:
                 v = obj.get(id_col)
@@ -251,6 +232,41 @@ def _jsonl_batches(path: Path, text_col: str, id_col: str | None) -> Iterator[tu
                 texts, ids = [], []
     if texts:
         yield texts, (ids if id_col else None)
+
+
+def _columns(path: Path) -> list[str]:
+    """The column names of one input file; for JSONL, the keys of its first object."""
+    kind = format_of(path, INPUT_FORMATS, "input")
+    try:
+        if kind == "parquet":
+            return list(pq.read_schema(path).names)
+        if kind == "csv":
+            import pyarrow.csv as pcsv
+
+            with open(path, "rb") as f:
+                return list(pcsv.open_csv(f).schema.names)
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    obj = json.loads(line)
+                    if not isinstance(obj, dict):
+                        raise PredictInputError(f"cannot read {path}: its first line is not a JSON object")
+                    return list(obj)
+        return []
+    except (pa.ArrowException, OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _unreadable(path, err) from None
+
+
+def check_columns(files: Sequence[Path], text_column: str, id_column: str | None) -> None:
+    """Raise PredictInputError naming the first file that lacks a column, and the columns it has.
+
+    A JSONL file's first object names its columns: a key missing from a later one is a bad row.
+    """
+    for path in files:
+        names = _columns(path)
+        for col, flag in ((text_column, "--text-column"), (id_column, "--id-column")):
+            if col is not None and col not in names:
+                raise _missing_column(path, col, flag, names)
 
 
 _READERS: dict[str, Callable[[Path, str, str | None], Iterator[tuple[list, list | None]]]] = {
@@ -675,6 +691,7 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
     except ModelNotFound as err:
         raise PredictInputError(f"--model: {err.args[0]}") from None
     files = list_inputs(input)
+    check_columns(files, text_column, id_column)
     if Path(output).resolve() in {f.resolve() for f in files}:
         raise PredictInputError(f"output {output} is also an input")
 
@@ -731,6 +748,10 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
             _run_local(entry, todo(), write, workers, threads, batch_size, sort, pool)
         else:
             _run_ray(entry, todo(), write, work, workers, threads, batch_size, sort, chunk_rows, address)
+    except BaseException:
+        if not _done_parts(work):
+            shutil.rmtree(work, ignore_errors=True)  # nothing to resume: leave no folder in the way
+        raise
     finally:
         prog.close()
     missing = set(range(n_chunks)) - _done_parts(work)
