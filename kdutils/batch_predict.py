@@ -71,6 +71,7 @@ INPUT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
 OUTPUT_FORMATS = INPUT_FORMATS
 REASONS = ("missing", "not text", "empty", "whitespace only", "no tokens")
 ROW = "_row"  # the row number, kept in part files for joining and dropped from the output
+_READY = "_ready"  # a Ray actor's model-ready time, carried back with its results
 _PART = re.compile(r"^part-(\d{6})\.parquet$")
 # Ray actors ask for half a CPU: on a 2-core machine two actors of one CPU each hold both CPUs and
 # Ray Data's read task never gets one (seen: the job hangs); the model runs one thread regardless.
@@ -89,9 +90,10 @@ class PredictResult:
 
     ``rows``: rows in the input; ``predicted``: rows with a prediction; ``bad``: rows without one, by
     reason; ``resumed_chunks``: chunks read back from a killed job's parts; ``seconds``: wall time
-    of the call; ``startup_s``: from the call's start to the first chunk's predictions arriving
-    (engine start-up, model loading and that first chunk); ``steady_rows_per_s``: rows per second
-    after that, to the last chunk (None with fewer than two chunks predicted).
+    of the call; ``startup_s``: from the call's start until the first worker (process, thread or
+    Ray actor) had its model loaded (for Ray: staging the chunks and starting the actors, not a
+    ``ray.init`` done before); ``steady_rows_per_s``: rows predicted by this call per second from
+    then to the last part written (start-up excluded; None when nothing was predicted).
     """
 
     output: Path
@@ -433,10 +435,13 @@ def _worker_init(entry: ModelEntry, threads: int) -> None:
 
         torch.set_num_threads(threads)
     _WORKER["predictor"] = make_predictor(entry, threads)
+    # Wall-clock time the model became ready (time.time: comparable across this machine's
+    # processes): the job's start-up ends at the first worker's.
+    _WORKER["ready"] = time.time()
 
 
-def _worker_predict(chunk: pa.Table, batch_size: int, sort: bool) -> pa.Table:
-    return predict_chunk(_WORKER["predictor"], chunk, batch_size, sort)
+def _worker_predict(chunk: pa.Table, batch_size: int, sort: bool) -> tuple[pa.Table, float]:
+    return predict_chunk(_WORKER["predictor"], chunk, batch_size, sort), _WORKER["ready"]
 
 
 # --------------------------------------------------------------------------- parts and output
@@ -501,20 +506,20 @@ def _assemble(work: Path, n_chunks: int, output: Path, schema: pa.Schema) -> Non
 
 
 class _Progress:
-    """Rows done, rows/s and time left on the console (kdutils.progress), and the start-up time."""
+    """Rows done, rows/s and time left on the console (kdutils.progress); the start-up time."""
 
-    def __init__(self, total: int, file: IO[str] | None, quiet: bool, t0: float) -> None:
+    def __init__(self, total: int, file: IO[str] | None, quiet: bool) -> None:
         self.bar = bar(total=total, unit=" rows", unit_scale=True, desc="predict", file=file,
                        mininterval=1.0, smoothing=0.1, disable=quiet)
-        self.t0 = t0
-        self.t_first: float | None = None
-        self.rows_after_first = 0
+        self.t0 = time.time()
+        self.ready: float | None = None  # the first worker's model-ready time (time.time)
+        self.t_last = self.t0
+        self.rows = 0
 
-    def add(self, rows: int) -> None:
-        if self.t_first is None:
-            self.t_first = time.perf_counter()
-        else:
-            self.rows_after_first += rows
+    def add(self, rows: int, ready: float) -> None:
+        self.ready = ready if self.ready is None else min(self.ready, ready)
+        self.rows += rows
+        self.t_last = time.time()
         self.bar.update(rows)
 
     def close(self) -> None:
@@ -523,12 +528,12 @@ class _Progress:
         self.bar.close()
 
 
-def _run_local(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Callable[[int, pa.Table], None],
+def _run_local(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Callable[[int, pa.Table, float], None],
                workers: int, threads: int, batch_size: int, sort: bool, pool: str) -> None:
     if workers == 1:
         _worker_init(entry, threads)
         for k, chunk in chunks:
-            write(k, predict_chunk(_WORKER["predictor"], chunk, batch_size, sort))
+            write(k, *_worker_predict(chunk, batch_size, sort))
         return
     import concurrent.futures as cf
     import multiprocessing as mp
@@ -551,9 +556,9 @@ def _run_local(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write:
                 while len(pending) >= 2 * workers:
                     done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                     for fut in done:
-                        write(pending.pop(fut), fut.result())
+                        write(pending.pop(fut), *fut.result())
             for fut in cf.as_completed(list(pending)):
-                write(pending.pop(fut), fut.result())
+                write(pending.pop(fut), *fut.result())
     except BaseException:
         for fut in pending:
             fut.cancel()
@@ -575,7 +580,8 @@ class _RayChunkPredictor:
         for k in np.unique(chunk_of):
             part = batch.filter(pa.array(chunk_of == k))
             out.append(predict_chunk(_WORKER["predictor"], part, self.batch_size, self.sort))
-        return pa.concat_tables(out)
+        table = pa.concat_tables(out)
+        return table.append_column(_READY, pa.array(np.full(table.num_rows, _WORKER["ready"])))
 
 
 def _import_ray() -> Any:
@@ -587,7 +593,7 @@ def _import_ray() -> Any:
     return ray
 
 
-def _run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Callable[[int, pa.Table], None],
+def _run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Callable[[int, pa.Table, float], None],
              work: Path, workers: int, threads: int, batch_size: int, sort: bool, chunk_rows: int,
              address: str | None) -> None:
     ray = _import_ray()
@@ -612,7 +618,10 @@ def _run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: C
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
-        ds = ray.data.read_parquet(str(stage), file_extensions=["parquet"])
+        # One block per staged chunk: left to itself Ray Data merged the small files into one read
+        # task, one input for the whole actor pool, so a single actor did all the work.
+        staged = [str(stage / f"in-{k:06d}.parquet") for k in sorted(sizes)]
+        ds = ray.data.read_parquet(staged, override_num_blocks=len(staged))
         predicted = ds.map_batches(
             _RayChunkPredictor, batch_size=None, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=RAY_ACTOR_CPUS,
@@ -631,7 +640,9 @@ def _run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: C
                 counts[k] = counts.get(k, 0) + part.num_rows
                 if counts[k] == sizes[k]:
                     table = pa.concat_tables(gathered.pop(k))
-                    write(k, table.take(pc.sort_indices(table, [(ROW, "ascending")])))
+                    ready = float(pc.min(table.column(_READY)).as_py())
+                    table = table.drop_columns([_READY])
+                    write(k, table.take(pc.sort_indices(table, [(ROW, "ascending")])), ready)
     finally:
         if started_here:
             ray.shutdown()
@@ -725,7 +736,7 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
     id_type = _id_type(files, id_column)
     schema = output_schema(entry.label_names, id_type)
     total = count_rows(files)
-    prog = _Progress(total, progress, quiet, t0)
+    prog = _Progress(total, progress, quiet)
 
     n_chunks = 0
     bad = dict.fromkeys(REASONS, 0)
@@ -739,9 +750,9 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
                 continue
             yield k, chunk
 
-    def write(k: int, table: pa.Table) -> None:
+    def write(k: int, table: pa.Table, ready: float) -> None:
         _write_part(work, k, table.cast(schema))
-        prog.add(table.num_rows)
+        prog.add(table.num_rows, ready)
 
     try:
         if engine == "local":
@@ -770,11 +781,10 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
     result.bad = bad
     result.predicted = result.rows - sum(bad.values())
     result.seconds = time.perf_counter() - t0
-    if prog.t_first is not None:
-        result.startup_s = prog.t_first - prog.t0
-        steady = time.perf_counter() - prog.t_first
-        if prog.rows_after_first and steady > 0:
-            result.steady_rows_per_s = prog.rows_after_first / steady
+    if prog.ready is not None:
+        result.startup_s = prog.ready - prog.t0
+        if prog.t_last > prog.ready:
+            result.steady_rows_per_s = prog.rows / (prog.t_last - prog.ready)
     return result
 
 
@@ -818,7 +828,7 @@ def bench_batch_predict(run: str | Path, corpus: str | Path, work_dir: str | Pat
     and that start is reported as ``ray_init_s`` on each Ray row; a job's own start-up (worker
     processes or actors, model loading, the first chunk) is ``startup_s``. Returns one dict per run:
     ``name``, ``round``, ``rows``, ``seconds`` (wall, whole job), ``rows_per_s`` (whole job),
-    ``steady_rows_per_s`` (after the first chunk: start-up excluded), ``startup_s``, ``ray_init_s``.
+    ``steady_rows_per_s`` (start-up excluded), ``startup_s``, ``ray_init_s``.
     """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
