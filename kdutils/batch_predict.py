@@ -620,8 +620,9 @@ def _run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: C
         ctx.print_on_execution_start = False
         # One block per staged chunk: left to itself Ray Data merged the small files into one read
         # task, one input for the whole actor pool, so a single actor did all the work.
-        staged = [str(stage / f"in-{k:06d}.parquet") for k in sorted(sizes)]
-        ds = ray.data.read_parquet(staged, override_num_blocks=len(staged))
+        # (The folder, not a list of files: with a list, Ray 2.60 resolved each path through
+        # fsspec's HTTP filesystem, which failed to import here.)
+        ds = ray.data.read_parquet(str(stage), file_extensions=["parquet"], override_num_blocks=len(sizes))
         predicted = ds.map_batches(
             _RayChunkPredictor, batch_size=None, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=RAY_ACTOR_CPUS,
