@@ -24,7 +24,7 @@ RANKS = {
     "teacher": 5,
     "serving": 6,
     "report": 7,
-    "pipeline": 8,
+    "pipeline": 8, "predict": 8,
 }
 MAX_LAYERS = 7
 

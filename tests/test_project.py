@@ -14,9 +14,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def _pins(requirements: list[str]) -> dict[str, str]:
     pins = {}
     for req in requirements:
-        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", req.strip())
-        if m:
-            pins[m.group(1).lower().replace("_", "-")] = m.group(2)
+        # Extras are part of the pin: `ray[data]==2.60.0` must match itself in both files.
+        m = re.fullmatch(r"([A-Za-z0-9_.\-]+(?:\[[\w,\-]+\])?)==([^\s;]+)", req.strip())
+        assert m, f"not an exact pin: {req!r}"
+        pins[m.group(1).lower().replace("_", "-")] = m.group(2)
     return pins
 
 

@@ -454,13 +454,21 @@ def make_predictor(entry: ModelEntry, threads: int | None = None, teacher_precis
     return TorchTeacherPredictor(entry, teacher_precision)
 
 
-def load_predictor(run_or_models: str | Path | Any, name: str, threads: int | None = None) -> Predictor:
-    """Load one served model by name, e.g. ``"teacher"`` or ``"student_distilled@onnx-int8"``."""
+def find_entry(run_or_models: str | Path | Any, name: str) -> ModelEntry:
+    """The discovered entry of one served name, without loading the model.
+
+    Raises :class:`ModelNotFound` naming the run's models directory and every name it serves.
+    """
     entries = discover(run_or_models)
     if name not in entries:
         raise ModelNotFound(f"no model {name!r} in {models_dir_of(run_or_models)}; "
                             f"available: {', '.join(entries) or 'none'}")
-    return make_predictor(entries[name], threads)
+    return entries[name]
+
+
+def load_predictor(run_or_models: str | Path | Any, name: str, threads: int | None = None) -> Predictor:
+    """Load one served model by name, e.g. ``"teacher"`` or ``"student_distilled@onnx-int8"``."""
+    return make_predictor(find_entry(run_or_models, name), threads)
 
 
 def split_name(name: str) -> tuple[str, str]:
