@@ -176,6 +176,13 @@ def test_misspelt_section_lists_the_allowed_names() -> None:
         load_profile("smoke", {"student": {"main": {"hidden": 3}}})
 
 
+def test_unknown_loss_lists_the_registered_distillation_losses() -> None:
+    # The allowed values come from kdutils.study.specs.LOSSES (its losses that learn from a teacher).
+    with pytest.raises(ConfigError, match=r"distill.loss: Input should be 'mse' or 'kl'; "
+                                          r"distill.grid_loss.1: Input should be 'mse' or 'kl'"):
+        load_profile("smoke", {"distill": {"loss": "kd", "grid_loss": ["mse", "x"]}})
+
+
 def test_bad_override_is_blamed_on_the_override_not_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_profile("smoke", {"teacher": {"epochs": 0}})

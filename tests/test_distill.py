@@ -299,6 +299,32 @@ def test_grid_and_selection_on_validation() -> None:
         select_setting(rows, key="accuracy_mean_test")
 
 
+def test_a_toy_loss_added_through_the_registry_alone_trains_a_student(small_runs, monkeypatch) -> None:
+    # A new loss is one spec entry (kdutils.study.specs.LOSSES) and one teacher term
+    # (kdutils.student.losses.TEACHER_TERMS); labels, the grid and training derive from them.
+    import torch
+
+    from kdutils.student import losses
+    from kdutils.study import specs
+
+    def l1_per_row(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+        return (student_logits - teacher_logits.to(student_logits.dtype) / temperature).abs().mean(dim=-1)
+
+    monkeypatch.setitem(specs.LOSSES, "l1", specs.LossSpec(name="l1", label="L1", uses_temperature=True,
+                                                           term="|student − teacher/T|", cite="tang2019"))
+    monkeypatch.setitem(losses.TEACHER_TERMS, "l1", l1_per_row)
+    assert "l1" in specs.distillation_losses()
+    grid = grid_settings(loss="l1", alpha=0.5, temperature=2.0, grid_loss=["mse", "l1"], grid_alpha=[0.5],
+                         grid_temperature=[2.0, 4.0], data="train")
+    assert [s.name for s in grid] == ["train: L1 T=2, alpha=0.5", "train: MSE, alpha=0.5",
+                                      "train: L1 T=4, alpha=0.5"]
+    runs = run_setting(grid[0], [0], small_runs["make"], small_runs["data"], small_runs["val"], small_runs["test"],
+                       small_runs["training"])
+    assert len(runs) == 1 and len(runs[0].history) == 1 and 0 <= runs[0].val_accuracy <= 1
+    assert np.isfinite(runs[0].history[0]["train_loss"])
+    assert setting_row(grid[0], runs)["loss"] == "l1"
+
+
 def test_figures_render(small_runs, rt_splits) -> None:
     from matplotlib.figure import Figure
 

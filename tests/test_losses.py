@@ -114,3 +114,19 @@ def test_missing_or_misshaped_teacher_logits_fail(batch) -> None:
         make_loss("mse", alpha=0.5)(s, labels, None)
     with pytest.raises(ValueError, match="shape"):
         make_loss("mse")(s, labels, t[:, :1])
+
+
+def test_every_distillation_loss_of_the_specs_has_a_teacher_term_and_no_more() -> None:
+    # kdutils.study.specs.LOSSES names the losses (study/ cannot import student/); the teacher terms
+    # live here under the same names. Both registries must agree.
+    from kdutils.student.losses import TEACHER_TERMS
+    from kdutils.study.specs import LOSSES, distillation_losses
+
+    assert set(TEACHER_TERMS) == set(distillation_losses())
+    assert all(spec.name == name for name, spec in LOSSES.items())
+    assert [n for n, s in LOSSES.items() if not s.distills] == ["ce"]
+
+
+def test_unknown_loss_names_the_allowed_ones() -> None:
+    with pytest.raises(ValueError, match="allowed: ce, mse, kl"):
+        make_loss("kd")

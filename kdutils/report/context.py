@@ -34,7 +34,7 @@ from kdutils.report.results import (
 )
 from kdutils.report.tables import STUDENT_ORDER, Table, depth_table_name, targets_table_name
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
-from kdutils.study.specs import DATASETS, TEACHERS
+from kdutils.study.specs import DATASETS, LOSSES, TEACHERS
 from kdutils.study.summary import (
     AblationRow,
     DistillationSection,
@@ -236,6 +236,7 @@ def _distillation_part(summary: Summary, params: dict[str, Any]) -> dict[str, An
         "augmented": bool(n_iter) if is_num(n_iter) else None,
         "aug": aug,
         "distill_params": distill_params,
+        "losses": LOSSES,
     }
 
 

@@ -24,6 +24,7 @@ from kdutils.stats import (
     MIN_SEEDS_FOR_INTERVAL,
     gap_closed,
 )
+from kdutils.study.specs import LOSSES
 from kdutils.study.summary import DistillationSection, DistilledStudentEntry, Models
 
 # --------------------------------------------------------------------------- targets
@@ -257,7 +258,7 @@ def plot_ablation(rows: Sequence[dict[str, Any]], chosen: str | None = None) -> 
     has_ci = np.array([isinstance(c, list | tuple) for c in df["accuracy_ci95"]])
     lo = np.array([c[0] if ok else np.nan for c, ok in zip(df["accuracy_ci95"], has_ci, strict=True)])
     hi = np.array([c[1] if ok else np.nan for c, ok in zip(df["accuracy_ci95"], has_ci, strict=True)])
-    colours = [plots.model_color("student_baseline" if r == "ce" else "student_distilled") for r in df["loss"]]
+    colours = [plots.model_color("student_distilled" if LOSSES[r].distills else "student_baseline") for r in df["loss"]]
     if has_ci.any():
         mean = df["accuracy_mean"].to_numpy()[has_ci]
         ax.errorbar(mean, y[has_ci], xerr=[mean - lo[has_ci], hi[has_ci] - mean], fmt="none",

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from kdutils import plots
+from kdutils.study.specs import LOSSES
 
 
 def is_num(x: Any) -> bool:
@@ -155,7 +156,9 @@ _PCT_HINTS = ("accuracy", "f1", "agreement", "share", "coverage", "confidence")
 _HEADER_WORDS = {
     "ms": "(ms)", "mb": "(MB)", "s": "(s)", "ci95": "95% CI", "p": "p", "id": "id", "onnx": "ONNX",
     "int8": "int8", "rps": "req/s", "qps": "req/s", "ece": "ECE", "f1": "F1", "p50": "p50", "p95": "p95",
-    "p99": "p99", "cpu": "CPU", "kl": "KL", "mse": "MSE", "ce": "CE", "total": "(all)",
+    "p99": "p99", "cpu": "CPU", "total": "(all)",
+    # the losses' names ("kl" -> "KL"), from kdutils.study.specs.LOSSES
+    **{name: spec.label for name, spec in LOSSES.items()},
 }
 
 _HEADERS = {

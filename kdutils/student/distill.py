@@ -63,7 +63,7 @@ from kdutils.study.files import atomic_path, write_json
 from kdutils.study.layout import history_file, predictions_file
 from kdutils.study.model_files import read_meta
 from kdutils.study.runs import save_predictions
-from kdutils.study.specs import DATASETS
+from kdutils.study.specs import DATASETS, LOSSES
 from kdutils.study.summary import DistillationSection, DistilledStudentEntry
 
 # Where a transfer-set row comes from, in the order the set stores them and data_label joins them.
@@ -293,7 +293,7 @@ class Setting:
 
     name: str
     data: str  # "train", "train+augmented", "train+augmented+unlabelled"
-    loss: str  # "mse", "kl" (or "ce": labels only)
+    loss: str  # a name of kdutils.study.specs.LOSSES: "mse", "kl" (or "ce": labels only)
     alpha: float
     temperature: float | None = None
 
@@ -312,11 +312,13 @@ def data_label(sources: Sequence[str]) -> str:
 
 
 def loss_label(loss: str, alpha: float, temperature: float | None) -> str:
-    """A loss as settings and tables name it: ``"KL T=2, alpha=0.5"`` (``temperature`` is used for
-    ``kl`` only), ``"MSE, alpha=0"``, ``"CE, alpha=1"``."""
-    if loss == "kl":
-        return f"KL T={temperature:g}, alpha={alpha:g}"
-    return f"{loss.upper()}, alpha={alpha:g}"
+    """A loss as settings and tables name it, from its :data:`~kdutils.study.specs.LOSSES` label:
+    ``"KL T=2, alpha=0.5"`` (``temperature`` is printed for a loss that takes one only),
+    ``"MSE, alpha=0"``, ``"CE, alpha=1"``."""
+    spec = LOSSES[loss]
+    if spec.uses_temperature:
+        return f"{spec.label} T={temperature:g}, alpha={alpha:g}"
+    return f"{spec.label}, alpha={alpha:g}"
 
 
 def grid_settings(
@@ -329,15 +331,19 @@ def grid_settings(
     grid_temperature: Sequence[float],
     data: str,
 ) -> list[Setting]:
-    """Candidates for selection: every loss x alpha (x temperature, for KL only), configured one first.
+    """Candidates for selection: every loss x alpha (x temperature, for a loss that takes one, as KL),
+    configured one first.
 
-    The temperature does not enter the MSE loss, so MSE appears once per alpha. The
+    The temperature does not enter a loss without one (MSE), so it appears once per alpha. The
     configured (loss, alpha, temperature) leads the list, so a tie on validation keeps it.
     """
-    combos: list[tuple[str, float, float | None]] = [(loss, alpha, temperature if loss == "kl" else None)]
+    def takes_t(kind: str) -> bool:
+        return LOSSES[kind].uses_temperature
+
+    combos: list[tuple[str, float, float | None]] = [(loss, alpha, temperature if takes_t(loss) else None)]
     for kind in grid_loss:
         for a in grid_alpha:
-            for t in grid_temperature if kind == "kl" else [None]:
+            for t in grid_temperature if takes_t(kind) else [None]:
                 combos.append((kind, float(a), t))
     unique = list(dict.fromkeys(combos))
     return [Setting(f"{data}: {loss_label(k, a, t)}", data, k, a, t) for k, a, t in unique]

@@ -1,4 +1,10 @@
-"""Distillation losses: the teacher term (logit MSE or temperature KL) mixed with gold-label CE.
+"""Distillation losses: a teacher term (logit MSE, temperature KL, ...) mixed with gold-label CE.
+
+The losses are registered by name: :data:`kdutils.study.specs.LOSSES` says how the study names each
+(its label, whether it takes a temperature, how the paper writes it) and :data:`TEACHER_TERMS` holds
+each distillation loss's per-row teacher term under the same name. A new loss is one function here
+plus one entry in each of those two registries; the profile's allowed values, the summary's type,
+labels, the grid and the paper derive from them.
 
 Every loss here is built by :func:`make_loss` into a callable with the training
 loop's signature ``loss_fn(student_logits, labels, teacher_logits_or_None)``.
@@ -18,18 +24,21 @@ many of its rows happen to carry a label.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kdutils.study.specs import LOSSES
+
 LossFn = Callable[[Tensor, Tensor, Tensor | None], Tensor]
-LOSSES = ("ce", "mse", "kl")
+TeacherTerm = Callable[[Tensor, Tensor, float], Tensor]
+"""``term(student_logits, teacher_logits, temperature)``: one value per row of the batch."""
 
 
-def mse_per_row(student_logits: Tensor, teacher_logits: Tensor) -> Tensor:
-    """Mean squared error between raw logits, one value per row (Tang et al. 2019)."""
+def mse_per_row(student_logits: Tensor, teacher_logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """Mean squared error between raw logits, one value per row (Tang et al. 2019); ``temperature``
+    is not used (MSE takes none)."""
     return ((student_logits - teacher_logits.to(student_logits.dtype)) ** 2).mean(dim=-1)
 
 
@@ -44,6 +53,13 @@ def kl_per_row(student_logits: Tensor, teacher_logits: Tensor, temperature: floa
     return F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(dim=-1) * temperature**2
 
 
+TEACHER_TERMS: dict[str, TeacherTerm] = {
+    "mse": mse_per_row,
+    "kl": kl_per_row,
+}
+"""The teacher term of each distillation loss of :data:`kdutils.study.specs.LOSSES`, by its name."""
+
+
 def _check(alpha: float, temperature: float) -> None:
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
@@ -51,17 +67,22 @@ def _check(alpha: float, temperature: float) -> None:
         raise ValueError(f"temperature must be positive, got {temperature}")
 
 
-def make_loss(kind: Literal["ce", "mse", "kl"], alpha: float = 0.0, temperature: float = 1.0) -> LossFn:
-    """The training loss for ``kind``: ``"ce"`` (labels only), ``"mse"`` or ``"kl"``.
+def make_loss(kind: str, alpha: float = 0.0, temperature: float = 1.0) -> LossFn:
+    """The training loss for ``kind``, a name of :data:`kdutils.study.specs.LOSSES`: ``"ce"`` (labels
+    only), ``"mse"``, ``"kl"``, ...
 
     ``alpha`` weighs gold-label cross-entropy against the teacher term on labelled
-    rows (``alpha = 1`` ignores the teacher); ``temperature`` is used by ``"kl"`` only.
+    rows (``alpha = 1`` ignores the teacher); ``temperature`` is used only by a loss that takes one
+    (``"kl"``).
     """
     if kind not in LOSSES:
         raise ValueError(f"unknown loss {kind!r}; allowed: {', '.join(LOSSES)}")
     _check(alpha, temperature)
-    if kind == "ce":
+    if not LOSSES[kind].distills:
         alpha = 1.0
+    elif kind not in TEACHER_TERMS:
+        raise ValueError(f"loss {kind!r} has no teacher term in kdutils.student.losses.TEACHER_TERMS")
+    term = TEACHER_TERMS.get(kind)
 
     def loss_fn(student_logits: Tensor, labels: Tensor, teacher_logits: Tensor | None) -> Tensor:
         labels = labels.to(student_logits.device)
@@ -80,10 +101,8 @@ def make_loss(kind: Literal["ce", "mse", "kl"], alpha: float = 0.0, temperature:
                 f"{tuple(student_logits.shape)}"
             )
         teacher_logits = teacher_logits.to(student_logits.device)
-        if kind == "mse":
-            teacher_term = mse_per_row(student_logits, teacher_logits)
-        else:
-            teacher_term = kl_per_row(student_logits, teacher_logits, temperature)
+        assert term is not None  # a loss with alpha < 1 distills, so make_loss found its term
+        teacher_term = term(student_logits, teacher_logits, temperature)
         if alpha == 0.0:
             return teacher_term.mean()
         # ignore_index keeps CE finite on unlabelled rows; the weight below then drops them.

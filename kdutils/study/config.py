@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from kdutils.study import steps
-from kdutils.study.specs import DATASETS, TEACHER_NAME, TEACHERS, ConfigError
+from kdutils.study.specs import DATASETS, TEACHER_NAME, TEACHERS, ConfigError, distillation_losses
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -175,8 +175,12 @@ class StudentConfig(_Section):
         return v
 
 
+# A profile's distillation loss: a name of kdutils.study.specs.LOSSES that learns from the teacher.
+DistillLoss = Literal[distillation_losses()]  # type: ignore[valid-type]
+
+
 class DistillConfig(_Section):
-    loss: Literal["mse", "kl"] = "mse"
+    loss: DistillLoss = "mse"
     alpha: Float = Field(0.0, ge=0, le=1)
     temperature: Float = Field(2.0, gt=0)
     n_iter: Int = Field(4, ge=0)
@@ -191,8 +195,8 @@ class DistillConfig(_Section):
     patience: Int = Field(2, ge=1)
     batch_size: Int = Field(128, gt=0)
     # Hyper-parameter grid, chosen on validation (never on test): every loss x alpha
-    # (x temperature for KL); the configured loss/alpha/temperature is always a candidate.
-    grid_loss: tuple[Literal["mse", "kl"], ...] = ("mse", "kl")
+    # (x temperature for a loss that takes one); the configured loss/alpha/temperature is always a candidate.
+    grid_loss: tuple[DistillLoss, ...] = ("mse", "kl")
     grid_alpha: tuple[Float, ...] = (0.0, 0.5)
     grid_temperature: tuple[Float, ...] = (2.0,)
     # Seeds used by ablation rows (the headline uses every seed of the profile).

