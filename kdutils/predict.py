@@ -16,13 +16,9 @@ import os
 import sys
 from typing import NoReturn
 
-from kdutils.inference.batch import (
-    BATCH_SIZE,
-    CHUNK_ROWS,
-    DEFAULT_MODEL,
-    PredictInputError,
-    predict_file,
-)
+from kdutils.inference.batch import DEFAULT_MODEL, predict_file
+from kdutils.inference.batch_engines import BATCH_SIZE
+from kdutils.inference.batch_io import CHUNK_ROWS, PredictInputError
 
 # Local directories only: a missing model file fails, it never reaches for a hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -23,6 +23,7 @@ import pytest
 from serving_fixtures import ServingRun
 
 from kdutils.inference import batch as bp
+from kdutils.inference import batch_engines, batch_io
 from kdutils.inference.predictors import load_predictor
 from kdutils.predict import main
 
@@ -86,7 +87,7 @@ def test_parquet_predictions_order_and_bad_rows(serving_run: ServingRun, corpus:
     assert list(out.columns) == ["id", "label", *[f"prob_{n}" for n in names], "model", "reason"]
     assert list(out["id"]) == list(df["key"]), "input order kept"
     assert res.rows == len(df) and res.chunks == -(-len(df) // CHUNK)
-    assert res.bad == {**dict.fromkeys(bp.REASONS, 0), **{r: 1 for _, r in BAD}}
+    assert res.bad == {**dict.fromkeys(batch_io.REASONS, 0), **{r: 1 for _, r in BAD}}
     assert res.predicted == len(df) - len(BAD)
     bad = out[out["reason"].notna()]
     assert _reasons(bad) == [r for _, r in BAD]
@@ -207,12 +208,12 @@ def test_bad_inputs_get_one_line_and_exit_2(serving_run: ServingRun, corpus: dic
     code, err = _cli(capsys, "--run", run, inp, str(out), "--text-column", "sentence")
     assert code == 2 and "exists: pass --overwrite" in err and out.read_bytes() == b"old"
     out.unlink()
-    bp.parts_dir(out).mkdir()
+    batch_io.parts_dir(out).mkdir()
     code, err = _cli(capsys, "--run", run, inp, str(out), "--text-column", "sentence")
     assert code == 2 and "unfinished job: pass --resume" in err
     assert main(["--run", run, inp, str(out), "--text-column", "sentence", "--overwrite", "--no-progress"]) == 0
     assert "rows ->" in capsys.readouterr().out
-    assert not bp.parts_dir(out).exists()
+    assert not batch_io.parts_dir(out).exists()
 
 
 def test_an_input_failing_part_way_leaves_no_output(serving_run: ServingRun, corpus: dict, tmp_path: Path) -> None:
@@ -220,18 +221,18 @@ def test_an_input_failing_part_way_leaves_no_output(serving_run: ServingRun, cor
     folder.mkdir()
     corpus["df"].to_parquet(folder / "a.parquet", index=False)
     (folder / "b.jsonl").write_text('{"sentence": "fine"}\nnot json\n')  # bad from its second line
-    with pytest.raises(bp.PredictInputError, match="cannot read .*b.jsonl: line 2 is not JSON"):
+    with pytest.raises(batch_io.PredictInputError, match="cannot read .*b.jsonl: line 2 is not JSON"):
         _predict(serving_run, folder, tmp_path / "out.parquet")
     assert not (tmp_path / "out.parquet").exists()
-    assert bp.parts_dir(tmp_path / "out.parquet").is_dir(), "finished chunks kept for --resume"
+    assert batch_io.parts_dir(tmp_path / "out.parquet").is_dir(), "finished chunks kept for --resume"
 
 
 def test_ray_missing_says_how_to_install(serving_run: ServingRun, corpus: dict, tmp_path: Path,
                                          monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
-    with pytest.raises(bp.PredictInputError) as err:
+    with pytest.raises(batch_io.PredictInputError) as err:
         _predict(serving_run, corpus["files"]["parquet"], tmp_path / "o.parquet", engine="ray")
-    assert str(err.value) == bp.RAY_INSTALL_HINT and "pip install" in str(err.value)
+    assert str(err.value) == batch_engines.RAY_INSTALL_HINT and "pip install" in str(err.value)
 
 
 # --------------------------------------------------------------------------- resume after a kill
@@ -248,17 +249,17 @@ def test_resume_after_kill_gives_the_same_file(serving_run: ServingRun, tmp_path
     cmd = [sys.executable, "-m", "kdutils.predict", "--run", str(serving_run.run.root), str(inp), str(out),
            "--workers", "1", "--batch-size", "32", "--chunk-rows", "128", "--no-progress"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    parts = bp.parts_dir(out)
+    parts = batch_io.parts_dir(out)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if len(bp._done_parts(parts)) >= 3:
+        if len(batch_io.done_parts(parts)) >= 3:
             break
         time.sleep(0.01)
     assert proc.poll() is None, "the job finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists(), "no half-written file under the final name"
-    killed_with = len(bp._done_parts(parts))
+    killed_with = len(batch_io.done_parts(parts))
     assert 3 <= killed_with < 10_000 // 128
 
     again = subprocess.run(cmd + ["--resume"], cwd=ROOT, capture_output=True, text=True, timeout=300)
