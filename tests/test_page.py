@@ -97,7 +97,7 @@ def test_batch_mates_share_their_batch_model_time(live_server: LiveServer) -> No
     import numpy as np
 
     from kdutils.inference.predictors import load_predictor
-    from kdutils.serving.app import MicroBatcher, ModelRunner
+    from kdutils.serving.registry import MicroBatcher, ModelRunner
 
     predictor = load_predictor(live_server.run, "student_distilled@onnx", threads=1)
     texts = live_server.fixture.texts[:4]

@@ -178,7 +178,7 @@ def test_one_log_line_per_request(client: httpx.Client, live_server: LiveServer)
 def test_batching_runs_an_idle_request_at_once_and_isolates_a_failing_one(live_server: LiveServer) -> None:
     import asyncio
 
-    from kdutils.serving.app import MicroBatcher, ModelRunner
+    from kdutils.serving.registry import MicroBatcher, ModelRunner
 
     predictor = load_predictor(live_server.run, BROKEN, threads=1)
     good = [[t] for t in live_server.fixture.texts[:3]]
@@ -384,7 +384,7 @@ def test_a_body_that_is_not_json_is_named(client: httpx.Client, content_type: st
 
 def test_default_model_set(live_server: LiveServer) -> None:
     from kdutils.inference.predictors import discover
-    from kdutils.serving.app import DEFAULT_MODELS, resolve_models
+    from kdutils.serving.registry import DEFAULT_MODELS, resolve_models
 
     available = discover(live_server.run)
     assert resolve_models(available, None) == [m for m in DEFAULT_MODELS if m in available]

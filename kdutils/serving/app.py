@@ -36,65 +36,48 @@ model idle runs at once, so batching costs nothing at low load. Runtimes whose
 answers depend on batch composition (int8 ONNX) are never batched across
 requests. The server binds 127.0.0.1 unless told otherwise, reads weights only
 from safetensors or ONNX files, and logs one line per request.
+
+This module builds the app (:func:`create_app`: limits, middleware, error handlers) and runs it
+(:func:`main`). The routes are :mod:`kdutils.serving.routes` (one router per concern) and
+:mod:`kdutils.serving.page`; the schemas :mod:`kdutils.serving.schemas`; loading and running the
+models :mod:`kdutils.serving.registry`; the middleware :mod:`kdutils.serving.middleware`.
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the endpoint annotations at runtime,
 # and the request model is a local of create_app.
+
+# No `from __future__ import annotations`: FastAPI resolves the endpoint annotations at runtime.
+
 import argparse
-import asyncio
 import logging
 import os
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
 
-import numpy as np
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
-from fastapi import Path as PathParam
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictStr,
-    StringConstraints,
-    create_model,
-)
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kdutils.data.text import tokenize
-from kdutils.inference.predictors import (
-    EmptyTextError,
-    ModelEntry,
-    Predictor,
-    discover,
-    make_predictor,
-)
-from kdutils.metrics import softmax
-from kdutils.serving.page import page_response, page_router, wants_page
+from kdutils.serving.middleware import BodyDeadline, InFlight, RequestLog
+from kdutils.serving.page import page_router
+from kdutils.serving.registry import DEFAULT_MODELS, MicroBatcher, ModelRunner, Registry
+from kdutils.serving.routes import docs_router, health_router, predict_router
+from kdutils.serving.schemas import error_responses, request_model
 from kdutils.study import steps
 from kdutils.study.config import DeployConfig
 from kdutils.study.runs import RunDir
 
-# torch and kdutils.data.text (which imports torch) are imported where an eager model or the no-op
-# endpoint needs them: a server of ONNX models never loads torch. fastapi_offline only serves /docs.
+# torch is imported where an eager model needs it: a server of ONNX models never loads torch.
+# fastapi_offline only serves /docs.
 
 log = logging.getLogger("kdutils.serving.app")
 
 _DEFAULTS = DeployConfig()
-EXAMPLE_TEXTS = ["a gripping , beautifully acted film .", "the plot is thin and the jokes fall flat ."]
-# Served when --models is not given: the distilled student (eager and ONNX) and the ONNX
-# teacher, those of them the run has. Every model of a run at once is ~900 MB (default profile).
-DEFAULT_MODELS = ("student_distilled", "student_distilled@onnx", "teacher@onnx")
 # Seconds a replica waits for a request's body to arrive in full (nginx's client_body_timeout
 # is 60 s; a replica reached directly must not wait longer than that).
 BODY_TIMEOUT_S = 30.0
@@ -119,341 +102,6 @@ def min_body_bytes(max_texts: int, max_chars: int) -> int:
     return 64 + max_texts * (_MAX_ESCAPED_BYTES_PER_CHAR * max_chars + 4)
 
 
-# --------------------------------------------------------------------------- schemas
-
-
-def _not_blank(text: str) -> str:
-    if not text.strip():
-        raise ValueError("text is empty after stripping whitespace")
-    return text
-
-
-def request_model(max_texts: int, max_chars: int) -> type[BaseModel]:
-    """The request schema with this server's limits (they appear in the OpenAPI docs)."""
-    text = Annotated[StrictStr, StringConstraints(max_length=max_chars), AfterValidator(_not_blank)]
-    return create_model(
-        "PredictRequest",
-        __config__=ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": EXAMPLE_TEXTS}]}),
-        texts=(Annotated[list[text], Field(min_length=1, max_length=max_texts,
-                                           description=f"1 to {max_texts} texts of at most {max_chars} "
-                                                       "characters each, each with at least one token "
-                                                       "(word, number or punctuation mark)")], ...),
-    )
-
-
-class Prediction(BaseModel):
-    label: str = Field(description="predicted label name")
-    label_id: int = Field(description="index of the predicted label")
-    probabilities: dict[str, float] = Field(description="softmax probability of every label")
-
-
-class PredictResponse(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "model": "student_distilled",
-        "predictions": [{"label": "positive", "label_id": 1, "probabilities": {"negative": 0.08, "positive": 0.92}}],
-        "latency_ms": 0.9, "model_ms": 0.7}]})
-    model: str
-    predictions: list[Prediction] = Field(description="one prediction per input text, in input order")
-    latency_ms: float = Field(description="time spent in the server on tokenizing and the model call(s), "
-                                          "waiting for a worker thread or a batch included")
-    model_ms: float = Field(description="time of the model call that answered these texts (tokenizing and "
-                                        "the forward pass), without any wait; when the server ran this "
-                                        "request in one batch with others, the time of that whole batch")
-
-
-class NoopResponse(BaseModel):
-    model: str = "noop"
-    n: int = Field(description="number of texts received (validated, not processed)")
-    latency_ms: float
-
-
-class ModelInfo(BaseModel):
-    name: str = Field(description="served name: <model> (eager PyTorch) or <model>@onnx / @onnx-int8")
-    model: str
-    runtime: str
-    kind: str
-    params: int
-    size_mb: float = Field(description="size on disk of the weight file, MiB")
-    label_names: list[str]
-    max_length: int
-
-
-class Health(BaseModel):
-    status: str = Field(description="ok, loading or error")
-    models: list[str]
-    detail: str | None = None
-
-
-class ErrorBody(BaseModel):
-    detail: str
-
-
-# --------------------------------------------------------------------------- model registry
-
-
-def resolve_models(available: dict[str, ModelEntry], names: list[str] | None) -> list[str]:
-    """The served names: ``names`` as given, ``["all"]`` for every model, None for the defaults.
-
-    Raises LookupError naming the missing models and what the run has.
-    """
-    if names == ["all"]:
-        chosen = list(available)
-    elif names is None:
-        chosen = [n for n in DEFAULT_MODELS if n in available]
-        if not chosen:
-            raise LookupError(f"none of the default models {list(DEFAULT_MODELS)} is in this run; "
-                              f"pass --models (available: {list(available)})")
-    else:
-        missing = [n for n in names if n not in available]
-        if missing:
-            raise LookupError(f"models {missing} not found; available: {list(available)} (or 'all')")
-        chosen = list(names)
-    if not chosen:
-        raise LookupError("no trained models in this run")
-    return chosen
-
-
-class Registry:
-    """The loaded predictors; filled by a background thread so the port answers while loading."""
-
-    def __init__(self, run_dir: Path, names: list[str] | None, threads: int | None) -> None:
-        self.run_dir = run_dir
-        self.names = names
-        self.threads = threads
-        self.status = "loading"
-        self.detail: str | None = None
-        self.entries: dict[str, ModelEntry] = {}
-        self.predictors: dict[str, Predictor] = {}
-
-    def load(self) -> None:
-        try:
-            if self.threads:
-                import torch
-
-                torch.set_num_threads(self.threads)
-            available = discover(self.run_dir)
-            if not available:
-                raise LookupError(f"no trained models in {self.run_dir}/models")
-            for name in resolve_models(available, self.names):
-                t0 = time.perf_counter()
-                self.predictors[name] = make_predictor(available[name], self.threads)
-                self.entries[name] = available[name]
-                log.info("loaded %s (%s) in %.1fs", name, available[name].runtime, time.perf_counter() - t0)
-            self.status = "ok"
-        except Exception as err:  # noqa: BLE001 - any load failure is reported by /healthz
-            log.exception("loading models failed")
-            self.status, self.detail = "error", f"{type(err).__name__}: {err}"
-
-
-class ModelRunner:
-    """Runs blocking model calls on a small pool of worker threads, off the event loop.
-
-    A dedicated executor rather than Starlette's ``run_in_threadpool``: measured on the BiLSTM
-    student (2-core EPYC, one torch thread), anyio's hand-off added ~0.8 ms to a 1.4 ms model
-    call, ``loop.run_in_executor`` ~0.1 ms; at batch 1 that hand-off is most of the HTTP cost.
-    """
-
-    def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or max(2, os.cpu_count() or 1)
-        self._pool: ThreadPoolExecutor | None = None
-
-    def start(self) -> None:
-        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="model")
-
-    def stop(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-    async def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._pool is None:
-            raise RuntimeError("ModelRunner is not started (the app's lifespan starts it)")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-
-
-def _timed(fn: Callable[[list[str]], np.ndarray], texts: list[str]) -> tuple[np.ndarray, float]:
-    """``fn(texts)`` and the seconds it took, measured in the thread that runs it (no hand-off counted)."""
-    t0 = time.perf_counter()
-    out = fn(texts)
-    return out, time.perf_counter() - t0
-
-
-class MicroBatcher:
-    """Batches requests to one model only while it is busy.
-
-    A request that finds the model idle runs at once, alone: batching adds nothing at low load.
-    Requests arriving during a model call wait for it to end and then run together as the next
-    batch (up to ``max_batch`` texts; a single larger request runs alone). One batch runs at a
-    time per model, so under load the model runs back to back on ever larger batches.
-    ``fn(texts) -> logits [N, C]`` is the model call; it must give a text the same answer
-    whatever its batch-mates (see ``Predictor.batch_invariant``).
-    """
-
-    def __init__(self, fn: Callable[[list[str]], np.ndarray], max_batch: int, runner: ModelRunner) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        self.fn = fn
-        self.runner = runner
-        self.max_batch = max_batch
-        self.busy = False
-        self.pending: list[tuple[list[str], asyncio.Future[tuple[np.ndarray, float]]]] = []
-        self.batch_sizes: list[int] = []  # requests per model call, for tests and diagnostics
-        self._drainer: asyncio.Task | None = None
-
-    async def submit(self, texts: list[str]) -> np.ndarray:
-        """Logits for ``texts``; raises what the model call raised for them."""
-        return (await self.submit_timed(texts))[0]
-
-    async def submit_timed(self, texts: list[str]) -> tuple[np.ndarray, float]:
-        """Logits for ``texts`` and the seconds of the model call that gave them (of the whole
-        batch when they ran with others); raises what the model call raised for them."""
-        if not self.busy:
-            self.busy = True
-            try:
-                self.batch_sizes.append(1)
-                return await self.runner(_timed, self.fn, texts)
-            finally:
-                self._release()
-        future: asyncio.Future[tuple[np.ndarray, float]] = asyncio.get_running_loop().create_future()
-        self.pending.append((texts, future))
-        return await future
-
-    def _release(self) -> None:
-        if self.pending:
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        else:
-            self.busy = False
-
-    def _take(self) -> list[tuple[list[str], asyncio.Future[tuple[np.ndarray, float]]]]:
-        items, size = [], 0
-        while self.pending and (not items or size + len(self.pending[0][0]) <= self.max_batch):
-            item = self.pending.pop(0)
-            if item[1].done():  # its client went away
-                continue
-            items.append(item)
-            size += len(item[0])
-        return items
-
-    async def _drain(self) -> None:
-        try:
-            while self.pending:
-                items = self._take()
-                if not items:
-                    continue
-                self.batch_sizes.append(len(items))
-                texts = [t for batch, _ in items for t in batch]
-                try:
-                    logits, seconds = await self.runner(_timed, self.fn, texts)
-                except Exception as err:  # noqa: BLE001 - handed to the waiting requests
-                    if len(items) == 1:
-                        _settle(items[0][1], error=err)
-                        continue
-                    # One bad request must not fail the others batched with it: run each alone.
-                    for batch, fut in items:
-                        try:
-                            _settle(fut, await self.runner(_timed, self.fn, batch))
-                        except Exception as single_err:  # noqa: BLE001
-                            _settle(fut, error=single_err)
-                    continue
-                start = 0
-                for batch, fut in items:
-                    _settle(fut, (logits[start:start + len(batch)], seconds))
-                    start += len(batch)
-        finally:
-            self.busy = False
-            self._drainer = None
-
-    def cancel(self) -> None:
-        if self._drainer is not None:
-            self._drainer.cancel()
-
-
-def _settle(fut: asyncio.Future, result: Any = None, error: BaseException | None = None) -> None:
-    # A request whose client went away has a cancelled future: leave it alone.
-    if fut.done():
-        return
-    if error is not None:
-        fut.set_exception(error)
-    else:
-        fut.set_result(result)
-
-
-# --------------------------------------------------------------------------- app
-
-
-class InFlight:
-    """The number of HTTP requests the server is handling right now (kept by RequestLog)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-
-
-class RequestLog:
-    """Pure ASGI middleware: one log line per request (client, method, path, status, milliseconds).
-
-    Also counts the requests in flight into ``in_flight``.
-    """
-
-    def __init__(self, app: Any, in_flight: InFlight | None = None) -> None:
-        self.app = app
-        self.in_flight = in_flight or InFlight()
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        t0 = time.perf_counter()
-        status = 500
-        self.in_flight.n += 1
-
-        async def send_status(message: dict) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.in_flight.n -= 1
-            client = scope.get("client") or ("-", 0)
-            log.info("%s %s %s %d %.2fms", client[0], scope["method"], scope["path"], status,
-                     (time.perf_counter() - t0) * 1000)
-
-
-class BodyDeadline:
-    """Pure ASGI middleware: a request's body must arrive in full within ``timeout_s``.
-
-    uvicorn bounds the idle time between requests (``timeout_keep_alive``) but not a body that
-    stops arriving: a client announcing ``Content-Length: 100`` and sending 8 bytes would hold
-    the connection forever. Past the deadline the request gets 408 and the connection closes.
-    """
-
-    def __init__(self, app: Any, timeout_s: float) -> None:
-        self.app = app
-        self.timeout_s = timeout_s
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
-        body_done = False
-
-        async def receive_by_deadline() -> dict:
-            nonlocal body_done
-            if body_done:  # later receives wait for a disconnect, which has no deadline
-                return await receive()
-            left = deadline - asyncio.get_running_loop().time()
-            try:
-                message = await asyncio.wait_for(receive(), max(left, 0.0))
-            except TimeoutError:
-                # An HTTPException: FastAPI's body reader passes it through as the response.
-                raise HTTPException(408, f"request body not received in full within {self.timeout_s:g} s",
-                                    headers={"Connection": "close"}) from None
-            body_done = message["type"] != "http.request" or not message.get("more_body", False)
-            return message
-
-        await self.app(scope, receive_by_deadline, send)
-
 
 def _docs_static_dir() -> Path:
     # Swagger UI's files as shipped in the fastapi-offline wheel (pinned): /docs needs no CDN.
@@ -468,10 +116,10 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
                body_timeout_s: float = BODY_TIMEOUT_S, inline_ms: float = INLINE_MS) -> FastAPI:
     """The FastAPI app serving ``models`` of the run in ``run_dir``.
 
-    ``models``: served names, ``["all"]`` for every model found, None for :data:`DEFAULT_MODELS`.
+    ``models``: served names, ``["all"]`` for every model found, None for :data:`~kdutils.serving.registry.DEFAULT_MODELS`.
     ``max_body_bytes`` defaults to :func:`min_body_bytes` of the text limits; a smaller value
     raises ValueError (clients could not send what the schema allows). ``batching``: gather
-    requests that arrive while a model is busy (see :class:`MicroBatcher`). A model call expected
+    requests that arrive while a model is busy (see :class:`~kdutils.serving.registry.MicroBatcher`). A model call expected
     to take at most ``inline_ms`` (from that model's recent calls) runs on the event loop when it
     is the only request in flight; every other call runs on a worker thread (0: never inline).
     """
@@ -542,107 +190,13 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     request_cls = request_model(max_texts, max_chars)
-    errors: dict[int | str, dict[str, Any]] = {
-        404: {"model": ErrorBody, "description": "unknown model"},
-        408: {"model": ErrorBody, "description": f"body not received within {body_timeout_s:g} s"},
-        413: {"description": f"request body over {max_body_bytes} bytes"},
-        415: {"model": ErrorBody, "description": "body not sent as application/json"},
-        500: {"model": ErrorBody, "description": "the model failed; no prediction is returned"},
-        503: {"model": ErrorBody, "description": "models are still loading"},
-    }
-
-    def ready() -> None:
-        if registry.status != "ok":
-            raise HTTPException(503, f"models not ready: {registry.status}"
-                                + (f" ({registry.detail})" if registry.detail else ""))
-
+    errors = error_responses(body_timeout_s, max_body_bytes)
     app.include_router(page_router(registry.run_dir, lambda: registry.entries))
-
-    @app.get("/", include_in_schema=False)
-    async def root(request: Request) -> Response:
-        if wants_page(request.headers.get("accept")):  # a browser: the page to try the models
-            return page_response()
-        return JSONResponse({"service": app.title, "docs": "/docs", "openapi": "/openapi.json",
-                             "models": "/models", "health": "/healthz", "page": "GET / from a browser",
-                             "predict": "POST /predict/{model} with JSON {\"texts\": [\"...\"]}",
-                             "serving": sorted(registry.predictors)})
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title=app.title + " - API docs",
-                                   swagger_js_url="/static-docs/swagger-ui-bundle.js",
-                                   swagger_css_url="/static-docs/swagger-ui.css",
-                                   swagger_favicon_url="/static-docs/favicon.png")
-
-    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
-    async def healthz() -> Any:
-        body = Health(status=registry.status, models=list(registry.predictors), detail=registry.detail)
-        return JSONResponse(body.model_dump(), status_code=200 if registry.status == "ok" else 503)
-
-    @app.get("/ping")
-    async def ping() -> JSONResponse:
-        # async: answered on the event loop, no thread hand-off (the bare cost of a request).
-        return JSONResponse({"status": "ok"})
-
-    @app.get("/models", response_model=list[ModelInfo], responses={503: errors[503]})
-    async def list_models() -> list[ModelInfo]:
-        ready()
-        return [ModelInfo(**{k: v for k, v in e.describe().items() if k in ModelInfo.model_fields})
-                for e in registry.entries.values()]
-
-    def empty_error(err: EmptyTextError) -> JSONResponse:
-        detail = [{"type": "no_tokens", "loc": ["body", "texts", i], "msg": str(err)} for i in err.indices]
-        return JSONResponse({"detail": detail}, status_code=422)
-
-    @app.post("/noop", response_model=NoopResponse, responses={413: errors[413], 415: errors[415]})
-    async def noop(request: request_cls) -> JSONResponse:  # type: ignore[valid-type]
-        t0 = time.perf_counter()
-        empty = [i for i, t in enumerate(request.texts) if not tokenize(t)]
-        if empty:
-            return empty_error(EmptyTextError(empty, "the student word tokenizer"))
-        return JSONResponse({"model": "noop", "n": len(request.texts),
-                             "latency_ms": (time.perf_counter() - t0) * 1000})
-
-    @app.post("/predict/{model}", response_model=PredictResponse, responses=errors)
-    async def predict(request: request_cls,  # type: ignore[valid-type]
-                      model: Annotated[str, PathParam(description="a name listed by GET /models")]) -> JSONResponse:
-        ready()
-        predictor = registry.predictors.get(model)
-        if predictor is None:
-            raise HTTPException(404, f"unknown model {model!r}; available: {', '.join(registry.predictors)}")
-        texts = request.texts
-        t0 = time.perf_counter()
-        cost = predictor.seconds_per_text
-        try:
-            if in_flight.n == 1 and cost is not None and cost * len(texts) <= inline_s:
-                # Nothing else in flight and a call this cheap: the two thread hand-offs would cost
-                # more than the call, and there is no other request for it to hold up.
-                app.state.inline_calls += 1
-                logits, model_s = _timed(predictor.predict_nonempty, texts)
-            elif batching and predictor.batch_invariant:
-                if model not in batchers:
-                    batchers[model] = MicroBatcher(predictor.predict_nonempty, max_batch, runner)
-                logits, model_s = await batchers[model].submit_timed(texts)
-            else:
-                # The model call blocks: run it on a worker thread, never on the event loop.
-                logits, model_s = await runner(_timed, predictor.predict_nonempty, texts)
-        except EmptyTextError as err:
-            return empty_error(err)
-        except Exception as err:  # noqa: BLE001 - reported as a 500 with the cause
-            log.exception("model %s failed", model)
-            raise HTTPException(500, f"model {model} failed: {type(err).__name__}: {err}") from None
-        latency_ms = (time.perf_counter() - t0) * 1000
-        probs = softmax(logits).tolist()
-        names = predictor.label_names
-        # Plain dicts, no response objects: the schema above documents them; the numbers are
-        # already checked (shape, finite) by the predictor.
-        preds = []
-        for row in probs:
-            i = max(range(len(row)), key=row.__getitem__)
-            preds.append({"label": names[i], "label_id": i, "probabilities": dict(zip(names, row, strict=True))})
-        return JSONResponse({"model": model, "predictions": preds, "latency_ms": latency_ms,
-                             "model_ms": model_s * 1000})
-
+    app.include_router(docs_router(registry))
+    app.include_router(health_router(registry, errors))
+    app.include_router(predict_router(registry, request_cls, errors, state=app.state, runner=runner,
+                                      batchers=batchers, in_flight=in_flight, batching=batching,
+                                      max_batch=max_batch, inline_s=inline_s))
     return app
 
 
