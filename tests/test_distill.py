@@ -25,20 +25,22 @@ from kdutils.report.distilled import (
 from kdutils.student.distill import (
     Setting,
     agreement,
-    build_transfer_set,
-    encode_rows,
     grid_settings,
-    in_domain_sentences,
     paired_comparison,
     run_key,
     run_setting,
     save_distilled,
-    score_transfer_set,
     select_setting,
     setting_row,
-    teacher_unk_token,
 )
 from kdutils.student.train import TrainSettings, encode_texts, init_student
+from kdutils.student.transfer_set import (
+    build_transfer_set,
+    encode_rows,
+    in_domain_sentences,
+    score_transfer_set,
+    teacher_unk_token,
+)
 from kdutils.study.config import StudentArch, load_profile
 from kdutils.study.specs import ConfigError
 
@@ -355,8 +357,9 @@ def test_bad_distillation_parameters_fail_when_the_profile_loads(override, param
 
 
 def test_summary_sections_are_what_notebook_04_wrote(tmp_path, small_runs, transfer, vocab, rt_splits) -> None:
-    from kdutils.student.distill import prediction_row, summary_sections, unlabelled_source
+    from kdutils.student.distill import prediction_row, summary_sections
     from kdutils.student.train import summarise_seeds
+    from kdutils.student.transfer_set import unlabelled_source
     from kdutils.study.files import REPO_ROOT, json_default
 
     val_labels, test_labels = rt_splits.val["label"].to_numpy(), rt_splits.test["label"].to_numpy()

@@ -1,22 +1,19 @@
-"""Distillation orchestration: the transfer set, its teacher scores, distilled students, the ablation.
+"""Distillation orchestration: distilled students, their selection, statistics and the ablation.
 
 Notebook ``04_distillation`` drives this module; it holds no profile knowledge
-(every value arrives as an argument).
+(every value arrives as an argument). The rows the students learn from (the transfer set and its
+teacher scores) are :mod:`kdutils.student.transfer_set`.
 
-- :func:`in_domain_sentences` cuts unlabelled in-domain sentences (for
-  rotten_tomatoes: from the imdb *train* reviews) and :func:`build_transfer_set`
-  joins the training split, its augmented copies and those sentences into a
-  :class:`TransferSet`; evaluation sentences never enter it.
-- :func:`score_transfer_set` asks the teacher (``TeacherScorer``, cached) for logits.
 - :func:`run_setting` trains one :class:`Setting` (rows + loss) over seeds, each student
   built by the caller exactly like the baseline (``kdutils.student.train.init_student``), and
   caches every run so the headline reuses the runs trained for selection.
 - :func:`grid_settings` and :func:`select_setting`: candidates, chosen on validation only.
 - :func:`save_distilled` saves a student the way notebook 03 saves the baseline.
 - :func:`paired_comparison` and :func:`agreement`: the gain, its tests, and fidelity.
-- :func:`summary_sections`: the results as ``summary.json``'s typed sections, and
-  :func:`evaluate_targets` the study's targets checked against them.
-- ``plot_*``: training curves, accuracy comparison, per-seed gain, ablation, calibration.
+- :func:`summary_sections`: the results as ``summary.json``'s typed sections
+  (:func:`kdutils.report.distilled.evaluate_targets` checks the study's targets against them).
+
+The figures of these results are :mod:`kdutils.report.distilled`'s.
 """
 
 from __future__ import annotations
@@ -26,18 +23,14 @@ import json
 import multiprocessing
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from kdutils import progress
-from kdutils.data.augment import augment_corpus, cut_sentences, sentence_key, teacher_text
-from kdutils.data.corpora import unlabelled_texts
-from kdutils.data.text import tokenize
 from kdutils.metrics import (
     classification_metrics,
     softmax,
@@ -51,195 +44,20 @@ from kdutils.stats import (
 from kdutils.student.losses import make_loss
 from kdutils.student.models import save_student
 from kdutils.student.train import (
-    EncodedSet,
     TrainSettings,
     code_fingerprint,
     predict_logits,
     summarise_seeds,
     train_classifier,
 )
+from kdutils.student.transfer_set import SOURCES, TransferSet
 from kdutils.study import steps
 from kdutils.study.files import atomic_path, write_json
 from kdutils.study.layout import history_file, predictions_file
 from kdutils.study.model_files import read_meta
 from kdutils.study.runs import save_predictions
-from kdutils.study.specs import DATASETS, LOSSES
+from kdutils.study.specs import LOSSES
 from kdutils.study.summary import DistillationSection, DistilledStudentEntry
-
-# Where a transfer-set row comes from, in the order the set stores them and data_label joins them.
-SOURCES = ("train", "augmented", "unlabelled")
-
-
-def unlabelled_source(dataset: str, n: int) -> str | None:
-    """Where :func:`in_domain_sentences` takes ``n`` unlabelled sentences of ``dataset`` from, in
-    words (``kdutils.study.specs``); None when ``n`` is 0 or the data set has no such source."""
-    spec = DATASETS.get(dataset)
-    return spec.unlabelled if n > 0 and spec is not None and spec.unlabelled else None
-
-
-# --------------------------------------------------------------------------- transfer set
-
-
-@dataclass
-class TransferSet:
-    """Rows the student is distilled on.
-
-    ``tokens`` is what the student reads (its own tokenisation, ``<unk>`` where a
-    word was masked); ``teacher_texts`` is what the teacher scores for the same row
-    (the original text for training sentences, tokens joined by spaces with the
-    teacher's unknown token elsewhere). ``labels`` is the gold label or -1,
-    ``source`` one of :data:`SOURCES`, ``origin`` the training-row index an
-    augmented copy came from (-1 otherwise).
-    """
-
-    tokens: list[list[str]]
-    teacher_texts: list[str]
-    labels: np.ndarray
-    source: np.ndarray
-    origin: np.ndarray
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.labels = np.asarray(self.labels, dtype=np.int64)
-        self.source = np.asarray(self.source, dtype=object)
-        self.origin = np.asarray(self.origin, dtype=np.int64)
-        n = len(self.tokens)
-        if not (len(self.teacher_texts) == len(self.labels) == len(self.source) == len(self.origin) == n):
-            raise ValueError("TransferSet fields must all have one entry per row")
-        bad = set(self.source) - set(SOURCES)
-        if bad:
-            raise ValueError(f"unknown sources {sorted(bad)}; allowed: {', '.join(SOURCES)}")
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    def rows(self, sources: Iterable[str]) -> np.ndarray:
-        """Indices of the rows whose source is one of ``sources``."""
-        return np.flatnonzero(np.isin(self.source, list(sources)))
-
-    def counts(self) -> dict[str, int]:
-        return {s: int((self.source == s).sum()) for s in SOURCES}
-
-    def save(self, path: str | Path) -> Path:
-        """Write :meth:`to_frame` as Parquet, atomically (the transfer set is a study artefact)."""
-        with atomic_path(path) as tmp:
-            self.to_frame().to_parquet(tmp, index=False)
-        return Path(path)
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per example (tokens joined by spaces), for inspection and saving."""
-        return pd.DataFrame({
-            "student_text": [" ".join(t) for t in self.tokens],
-            "teacher_text": self.teacher_texts,
-            "label": self.labels,
-            "source": self.source.astype(str),
-            "origin": self.origin,
-        })
-
-
-def in_domain_sentences(
-    dataset: str,
-    n: int,
-    *,
-    seed: int,
-    reference_texts: Sequence[str],
-    exclude_texts: Iterable[str],
-    length_quantiles: tuple[float, float] = (0.05, 0.95),
-) -> list[list[str]]:
-    """Up to ``n`` unlabelled in-domain sentences (tokenised) for ``dataset``, or ``[]`` without a source.
-
-    rotten_tomatoes: sentences cut from the imdb TRAIN reviews (never the imdb test
-    set), markup stripped, token counts within the ``length_quantiles`` of
-    ``reference_texts`` (the training split), deduplicated against ``exclude_texts``
-    (pass every split). Other datasets have no unlabelled source here.
-    """
-    if unlabelled_source(dataset, n) is None:
-        return []
-
-    reviews = unlabelled_texts(dataset)
-    lengths = np.array([len(tokenize(t)) for t in reference_texts])
-    lo, hi = (int(round(float(q))) for q in np.quantile(lengths, length_quantiles))
-    exclude = [tokenize(t) for t in exclude_texts]
-    return cut_sentences(reviews, n, tokenize=tokenize, min_tokens=max(1, lo), max_tokens=max(lo, hi, 1),
-                         seed=seed, exclude=exclude)
-
-
-def build_transfer_set(
-    train_texts: Sequence[str],
-    train_labels: Sequence[int],
-    *,
-    n_iter: int,
-    p_mask: float,
-    p_replace: float,
-    p_ngram: float,
-    neighbours: dict[str, Sequence[str]],
-    seed: int,
-    exclude_texts: Iterable[str],
-    teacher_unk: str,
-    unlabelled: Sequence[Sequence[str]] = (),
-) -> TransferSet:
-    """Training split + ``n_iter`` augmented copies per sentence + unlabelled sentences.
-
-    Augmented copies and unlabelled sentences carry label -1 (teacher term only).
-    Copies equal to each other, to a training sentence or to a sentence of
-    ``exclude_texts`` (validation and test) are dropped; unlabelled sentences that
-    collide with any kept row are dropped too.
-    """
-    if len(train_texts) != len(train_labels):
-        raise ValueError(f"{len(train_texts)} texts but {len(train_labels)} labels")
-    train_tokens = [tokenize(t) for t in train_texts]
-    exclude = [tokenize(t) for t in exclude_texts]
-    augmented = augment_corpus(train_tokens, n_iter, p_mask=p_mask, p_replace=p_replace, p_ngram=p_ngram,
-                               neighbours=neighbours, seed=seed, exclude=exclude)
-    seen = {sentence_key(t) for t in train_tokens} | {sentence_key(t) for _, t in augmented}
-    seen |= {sentence_key(t) for t in exclude}
-    extra: list[list[str]] = []
-    for tokens in unlabelled:
-        key = sentence_key(tokens)
-        if tokens and key not in seen:
-            seen.add(key)
-            extra.append(list(tokens))
-    tokens = [*train_tokens, *(t for _, t in augmented), *extra]
-    texts = [*map(str, train_texts), *(teacher_text(t, teacher_unk) for _, t in augmented),
-             *(" ".join(t) for t in extra)]
-    n_train, n_aug, n_extra = len(train_tokens), len(augmented), len(extra)
-    return TransferSet(
-        tokens=tokens,
-        teacher_texts=texts,
-        labels=np.concatenate([np.asarray(train_labels, dtype=np.int64), np.full(n_aug + n_extra, -1)]),
-        source=np.array(["train"] * n_train + ["augmented"] * n_aug + ["unlabelled"] * n_extra, dtype=object),
-        origin=np.concatenate([np.full(n_train, -1), np.array([i for i, _ in augmented], dtype=np.int64),
-                               np.full(n_extra, -1)]),
-        info={"n_iter": n_iter, "p_mask": p_mask, "p_replace": p_replace, "p_ngram": p_ngram, "seed": seed,
-              "teacher_unk": teacher_unk, "augmented_dropped": n_iter * n_train - n_aug,
-              "unlabelled_requested": len(unlabelled), "unlabelled_dropped": len(unlabelled) - n_extra},
-    )
-
-
-def score_transfer_set(transfer: TransferSet, scorer: Any) -> np.ndarray:
-    """Teacher logits ``[N, C]`` for every row (``scorer`` is a ``TeacherScorer``; it caches on disk)."""
-    logits = np.asarray(scorer.logits(list(transfer.teacher_texts)), dtype=np.float32)
-    if logits.ndim != 2 or logits.shape[0] != len(transfer):
-        raise ValueError(f"teacher returned logits of shape {logits.shape} for {len(transfer)} texts")
-    return logits
-
-
-def teacher_unk_token(model_dir: str | Path) -> str:
-    """The unknown token of the saved teacher's tokenizer (``[UNK]`` for BERT, ``<unk>`` for MPNet)."""
-    from transformers import AutoTokenizer  # seconds to import: only this call needs it
-
-    token = AutoTokenizer.from_pretrained(str(model_dir)).unk_token
-    if not token:
-        raise ValueError(f"the tokenizer in {model_dir} has no unknown token to stand for masked words")
-    return str(token)
-
-
-def encode_rows(vocab: Any, tokens: Sequence[Sequence[str]], labels: Sequence[int], max_length: int,
-                teacher_logits: np.ndarray | None = None) -> Any:
-    """An :class:`~kdutils.student.train.EncodedSet` from token lists (never re-tokenised: ``<unk>`` stays UNK)."""
-    ids, mask = vocab.encode_batch([list(t) for t in tokens], max_length)
-    return EncodedSet(ids, mask, np.asarray(labels, dtype=np.int64), teacher_logits)
-
 
 # --------------------------------------------------------------------------- statistics helpers
 

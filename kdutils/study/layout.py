@@ -183,7 +183,7 @@ class RunLayout:
 
     @property
     def transfer_set_path(self) -> Path:
-        """``data/transfer_set.parquet``: the distillation rows (:class:`kdutils.student.distill.TransferSet`)."""
+        """``data/transfer_set.parquet``: the distillation rows (:class:`kdutils.student.transfer_set.TransferSet`)."""
         return self.data / "transfer_set.parquet"
 
     def predictions_path(self, name: str, split: str, seed: int | None = None) -> Path:

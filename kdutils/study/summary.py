@@ -161,7 +161,7 @@ Precision = Literal["fp32", "bf16"]
 Loss = Literal[tuple(LOSSES)]  # type: ignore[valid-type]
 """Student loss: a name of kdutils.study.specs.LOSSES (today labels-only ``ce``, ``mse`` on logits or
 ``kl`` at a temperature)."""
-# Rows of the transfer set a student trains on: sources of kdutils.student.distill.SOURCES joined by "+".
+# Rows of the transfer set a student trains on: sources of kdutils.student.transfer_set.SOURCES joined by "+".
 DataSources = Annotated[
     str, Field(pattern=r"^(train|augmented|unlabelled)(\+(train|augmented|unlabelled))*$")
 ]
@@ -513,7 +513,7 @@ class McNemarRow(_Section):
 
 
 class TransferSetCounts(_Section):
-    """Rows of the transfer set by source (kdutils.student.distill.TransferSet.counts)."""
+    """Rows of the transfer set by source (kdutils.student.transfer_set.TransferSet.counts)."""
 
     train: Count = Field(description="Labelled train sentences.")
     augmented: Count = Field(
