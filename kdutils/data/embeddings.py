@@ -71,13 +71,6 @@ def glove_embedding_matrix(vocab: Vocab, seed: int = 0) -> tuple[np.ndarray, flo
     return matrix, (found / n_words if n_words else 0.0)
 
 
-def glove_coverage(token_lists: Sequence[Sequence[str]]) -> float:
-    """Fraction of running tokens that have a GloVe vector."""
-    lookup = _glove_lookup()
-    total = sum(len(t) for t in token_lists)
-    return sum(w in lookup for t in token_lists for w in t) / total if total else 0.0
-
-
 def glove_neighbours(words: Sequence[str], k: int = 10, *, cache: bool = True,
                      chunk: int = 2048) -> dict[str, list[str]]:
     """For each of ``words`` with a GloVe vector, its ``k`` most cosine-similar others among ``words``.

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from kdutils import plots
-from kdutils.data.corpora import SPLIT_NAMES, Splits, word_counts
+from kdutils.data.corpora import SPLIT_NAMES, Splits
+from kdutils.data.describe import word_counts
 
 
 def _long_frame(splits: Splits) -> pd.DataFrame:

@@ -169,7 +169,7 @@ _HEADERS = {
     "train_seconds": "Train time", "teacher_agreement": "Agreement with teacher (%)", "n_seeds": "Seeds",
     "train_seconds_mean": "Train time (mean)",
     "seeds": "Seeds", "alpha": "alpha", "temperature": "T", "loss": "Loss",
-    # data section (kdutils.data.corpora.summary_section and notebook 01's extras)
+    # data section (kdutils.data.describe.summary_section and notebook 01's extras)
     "split_seed": "Split seed", "mean_words_train": "Mean words per training sentence",
     "mean_pieces_train": "Mean word pieces per training sentence", "piece_tokenizer": "Word-piece tokenizer",
     "teacher_truncated_share": "Training sentences cut at the teacher's max length (%)",

@@ -6,7 +6,7 @@ it. This module declares what they write, so a reader learns from one file what 
 built from::
 
     section        written by               model                producer
-    data           01_data.ipynb            DataSection          data.summary_section
+    data           01_data.ipynb            DataSection          describe.summary_section
     models.*       02 / 03 / 04             Models               teachers.summary_entry,
                                                                  train.summarise_seeds
     student        03_student.ipynb         StudentSection       (notebook dict)
@@ -220,7 +220,7 @@ class _OpenSection(_Section):
 
 
 class DataSection(_Section):
-    """``data``: the splits every later notebook trains and tests on (data.summary_section)."""
+    """``data``: the splits every later notebook trains and tests on (kdutils.data.describe.summary_section)."""
 
     dataset: Str = Field(
         description="Data set name from the profile (e.g. rotten_tomatoes, or a user file)."
