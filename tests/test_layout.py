@@ -24,6 +24,7 @@ RANKS = {
     "teacher": 5,
     "serving": 6,
     "report": 7,
+    "manifest": 7.5,
     "pipeline": 8, "predict": 8,
 }
 MAX_LAYERS = 7

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from kdutils import pipeline
+from kdutils.manifest import git_state
 from kdutils.study import steps
 from kdutils.study.config import load_profile
 from kdutils.study.files import read_json
@@ -215,7 +216,7 @@ def test_skipped_notebooks_keep_the_commit_they_ran_at(notebooks: Path, tmp_path
 
 
 def test_git_state_names_what_is_uncommitted() -> None:
-    state = pipeline.git_state()
+    state = git_state()
     assert len(state["commit"]) == 40
     assert isinstance(state["modified"], list) and isinstance(state["untracked"], list)
     assert state["dirty"] == bool(state["modified"] or [p for p in state["untracked"]
