@@ -331,6 +331,30 @@ def validate_source(data_cfg: DataConfig) -> None:
             wheel_path(source.distribution, verify=False)
 
 
+def source_hashes(data_cfg: DataConfig) -> dict[str, str]:
+    """sha256 of every file the data source reads, as the files are on disk now: ``{key: sha256}``.
+
+    A user file is keyed by its absolute path (as ``data/meta.json`` records it); a packaged source
+    by :attr:`SourceFile.key`, hashing the installed file or, for a file read out of an asset wheel,
+    the wheel itself. The pipeline puts these in the cache key of the notebooks that read the data,
+    so a file edited in place (same path, new rows) re-runs them. Raises :class:`DataError` for a
+    missing user file and :class:`AssetError` for a missing package or wheel.
+    """
+    if data_cfg.dataset == "file":
+        path = Path(data_cfg.path)
+        if not path.is_file():
+            raise DataError(f"data.path: file not found: {path}")
+        return {str(path.resolve()): sha256_file(path)}
+    spec = DATASETS.get(data_cfg.dataset)
+    hashes = {}
+    for source in spec.sources if spec else ():
+        # Not checked against the pin here: reading the file does that, with the message to reinstall.
+        path = (package_file(source.package, source.member, source.requirement) if source.package
+                else wheel_path(source.distribution, verify=False))
+        hashes[source.key] = sha256_file(path)
+    return hashes
+
+
 def load_dataset(data_cfg: DataConfig) -> tuple[pd.DataFrame, list[str]]:
     """The whole corpus named by ``data_cfg.dataset`` as ``(df[text, label(, split)], label_names)``."""
     if data_cfg.dataset == "file":

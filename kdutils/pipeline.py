@@ -48,7 +48,7 @@ from kdutils.config import (
     load_profile,
     profile_path,
 )
-from kdutils.data import validate_source
+from kdutils.data import source_hashes, validate_source
 from kdutils.machine import cpu_name, resolve_precision
 from kdutils.report import render_run, write_index
 from kdutils.runs import (
@@ -165,14 +165,23 @@ def library_digest(package_dir: Path = KDUTILS_DIR) -> str:
     return sha256_text(*(f"{p.relative_to(package_dir)}\0{p.read_text(errors='replace')}" for p in files))
 
 
-def step_key(step: Step, cfg: Profile, upstream_key: str, library: str | None = None) -> str:
-    """Cache key: the notebook's source, the parameters it reads, the kdutils source and its upstream's key.
+def step_key(step: Step, cfg: Profile, upstream_key: str, library: str | None = None,
+             inputs: dict[str, str] | None = None) -> str:
+    """Cache key: the notebook's source, the parameters it reads, the kdutils source and its upstream's key;
+    for a notebook that reads the ``data`` section, also the sha256 of each of its source files
+    (``inputs``, :func:`kdutils.data.source_hashes`; computed here when not given).
 
-    The long teacher fine-tuning and scoring keep their own content-keyed caches, so a re-run
-    caused by a library change that does not touch them reuses their results.
+    A data file's path is a parameter but its content is not: without its hash a file rewritten
+    in place would leave the data notebook "unchanged". The long teacher fine-tuning and scoring
+    keep their own content-keyed caches, so a re-run caused by a library change that does not
+    touch them reuses their results.
     """
-    params = json.dumps(step_parameters(step, cfg), sort_keys=True)
-    return sha256_text(step.path.read_text(), params, library or library_digest(), upstream_key)
+    parameters = step_parameters(step, cfg)
+    params = json.dumps(parameters, sort_keys=True)
+    parts = [step.path.read_text(), params, library or library_digest(), upstream_key]
+    if any(name == "data" or name.startswith("data.") for name in parameters):
+        parts.append(json.dumps(source_hashes(cfg.data) if inputs is None else inputs, sort_keys=True))
+    return sha256_text(*parts)
 
 
 def rerun_command(profile: str, numbers: list[str], overrides: dict | None = None,
@@ -267,7 +276,8 @@ def _input_hashes(run: RunDir) -> dict[str, str]:
     if not meta_path.exists():
         return {}
     meta = read_json(meta_path)
-    hashes = dict(meta.get("sources", {}))
+    # write_splits keeps the source files under info (Splits.info); older metas had them on top.
+    hashes = dict(meta.get("info", {}).get("sources") or meta.get("sources", {}))
     hashes.update({f"data/{k}": v for k, v in meta.get("files", {}).items()})
     return hashes
 
@@ -568,13 +578,15 @@ def run_pipeline(
     _setup_log(run)
     state_dir = run.state_dir
 
+    # Hashed once, before any notebook runs: what the data notebook will read now.
+    inputs = source_hashes(cfg.data)
     upstream = ""
     timings: dict[str, Any] = {}
     selected = {s.name for s in chosen}
     for step in all_steps:
         # Read at each step, not once: code edited while a long run goes on is what later notebooks run.
         library = library_digest()
-        key = step_key(step, cfg, upstream, library)
+        key = step_key(step, cfg, upstream, library, inputs)
         upstream = key
         if step.name not in selected:
             continue
@@ -587,7 +599,7 @@ def run_pipeline(
             continue
         state_file.unlink(missing_ok=True)
         why = ("--force" if force else "no earlier result" if not previous or not executed.exists()
-               else "its notebook, parameters, kdutils source or upstream changed")
+               else "its notebook, parameters, data files, kdutils source or upstream changed")
         log.info("[%s] running (%s) ...", step.name, why)
         git = git_state()
         try:
