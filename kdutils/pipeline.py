@@ -18,7 +18,9 @@ partial executed notebook, and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import fcntl
 import importlib.metadata
 import json
 import logging
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -542,6 +544,56 @@ def run_step(step: Step, run: RunDir, profile_arg: str, output_root: Path, overr
     return time.perf_counter() - start
 
 
+class RunLocked(PipelineError):
+    """Another pipeline process holds the run folder's lock; the message names its PID."""
+
+
+LOCK_FILE = "pipeline.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_root: Path) -> Iterator[Path]:
+    """Hold ``<run_root>/.state/pipeline.lock`` exclusively while the block runs, or refuse at once.
+
+    Two pipelines on one run folder would execute the same notebooks into the same files (each
+    renaming the other's partial notebook away). The lock is ``flock`` on an open file, so the
+    kernel drops it when its process ends however it ends: a killed run leaves no stale lock.
+    The holder writes its PID into the file for the refusal to name. Yields the lock file; raises
+    :class:`RunLocked` naming the holder's PID when another process holds it.
+    """
+    path = RunDir(run_root).state_dir / LOCK_FILE
+    fh = path.open("a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"{run_root} is in use by another pipeline run (PID {_lock_holder(path)}, lock "
+                            f"{path}); wait for it to finish, or give another --output-root") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield path
+        finally:
+            # Emptied before the unlock: a PID left in the file would name a process that has finished.
+            fh.truncate(0)
+            fh.flush()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def _lock_holder(path: Path, wait: float = 1.0) -> str:
+    """The PID written in a held lock file; the holder writes it just after locking, so wait briefly."""
+    deadline = time.monotonic() + wait
+    while True:
+        pid = path.read_text().strip()
+        if pid or time.monotonic() > deadline:
+            return pid or "unknown"
+        time.sleep(0.02)
+
+
 def resolve_profile_arg(profile: str | Path) -> str:
     """What the notebooks receive as ``profile``: a shipped profile's name as given, any other
     profile as its absolute path (notebooks run with ``notebooks/`` as working directory)."""
@@ -563,8 +615,10 @@ def run_pipeline(
 
     The profile path (relative to the current directory) and any ``data.path`` (relative to the
     profile file, or in ``overrides`` to the current directory) are resolved here, once, and the
-    notebooks receive them absolute. Raises :class:`ConfigError` (bad profile, parameter or
-    ``only``), :class:`AssetError` or :class:`PipelineError` (a failing notebook).
+    notebooks receive them absolute. The run folder is locked (:func:`run_lock`) from before the
+    first write to the end. Raises :class:`ConfigError` (bad profile, parameter or ``only``),
+    :class:`AssetError`, :class:`RunLocked` (another pipeline holds the run folder) or
+    :class:`PipelineError` (a failing notebook).
     """
     profile = resolve_profile_arg(profile)
     overrides = absolute_overrides(overrides) or None
@@ -575,50 +629,51 @@ def run_pipeline(
     run = RunDir.for_profile(cfg.name, output_root)
     output_root = run.root.parent.resolve()
     run.root.mkdir(parents=True, exist_ok=True)
-    _setup_log(run)
-    state_dir = run.state_dir
+    with run_lock(run.root):
+        _setup_log(run)
+        state_dir = run.state_dir
 
-    # Hashed once, before any notebook runs: what the data notebook will read now.
-    inputs = source_hashes(cfg.data)
-    upstream = ""
-    timings: dict[str, Any] = {}
-    selected = {s.name for s in chosen}
-    for step in all_steps:
-        # Read at each step, not once: code edited while a long run goes on is what later notebooks run.
-        library = library_digest()
-        key = step_key(step, cfg, upstream, library, inputs)
-        upstream = key
-        if step.name not in selected:
-            continue
-        state_file = state_dir / f"{step.name}.json"
-        executed = run.notebooks / f"{step.name}.ipynb"
-        previous = read_json(state_file) if state_file.exists() else {}
-        if not force and executed.exists() and previous.get("key") == key:
-            log.info("[%s] unchanged, skipped (use --force to re-run)", step.name)
-            timings[step.name] = {**previous, "status": "skipped"}
-            continue
-        state_file.unlink(missing_ok=True)
-        why = ("--force" if force else "no earlier result" if not previous or not executed.exists()
-               else "its notebook, parameters, data files, kdutils source or upstream changed")
-        log.info("[%s] running (%s) ...", step.name, why)
-        git = git_state()
-        try:
-            seconds = run_step(step, run, profile, output_root, overrides, progress_interval,
-                               previous.get("seconds"))
-        except PipelineError:
-            write_manifest(run, cfg, profile, {**timings, step.name: {"status": "failed", "git": git,
-                                                                      "kdutils": library}})
-            raise
-        record = {"key": key, "seconds": round(seconds, 1),
-                  "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                  "git": git, "kdutils": library}
-        write_json(state_file, record)
-        timings[step.name] = {**record, "status": "ran"}
-        log.info("[%s] done in %s", step.name, _minutes(seconds))
+        # Hashed once, before any notebook runs: what the data notebook will read now.
+        inputs = source_hashes(cfg.data)
+        upstream = ""
+        timings: dict[str, Any] = {}
+        selected = {s.name for s in chosen}
+        for step in all_steps:
+            # Read at each step, not once: code edited while a long run goes on is what later notebooks run.
+            library = library_digest()
+            key = step_key(step, cfg, upstream, library, inputs)
+            upstream = key
+            if step.name not in selected:
+                continue
+            state_file = state_dir / f"{step.name}.json"
+            executed = run.notebooks / f"{step.name}.ipynb"
+            previous = read_json(state_file) if state_file.exists() else {}
+            if not force and executed.exists() and previous.get("key") == key:
+                log.info("[%s] unchanged, skipped (use --force to re-run)", step.name)
+                timings[step.name] = {**previous, "status": "skipped"}
+                continue
+            state_file.unlink(missing_ok=True)
+            why = ("--force" if force else "no earlier result" if not previous or not executed.exists()
+                   else "its notebook, parameters, data files, kdutils source or upstream changed")
+            log.info("[%s] running (%s) ...", step.name, why)
+            git = git_state()
+            try:
+                seconds = run_step(step, run, profile, output_root, overrides, progress_interval,
+                                   previous.get("seconds"))
+            except PipelineError:
+                write_manifest(run, cfg, profile, {**timings, step.name: {"status": "failed", "git": git,
+                                                                          "kdutils": library}})
+                raise
+            record = {"key": key, "seconds": round(seconds, 1),
+                      "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                      "git": git, "kdutils": library}
+            write_json(state_file, record)
+            timings[step.name] = {**record, "status": "ran"}
+            log.info("[%s] done in %s", step.name, _minutes(seconds))
+            write_manifest(run, cfg, profile, timings)
         write_manifest(run, cfg, profile, timings)
-    write_manifest(run, cfg, profile, timings)
-    if report:
-        build_reports(run)
+        if report:
+            build_reports(run)
     return run
 
 
