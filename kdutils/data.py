@@ -175,12 +175,15 @@ def _load_tweets() -> tuple[pd.DataFrame, list[str], dict[str, str]]:
     return df, labels, _sources("tweets")
 
 
-def _read_user_file(path: str | Path, text_column: str | None = None) -> pd.DataFrame:
+def _read_user_file(path: str | Path, text_column: str | None = None,
+                    label_column: str | None = None) -> pd.DataFrame:
     """The user's CSV or Parquet file, every cell as written: only an empty CSV field is missing.
 
     pandas would read ``None``, ``NA``, ``null``, ``n/a``, ``NaN``, ``-`` ... as missing by default,
     silently turning a real label or text into a dropped row, so that list is switched off. The
-    text column is read as strings (``007`` stays ``007``). Raises :class:`DataError`.
+    text and label columns of a CSV are read as strings (``007`` stays ``007``): parsed as numbers
+    or booleans, ``01`` and ``1``, ``1.1`` and ``1.10``, or ``True`` and ``true`` would become one
+    class. A Parquet column keeps the type it was written with. Raises :class:`DataError`.
     """
     path = Path(path)
     if not path.exists():
@@ -189,8 +192,8 @@ def _read_user_file(path: str | Path, text_column: str | None = None) -> pd.Data
         raise DataError(f"data.path: {path} is empty; give a .csv or .parquet file with rows")
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(path, keep_default_na=False, na_values=[""],
-                               dtype={text_column: str} if text_column else None)
+            as_text = {c: str for c in (text_column, label_column) if c}
+            return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=as_text or None)
         return pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataError(
@@ -264,8 +267,16 @@ def _check_user_frame(raw: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame,
     return df, dropped
 
 
+# A label written as an integer with no sign, leading zero or decimal point: "0", "7", "10".
+_PLAIN_INTEGER = re.compile(r"0|[1-9][0-9]*")
+
+
 def _encode_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
-    """Map labels to ids 0..K-1 in sorted order; integer labels 0..K-1 keep their ids."""
+    """Map labels to ids 0..K-1 in sorted order; integer labels 0..K-1 keep their ids.
+
+    Text labels stay the distinct strings they are (``01`` and ``1`` are two classes); when every
+    one is a plain integer (``0`` ... ``10``), they sort as numbers, so a CSV's ``0..K-1`` keep their ids.
+    """
     values = labels
     if pd.api.types.is_float_dtype(values) and (values == values.round()).all():
         values = values.astype("int64")
@@ -274,13 +285,15 @@ def _encode_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
         mapping = {v: i for i, v in enumerate(classes)}
         return values.map(mapping).astype("int64"), [str(v) for v in classes]
     values = values.astype(str)
-    classes = sorted(values.unique())
+    distinct = values.unique()
+    numeric = all(_PLAIN_INTEGER.fullmatch(v) for v in distinct)
+    classes = sorted(distinct, key=int) if numeric else sorted(distinct)
     mapping = {v: i for i, v in enumerate(classes)}
     return values.map(mapping).astype("int64"), classes
 
 
 def _load_file(cfg: DataConfig) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    raw = _read_user_file(cfg.path, cfg.text_column)
+    raw = _read_user_file(cfg.path, cfg.text_column, cfg.label_column)
     df, dropped = _check_user_frame(raw, cfg)
     label, names = _encode_labels(df["label"])
     out = pd.DataFrame({"text": df["text"].astype(str), "label": label})
@@ -320,7 +333,7 @@ def validate_source(data_cfg: DataConfig) -> None:
     in memory: user files are small, and a failure here beats one after outputs exist).
     """
     if data_cfg.dataset == "file":
-        _check_user_frame(_read_user_file(data_cfg.path, data_cfg.text_column), data_cfg)
+        _check_user_frame(_read_user_file(data_cfg.path, data_cfg.text_column, data_cfg.label_column), data_cfg)
         make_splits(load_dataset(data_cfg)[0], data_cfg)
         return
     spec = DATASETS.get(data_cfg.dataset)
