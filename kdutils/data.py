@@ -194,7 +194,10 @@ def _read_user_file(path: str | Path, text_column: str | None = None,
         if path.suffix == ".csv":
             as_text = {c: str for c in (text_column, label_column) if c}
             return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=as_text or None)
+        _check_parquet_columns(path, text_column, label_column)
         return pd.read_parquet(path)
+    except DataError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError(
             f"data.path: {path} is empty; give a .csv or .parquet file with rows"
@@ -202,6 +205,41 @@ def _read_user_file(path: str | Path, text_column: str | None = None,
     except (ValueError, OSError, pd.errors.ParserError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"data.path: cannot read {path} as {path.suffix[1:]}: {first}") from None
+
+
+def _check_parquet_columns(path: Path, text_column: str | None, label_column: str | None) -> None:
+    """Refuse a Parquet text or label column of a type the study cannot read as it was meant.
+
+    pandas accepts any column, so a ``list<string>`` column (pre-tokenised text) would reach the
+    student as numpy reprs and an int64 "text" as digits. Text must be a string (or UTF-8 binary)
+    column; labels a string, integer, float or boolean one. A column missing from the file is
+    left to :func:`_check_user_frame`, which names the columns there are. Raises :class:`DataError`.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def value_type(t: pa.DataType) -> pa.DataType:
+        return t.value_type if pa.types.is_dictionary(t) else t
+
+    def textual(t: pa.DataType) -> bool:
+        return any(check(t) for check in (
+            pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary,
+            pa.types.is_large_binary, pa.types.is_binary_view, pa.types.is_null))
+
+    def label_like(t: pa.DataType) -> bool:
+        return textual(t) or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+    schema = pq.read_schema(path)
+    for param, column, ok, allowed in (
+        ("text_column", text_column, textual, "a string column (or UTF-8 binary)"),
+        ("label_column", label_column, label_like, "a string, integer, float or boolean column"),
+    ):
+        if column is None or column not in schema.names:
+            continue
+        kind = schema.field(column).type
+        if not ok(value_type(kind)):
+            raise DataError(f"data.{param}: column {column!r} in {path} is of Parquet type {kind}; "
+                            f"allowed: {allowed}")
 
 
 def normalise_labels(labels: pd.Series) -> pd.Series:
