@@ -429,6 +429,36 @@ class BodyDeadline:
         await self.app(scope, receive_by_deadline, send)
 
 
+class HeadAsGet:
+    """Pure ASGI middleware: a HEAD request is answered as its GET would be, without the body.
+
+    RFC 9110 asks a server that supports GET to support HEAD (uptime checkers send it), while
+    FastAPI routes a ``@app.get`` for GET only and answers HEAD with 405. Every GET route, present
+    and future, gets HEAD here, with the status and headers (``Content-Length`` included) of its
+    GET. The route sees GET; the original method is kept in the scope as ``"kdutils.head"`` for
+    error messages, and the server's own scope (uvicorn's) still says HEAD.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            return await self.app(scope, receive, send)
+        done = False
+
+        async def send_without_body(message: dict) -> None:
+            nonlocal done
+            if message["type"] != "http.response.body":
+                return await send(message)
+            # One empty, final body message however many the GET would have sent.
+            if not done and not message.get("more_body", False):
+                done = True
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        await self.app({**scope, "method": "GET", "kdutils.head": True}, receive, send_without_body)
+
+
 def _docs_static_dir() -> Path:
     # Swagger UI's files as shipped in the fastapi-offline wheel (pinned): /docs needs no CDN.
     import fastapi_offline
@@ -488,6 +518,8 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
     app.state.batchers = batchers
     app.state.max_body_bytes = max_body_bytes
     app.state.inline_calls = 0
+    # Innermost (added first): the request log still records HEAD as HEAD.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyDeadline, timeout_s=body_timeout_s)
     in_flight = InFlight()
     app.state.in_flight = in_flight
@@ -511,7 +543,8 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail
         if exc.detail in ("Not Found", "Method Not Allowed"):  # no route: say where the routes are
-            detail = (f"{exc.detail}: {request.method} {request.url.path[:200]}. The API: GET /docs; served models: "
+            method = "HEAD" if request.scope.get("kdutils.head") else request.method
+            detail = (f"{exc.detail}: {method} {request.url.path[:200]}. The API: GET /docs; served models: "
                       "GET /models; predictions: POST /predict/{model} with {\"texts\": [...]}")
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
