@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from kdutils import plots
+from kdutils.report.escaping import markdown_text
 
 
 def is_num(x: Any) -> bool:
@@ -139,6 +140,8 @@ FILTERS: dict[str, Callable[..., str]] = {
     "pct": pct, "pct_num": pct_num, "pct_ci": pct_ci, "points": points, "points_ci": points_ci,
     "pval": pval, "p_clause": p_clause, "millions": millions, "num": num, "integer": integer,
     "seconds": seconds, "ms": ms, "times": times, "counted": counted,
+    # A user-supplied string in the Markdown paper (a profile's description, say): text, not markup.
+    "md": markdown_text,
 }
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from kdutils import plots
 from kdutils.report import anchors
+from kdutils.report.escaping import markdown_frame
 from kdutils.report.formatting import (
     RUNTIME_LABELS,
     counted,
@@ -56,8 +57,10 @@ class Table:
     frame: pd.DataFrame
 
     def markdown(self) -> str:
-        """The table in GitHub Markdown (cells as formatted, no index)."""
-        body = self.frame.to_markdown(index=False, disable_numparse=True)
+        """The table in GitHub Markdown (cells as formatted, no index); the text of every cell and
+        header is escaped (:func:`~kdutils.report.escaping.markdown_text`), so a label name such as
+        ``bad|worse`` or ``<img ...>`` stays one cell of text."""
+        body = markdown_frame(self.frame).to_markdown(index=False, disable_numparse=True)
         return body + "\n"
 
     def latex(self) -> str:
@@ -65,8 +68,8 @@ class Table:
         cols = "".join("r" if self.frame[c].map(looks_numeric).all() else "l" for c in self.frame.columns)
         text = self.frame.to_latex(index=False, escape=True, caption=_latex_escape(self.caption),
                                    label=f"tab:{self.name}", column_format=cols)
-        # In LaTeX text mode < and > print as other glyphs.
-        text = text.replace("<", r"\textless{}").replace(">", r"\textgreater{}")
+        # In LaTeX text mode < > | print as other glyphs (pandas escapes none of them).
+        text = text.replace("<", r"\textless{}").replace(">", r"\textgreater{}").replace("|", r"\textbar{}")
         return text
 
 
