@@ -362,6 +362,10 @@ class InFlight:
         self.n = 0
 
 
+# How much of a client's path or model name an answer or a log line repeats.
+ECHO_CHARS = 200
+
+
 class RequestLog:
     """Pure ASGI middleware: one log line per request (client, method, path, status, milliseconds).
 
@@ -390,7 +394,7 @@ class RequestLog:
         finally:
             self.in_flight.n -= 1
             client = scope.get("client") or ("-", 0)
-            log.info("%s %s %s %d %.2fms", client[0], scope["method"], scope["path"], status,
+            log.info("%s %s %s %d %.2fms", client[0], scope["method"], scope["path"][:ECHO_CHARS], status,
                      (time.perf_counter() - t0) * 1000)
 
 
@@ -544,7 +548,7 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
         detail = exc.detail
         if exc.detail in ("Not Found", "Method Not Allowed"):  # no route: say where the routes are
             method = "HEAD" if request.scope.get("kdutils.head") else request.method
-            detail = (f"{exc.detail}: {method} {request.url.path[:200]}. The API: GET /docs; served models: "
+            detail = (f"{exc.detail}: {method} {request.url.path[:ECHO_CHARS]}. The API: GET /docs; served models: "
                       "GET /models; predictions: POST /predict/{model} with {\"texts\": [...]}")
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
@@ -614,7 +618,10 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
         ready()
         predictor = registry.predictors.get(model)
         if predictor is None:
-            raise HTTPException(404, f"unknown model {model!r}; available: {', '.join(registry.predictors)}")
+            # Cut like the no-route 404: a 60,000-character name is not echoed whole.
+            raise HTTPException(404, f"unknown model {model[:ECHO_CHARS]!r}"
+                                + (f" (cut, {len(model):,} characters)" if len(model) > ECHO_CHARS else "")
+                                + f"; available: {', '.join(registry.predictors)}")
         texts = request.texts
         t0 = time.perf_counter()
         cost = predictor.seconds_per_text
