@@ -40,6 +40,7 @@ from safetensors or ONNX files, and logs one line per request.
 # and the request model is a local of create_app.
 import argparse
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -57,6 +58,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from pydantic import (
     AfterValidator,
@@ -463,6 +465,52 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET", "kdutils.head": True}, receive, send_without_body)
 
 
+class _DuplicateKey(ValueError):
+    """A JSON object named one key twice (``args[0]`` is the key)."""
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class StrictJSONRequest(Request):
+    """A request whose JSON body may name each key of an object once.
+
+    ``json.loads`` keeps the last of two equal keys, so ``{"texts": [A], "texts": [B]}`` would be
+    answered for B alone, dropping what the client sent first. A duplicate raises
+    ``json.JSONDecodeError`` naming the key, which FastAPI answers as invalid JSON (422).
+    """
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            try:
+                self._json = json.loads(body, object_pairs_hook=_reject_duplicate_keys)
+            except _DuplicateKey as err:
+                key = str(err.args[0])
+                text = body.decode("utf-8", "replace")
+                raise json.JSONDecodeError(f"duplicate key {key[:ECHO_CHARS]!r}: each key may appear once "
+                                           "in an object", text, max(text.rfind(json.dumps(key)), 0)) from None
+        return self._json
+
+
+class StrictJSONRoute(APIRoute):
+    """The app's routes: request bodies are read by :class:`StrictJSONRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def strict(request: Request) -> Any:
+            return await handler(StrictJSONRequest(request.scope, request.receive))
+
+        return strict
+
+
 def _docs_static_dir() -> Path:
     # Swagger UI's files as shipped in the fastapi-offline wheel (pinned): /docs needs no CDN.
     import fastapi_offline
@@ -518,6 +566,8 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
         docs_url=None,
         redoc_url=None,
     )
+    # Set before any route is added: every route reads its JSON body strictly.
+    app.router.route_class = StrictJSONRoute
     app.state.registry = registry
     app.state.batchers = batchers
     app.state.max_body_bytes = max_body_bytes
@@ -540,7 +590,10 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
             return JSONResponse({"detail": f"the request body must be JSON sent with Content-Type: "
                                            f"application/json; {got}"}, status_code=415)
         # FastAPI's default echoes each bad input back; a 1 MB text would come back in full.
-        detail = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        # Except the parser's own message for invalid JSON (what is wrong, such as a duplicate key).
+        detail = [{"type": e["type"], "loc": list(e["loc"]),
+                   "msg": f"{e['msg']}: {e['ctx']['error']}" if e["type"] == "json_invalid" and e.get("ctx")
+                   else e["msg"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
