@@ -669,9 +669,14 @@ def run_pipeline(
             try:
                 seconds = run_step(step, run, profile, output_root, overrides, progress_interval,
                                    previous.get("seconds"))
-            except PipelineError:
-                write_manifest(run, cfg, profile, {**timings, step.name: {"status": "failed", "git": git,
-                                                                          "kdutils": library}})
+            except PipelineError as failed:
+                try:
+                    write_manifest(run, cfg, profile, {**timings, step.name: {"status": "failed", "git": git,
+                                                                              "kdutils": library}})
+                except OSError as err:
+                    # A full disk fails the notebook and the manifest alike: the notebook's failure
+                    # stays the message, the manifest's is added to it instead of replacing it.
+                    raise PipelineError(f"{failed}; the manifest was not written either: {_os_error(err)}") from err
                 raise
             record = {"key": key, "seconds": round(seconds, 1),
                       "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -684,6 +689,12 @@ def run_pipeline(
         if report:
             build_reports(run)
     return run
+
+
+def _os_error(err: OSError) -> str:
+    """An OS error as one line naming the path: ``/out/smoke/manifest.json: No space left on device``."""
+    where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "") if err.filename else ""
+    return f"{where}: {err.strerror or err}" if where else str(err.strerror or err)
 
 
 def build_reports(run: RunDir) -> None:
@@ -760,6 +771,11 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as err:
         print(f"error: --set is not valid JSON: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # A read-only or full output folder: where, and what the system said, not a traceback.
+        print(f"error: {_os_error(err)}; the output folder must be writable and have free space "
+              "(--output-root chooses another)", file=sys.stderr)
+        return 1
     print(f"done: {run.root}")
     return 0
 
