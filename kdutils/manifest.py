@@ -35,7 +35,8 @@ def _git(*args: str) -> str | None:
         out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    # Only the end is trimmed: porcelain status lines begin with a status column that may be a space.
+    return out.stdout.rstrip("\n") if out.returncode == 0 else None
 
 
 def package_versions() -> dict[str, str | None]:
@@ -56,7 +57,15 @@ def git_state() -> dict[str, Any]:
     untracked files under ``kdutils/`` or ``notebooks/``; other untracked files (a user's CSV,
     a profile) are listed but do not.
     """
-    lines = (_git("status", "--porcelain") or "").splitlines()
+    # -z: one NUL-terminated entry per path, names unquoted; a rename or copy ("R  new\0old\0")
+    # is followed by its source path, which is not an entry of its own.
+    entries = iter((_git("status", "--porcelain", "-z") or "").split("\0"))
+    lines = []
+    for entry in entries:
+        if len(entry) > 3:
+            lines.append(entry)
+            if {"R", "C"} & set(entry[:2]):
+                next(entries, None)
     modified = [ln[3:] for ln in lines if not ln.startswith("??")]
     untracked = [ln[3:] for ln in lines if ln.startswith("??")]
     code_untracked = [p for p in untracked if p.startswith(("kdutils/", "notebooks/"))]
@@ -81,7 +90,8 @@ def _input_hashes(run: RunDir) -> dict[str, str]:
     if not meta_path.exists():
         return {}
     meta = read_json(meta_path)
-    hashes = dict(meta.get("sources", {}))
+    # write_splits keeps the source files under info (Splits.info); older metas had them on top.
+    hashes = dict(meta.get("info", {}).get("sources") or meta.get("sources", {}))
     hashes.update({f"data/{k}": v for k, v in meta.get("files", {}).items()})
     return hashes
 

@@ -18,7 +18,9 @@ partial executed notebook, and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -28,14 +30,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
 from kdutils.data.assets import AssetError
-from kdutils.data.corpora import validate_source
+from kdutils.data.corpora import source_hashes, validate_source
 from kdutils.manifest import git_state, write_manifest
 from kdutils.report import render_run, write_index
 from kdutils.study import steps
@@ -110,14 +112,23 @@ def library_digest(package_dir: Path = KDUTILS_DIR) -> str:
     return sha256_text(*(f"{p.relative_to(package_dir)}\0{p.read_text(errors='replace')}" for p in files))
 
 
-def step_key(step: Step, cfg: Profile, upstream_key: str, library: str | None = None) -> str:
-    """Cache key: the notebook's source, the parameters it reads, the kdutils source and its upstream's key.
+def step_key(step: Step, cfg: Profile, upstream_key: str, library: str | None = None,
+             inputs: dict[str, str] | None = None) -> str:
+    """Cache key: the notebook's source, the parameters it reads, the kdutils source and its upstream's key;
+    for a notebook that reads the ``data`` section, also the sha256 of each of its source files
+    (``inputs``, :func:`kdutils.data.corpora.source_hashes`; computed here when not given).
 
-    The long teacher fine-tuning and scoring keep their own content-keyed caches, so a re-run
-    caused by a library change that does not touch them reuses their results.
+    A data file's path is a parameter but its content is not: without its hash a file rewritten
+    in place would leave the data notebook "unchanged". The long teacher fine-tuning and scoring
+    keep their own content-keyed caches, so a re-run caused by a library change that does not
+    touch them reuses their results.
     """
-    params = json.dumps(step_parameters(step, cfg), sort_keys=True)
-    return sha256_text(step.path.read_text(), params, library or library_digest(), upstream_key)
+    parameters = step_parameters(step, cfg)
+    params = json.dumps(parameters, sort_keys=True)
+    parts = [step.path.read_text(), params, library or library_digest(), upstream_key]
+    if any(name == "data" or name.startswith("data.") for name in parameters):
+        parts.append(json.dumps(source_hashes(cfg.data) if inputs is None else inputs, sort_keys=True))
+    return sha256_text(*parts)
 
 
 def rerun_command(profile: str, numbers: list[str], overrides: dict | None = None,
@@ -392,6 +403,56 @@ def run_step(step: Step, run: RunDir, profile_arg: str, output_root: Path, overr
     return time.perf_counter() - start
 
 
+class RunLocked(PipelineError):
+    """Another pipeline process holds the run folder's lock; the message names its PID."""
+
+
+LOCK_FILE = "pipeline.lock"
+
+
+@contextlib.contextmanager
+def run_lock(run_root: Path) -> Iterator[Path]:
+    """Hold ``<run_root>/.state/pipeline.lock`` exclusively while the block runs, or refuse at once.
+
+    Two pipelines on one run folder would execute the same notebooks into the same files (each
+    renaming the other's partial notebook away). The lock is ``flock`` on an open file, so the
+    kernel drops it when its process ends however it ends: a killed run leaves no stale lock.
+    The holder writes its PID into the file for the refusal to name. Yields the lock file; raises
+    :class:`RunLocked` naming the holder's PID when another process holds it.
+    """
+    path = RunDir(run_root).state_dir / LOCK_FILE
+    fh = path.open("a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"{run_root} is in use by another pipeline run (PID {_lock_holder(path)}, lock "
+                            f"{path}); wait for it to finish, or give another --output-root") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield path
+        finally:
+            # Emptied before the unlock: a PID left in the file would name a process that has finished.
+            fh.truncate(0)
+            fh.flush()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def _lock_holder(path: Path, wait: float = 1.0) -> str:
+    """The PID written in a held lock file; the holder writes it just after locking, so wait briefly."""
+    deadline = time.monotonic() + wait
+    while True:
+        pid = path.read_text().strip()
+        if pid or time.monotonic() > deadline:
+            return pid or "unknown"
+        time.sleep(0.02)
+
+
 def resolve_profile_arg(profile: str | Path) -> str:
     """What the notebooks receive as ``profile``: a shipped profile's name as given, any other
     profile as its absolute path (notebooks run with ``notebooks/`` as working directory)."""
@@ -413,8 +474,10 @@ def run_pipeline(
 
     The profile path (relative to the current directory) and any ``data.path`` (relative to the
     profile file, or in ``overrides`` to the current directory) are resolved here, once, and the
-    notebooks receive them absolute. Raises :class:`ConfigError` (bad profile, parameter or
-    ``only``), :class:`AssetError` or :class:`PipelineError` (a failing notebook).
+    notebooks receive them absolute. The run folder is locked (:func:`run_lock`) from before the
+    first write to the end. Raises :class:`ConfigError` (bad profile, parameter or ``only``),
+    :class:`AssetError`, :class:`RunLocked` (another pipeline holds the run folder) or
+    :class:`PipelineError` (a failing notebook).
     """
     profile = resolve_profile_arg(profile)
     overrides = absolute_overrides(overrides) or None
@@ -425,49 +488,63 @@ def run_pipeline(
     run = RunDir.for_profile(cfg.name, output_root)
     output_root = run.root.parent.resolve()
     run.root.mkdir(parents=True, exist_ok=True)
-    _setup_log(run)
-    state_dir = run.state_dir
+    with run_lock(run.root):
+        _setup_log(run)
+        state_dir = run.state_dir
 
-    upstream = ""
-    timings: dict[str, Any] = {}
-    selected = {s.name for s in chosen}
-    for step in all_steps:
-        # Read at each step, not once: code edited while a long run goes on is what later notebooks run.
-        library = library_digest()
-        key = step_key(step, cfg, upstream, library)
-        upstream = key
-        if step.name not in selected:
-            continue
-        state_file = state_dir / f"{step.name}.json"
-        executed = run.notebooks / f"{step.name}.ipynb"
-        previous = read_json(state_file) if state_file.exists() else {}
-        if not force and executed.exists() and previous.get("key") == key:
-            log.info("[%s] unchanged, skipped (use --force to re-run)", step.name)
-            timings[step.name] = {**previous, "status": "skipped"}
-            continue
-        state_file.unlink(missing_ok=True)
-        why = ("--force" if force else "no earlier result" if not previous or not executed.exists()
-               else "its notebook, parameters, kdutils source or upstream changed")
-        log.info("[%s] running (%s) ...", step.name, why)
-        git = git_state()
-        try:
-            seconds = run_step(step, run, profile, output_root, overrides, progress_interval,
-                               previous.get("seconds"))
-        except PipelineError:
-            write_manifest(run, cfg, profile, {**timings, step.name: {"status": "failed", "git": git,
-                                                                      "kdutils": library}})
-            raise
-        record = {"key": key, "seconds": round(seconds, 1),
-                  "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                  "git": git, "kdutils": library}
-        write_json(state_file, record)
-        timings[step.name] = {**record, "status": "ran"}
-        log.info("[%s] done in %s", step.name, _minutes(seconds))
+        # Hashed once, before any notebook runs: what the data notebook will read now.
+        inputs = source_hashes(cfg.data)
+        upstream = ""
+        timings: dict[str, Any] = {}
+        selected = {s.name for s in chosen}
+        for step in all_steps:
+            # Read at each step, not once: code edited while a long run goes on is what later notebooks run.
+            library = library_digest()
+            key = step_key(step, cfg, upstream, library, inputs)
+            upstream = key
+            if step.name not in selected:
+                continue
+            state_file = state_dir / f"{step.name}.json"
+            executed = run.notebooks / f"{step.name}.ipynb"
+            previous = read_json(state_file) if state_file.exists() else {}
+            if not force and executed.exists() and previous.get("key") == key:
+                log.info("[%s] unchanged, skipped (use --force to re-run)", step.name)
+                timings[step.name] = {**previous, "status": "skipped"}
+                continue
+            state_file.unlink(missing_ok=True)
+            why = ("--force" if force else "no earlier result" if not previous or not executed.exists()
+                   else "its notebook, parameters, data files, kdutils source or upstream changed")
+            log.info("[%s] running (%s) ...", step.name, why)
+            git = git_state()
+            try:
+                seconds = run_step(step, run, profile, output_root, overrides, progress_interval,
+                                   previous.get("seconds"))
+            except PipelineError as failed:
+                try:
+                    write_manifest(run, cfg, profile, {**timings, step.name: {"status": "failed", "git": git,
+                                                                              "kdutils": library}})
+                except OSError as err:
+                    # A full disk fails the notebook and the manifest alike: the notebook's failure
+                    # stays the message, the manifest's is added to it instead of replacing it.
+                    raise PipelineError(f"{failed}; the manifest was not written either: {_os_error(err)}") from err
+                raise
+            record = {"key": key, "seconds": round(seconds, 1),
+                      "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                      "git": git, "kdutils": library}
+            write_json(state_file, record)
+            timings[step.name] = {**record, "status": "ran"}
+            log.info("[%s] done in %s", step.name, _minutes(seconds))
+            write_manifest(run, cfg, profile, timings)
         write_manifest(run, cfg, profile, timings)
-    write_manifest(run, cfg, profile, timings)
-    if report:
-        build_reports(run)
+        if report:
+            build_reports(run)
     return run
+
+
+def _os_error(err: OSError) -> str:
+    """An OS error as one line naming the path: ``/out/smoke/manifest.json: No space left on device``."""
+    where = f"{err.filename}" + (f" -> {err.filename2}" if err.filename2 else "") if err.filename else ""
+    return f"{where}: {err.strerror or err}" if where else str(err.strerror or err)
 
 
 def build_reports(run: RunDir) -> None:
@@ -544,6 +621,11 @@ def main(argv: list[str] | None = None) -> int:
     except json.JSONDecodeError as err:
         print(f"error: --set is not valid JSON: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        # A read-only or full output folder: where, and what the system said, not a traceback.
+        print(f"error: {_os_error(err)}; the output folder must be writable and have free space "
+              "(--output-root chooses another)", file=sys.stderr)
+        return 1
     print(f"done: {run.root}")
     return 0
 

@@ -67,6 +67,9 @@ def set_style() -> None:
         "lines.linewidth": 1.4,
         "lines.markersize": 4,
         "errorbar.capsize": 2,
+        # Text is drawn as written: a label name such as "$5 or $10" must not become mathtext
+        # (or fail to parse as it). No figure of the study uses mathtext.
+        "text.parse_math": False,
         # Type 42 (TrueType) keeps the text of PDFs selectable and editable in a paper.
         "pdf.fonttype": 42,
         "ps.fonttype": 42,

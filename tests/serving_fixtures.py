@@ -168,3 +168,23 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, serving_run: ServingRu
         yield LiveServer(url, proc, run, early, serving_run)
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx_front(tmp_path_factory: pytest.TempPathFactory, live_server: LiveServer):
+    """Real nginx on a free loopback port, with the project's generated config, in front of
+    :func:`live_server`; its URL (skips where nginx is not installed)."""
+    from kdutils.deploy import free_ports, nginx_binary, start_nginx, wait_healthy
+
+    if nginx_binary() is None:
+        pytest.skip("nginx is not installed")
+    workdir = tmp_path_factory.mktemp("nginx")
+    port = free_ports(1)[0]
+    upstream = int(live_server.url.rsplit(":", 1)[1])
+    proc = start_nginx(workdir, port, [upstream], BODY_LIMIT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc, timeout=30)
+        yield url
+    finally:
+        proc.stop()

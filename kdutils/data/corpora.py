@@ -169,12 +169,15 @@ def _load_tweets() -> tuple[pd.DataFrame, list[str], dict[str, str]]:
     return df, labels, _sources("tweets")
 
 
-def _read_user_file(path: str | Path, text_column: str | None = None) -> pd.DataFrame:
+def _read_user_file(path: str | Path, text_column: str | None = None,
+                    label_column: str | None = None) -> pd.DataFrame:
     """The user's CSV or Parquet file, every cell as written: only an empty CSV field is missing.
 
     pandas would read ``None``, ``NA``, ``null``, ``n/a``, ``NaN``, ``-`` ... as missing by default,
     silently turning a real label or text into a dropped row, so that list is switched off. The
-    text column is read as strings (``007`` stays ``007``). Raises :class:`DataError`.
+    text and label columns of a CSV are read as strings (``007`` stays ``007``): parsed as numbers
+    or booleans, ``01`` and ``1``, ``1.1`` and ``1.10``, or ``True`` and ``true`` would become one
+    class. A Parquet column keeps the type it was written with. Raises :class:`DataError`.
     """
     path = Path(path)
     if not path.exists():
@@ -183,9 +186,12 @@ def _read_user_file(path: str | Path, text_column: str | None = None) -> pd.Data
         raise DataError(f"data.path: {path} is empty; give a .csv or .parquet file with rows")
     try:
         if path.suffix == ".csv":
-            return pd.read_csv(path, keep_default_na=False, na_values=[""],
-                               dtype={text_column: str} if text_column else None)
+            as_text = {c: str for c in (text_column, label_column) if c}
+            return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=as_text or None)
+        _check_parquet_columns(path, text_column, label_column)
         return pd.read_parquet(path)
+    except DataError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError(
             f"data.path: {path} is empty; give a .csv or .parquet file with rows"
@@ -193,6 +199,41 @@ def _read_user_file(path: str | Path, text_column: str | None = None) -> pd.Data
     except (ValueError, OSError, pd.errors.ParserError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DataError(f"data.path: cannot read {path} as {path.suffix[1:]}: {first}") from None
+
+
+def _check_parquet_columns(path: Path, text_column: str | None, label_column: str | None) -> None:
+    """Refuse a Parquet text or label column of a type the study cannot read as it was meant.
+
+    pandas accepts any column, so a ``list<string>`` column (pre-tokenised text) would reach the
+    student as numpy reprs and an int64 "text" as digits. Text must be a string (or UTF-8 binary)
+    column; labels a string, integer, float or boolean one. A column missing from the file is
+    left to :func:`_check_user_frame`, which names the columns there are. Raises :class:`DataError`.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def value_type(t: pa.DataType) -> pa.DataType:
+        return t.value_type if pa.types.is_dictionary(t) else t
+
+    def textual(t: pa.DataType) -> bool:
+        return any(check(t) for check in (
+            pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view, pa.types.is_binary,
+            pa.types.is_large_binary, pa.types.is_binary_view, pa.types.is_null))
+
+    def label_like(t: pa.DataType) -> bool:
+        return textual(t) or pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t)
+
+    schema = pq.read_schema(path)
+    for param, column, ok, allowed in (
+        ("text_column", text_column, textual, "a string column (or UTF-8 binary)"),
+        ("label_column", label_column, label_like, "a string, integer, float or boolean column"),
+    ):
+        if column is None or column not in schema.names:
+            continue
+        kind = schema.field(column).type
+        if not ok(value_type(kind)):
+            raise DataError(f"data.{param}: column {column!r} in {path} is of Parquet type {kind}; "
+                            f"allowed: {allowed}")
 
 
 def normalise_labels(labels: pd.Series) -> pd.Series:
@@ -258,8 +299,16 @@ def _check_user_frame(raw: pd.DataFrame, cfg: DataConfig) -> tuple[pd.DataFrame,
     return df, dropped
 
 
+# A label written as an integer with no sign, leading zero or decimal point: "0", "7", "10".
+_PLAIN_INTEGER = re.compile(r"0|[1-9][0-9]*")
+
+
 def _encode_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
-    """Map labels to ids 0..K-1 in sorted order; integer labels 0..K-1 keep their ids."""
+    """Map labels to ids 0..K-1 in sorted order; integer labels 0..K-1 keep their ids.
+
+    Text labels stay the distinct strings they are (``01`` and ``1`` are two classes); when every
+    one is a plain integer (``0`` ... ``10``), they sort as numbers, so a CSV's ``0..K-1`` keep their ids.
+    """
     values = labels
     if pd.api.types.is_float_dtype(values) and (values == values.round()).all():
         values = values.astype("int64")
@@ -268,13 +317,15 @@ def _encode_labels(labels: pd.Series) -> tuple[pd.Series, list[str]]:
         mapping = {v: i for i, v in enumerate(classes)}
         return values.map(mapping).astype("int64"), [str(v) for v in classes]
     values = values.astype(str)
-    classes = sorted(values.unique())
+    distinct = values.unique()
+    numeric = all(_PLAIN_INTEGER.fullmatch(v) for v in distinct)
+    classes = sorted(distinct, key=int) if numeric else sorted(distinct)
     mapping = {v: i for i, v in enumerate(classes)}
     return values.map(mapping).astype("int64"), classes
 
 
 def _load_file(cfg: DataConfig) -> tuple[pd.DataFrame, list[str], dict[str, str]]:
-    raw = _read_user_file(cfg.path, cfg.text_column)
+    raw = _read_user_file(cfg.path, cfg.text_column, cfg.label_column)
     df, dropped = _check_user_frame(raw, cfg)
     label, names = _encode_labels(df["label"])
     out = pd.DataFrame({"text": df["text"].astype(str), "label": label})
@@ -314,7 +365,7 @@ def validate_source(data_cfg: DataConfig) -> None:
     in memory: user files are small, and a failure here beats one after outputs exist).
     """
     if data_cfg.dataset == "file":
-        _check_user_frame(_read_user_file(data_cfg.path, data_cfg.text_column), data_cfg)
+        _check_user_frame(_read_user_file(data_cfg.path, data_cfg.text_column, data_cfg.label_column), data_cfg)
         make_splits(load_dataset(data_cfg)[0], data_cfg)
         return
     spec = DATASETS.get(data_cfg.dataset)
@@ -323,6 +374,30 @@ def validate_source(data_cfg: DataConfig) -> None:
             package_file(source.package, source.member, source.requirement)
         else:
             wheel_path(source.distribution, verify=False)
+
+
+def source_hashes(data_cfg: DataConfig) -> dict[str, str]:
+    """sha256 of every file the data source reads, as the files are on disk now: ``{key: sha256}``.
+
+    A user file is keyed by its absolute path (as ``data/meta.json`` records it); a packaged source
+    by :attr:`SourceFile.key`, hashing the installed file or, for a file read out of an asset wheel,
+    the wheel itself. The pipeline puts these in the cache key of the notebooks that read the data,
+    so a file edited in place (same path, new rows) re-runs them. Raises :class:`DataError` for a
+    missing user file and :class:`AssetError` for a missing package or wheel.
+    """
+    if data_cfg.dataset == "file":
+        path = Path(data_cfg.path)
+        if not path.is_file():
+            raise DataError(f"data.path: file not found: {path}")
+        return {str(path.resolve()): sha256_file(path)}
+    spec = DATASETS.get(data_cfg.dataset)
+    hashes = {}
+    for source in spec.sources if spec else ():
+        # Not checked against the pin here: reading the file does that, with the message to reinstall.
+        path = (package_file(source.package, source.member, source.requirement) if source.package
+                else wheel_path(source.distribution, verify=False))
+        hashes[source.key] = sha256_file(path)
+    return hashes
 
 
 def load_dataset(data_cfg: DataConfig) -> tuple[pd.DataFrame, list[str]]:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from kdutils import plots
+from kdutils.study.escaping import markdown_text
 from kdutils.study.specs import LOSSES
 
 
@@ -140,6 +141,8 @@ FILTERS: dict[str, Callable[..., str]] = {
     "pct": pct, "pct_num": pct_num, "pct_ci": pct_ci, "points": points, "points_ci": points_ci,
     "pval": pval, "p_clause": p_clause, "millions": millions, "num": num, "integer": integer,
     "seconds": seconds, "ms": ms, "times": times, "counted": counted,
+    # A user-supplied string in the Markdown paper (a profile's description, say): text, not markup.
+    "md": markdown_text,
 }
 
 

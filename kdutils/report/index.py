@@ -76,10 +76,15 @@ def _table_html(frame: pd.DataFrame) -> str:
 
 
 def _notebook_table_html(md_text: str) -> str:
-    """A notebook's Markdown table (``RunDir.save_table``) as HTML; the text is escaped first."""
+    """A notebook's Markdown table (``RunDir.save_table``) as HTML; raw ``<`` and ``>`` are escaped first.
+
+    Only those two: ``save_table`` writes ``&`` as the start of an entity (``&#124;`` for a pipe in
+    a label name), which escaping ``&`` would show as text.
+    """
     import markdown
 
-    return markdown.markdown(html.escape(md_text, quote=False), extensions=["tables"], output_format="html")
+    return markdown.markdown(md_text.replace("<", "&lt;").replace(">", "&gt;"), extensions=["tables"],
+                             output_format="html")
 
 
 def index_tables(run_root: Path, summary: Summary, manifest: dict[str, Any]) -> list[IndexTable]:

@@ -42,6 +42,7 @@ from kdutils.report.results import (
     teacher_label,
 )
 from kdutils.stats import MIN_SEEDS_FOR_INTERVAL
+from kdutils.study.escaping import markdown_frame
 from kdutils.study.files import atomic_path
 from kdutils.study.specs import DATASETS
 from kdutils.study.summary import DistilledStudentEntry, FaultTest, Summary, notebook_for
@@ -56,8 +57,10 @@ class Table:
     frame: pd.DataFrame
 
     def markdown(self) -> str:
-        """The table in GitHub Markdown (cells as formatted, no index)."""
-        body = self.frame.to_markdown(index=False, disable_numparse=True)
+        """The table in GitHub Markdown (cells as formatted, no index); the text of every cell and
+        header is escaped (:func:`~kdutils.study.escaping.markdown_text`), so a label name such as
+        ``bad|worse`` or ``<img ...>`` stays one cell of text."""
+        body = markdown_frame(self.frame).to_markdown(index=False, disable_numparse=True)
         return body + "\n"
 
     def latex(self) -> str:
@@ -65,8 +68,8 @@ class Table:
         cols = "".join("r" if self.frame[c].map(looks_numeric).all() else "l" for c in self.frame.columns)
         text = self.frame.to_latex(index=False, escape=True, caption=_latex_escape(self.caption),
                                    label=f"tab:{self.name}", column_format=cols)
-        # In LaTeX text mode < and > print as other glyphs.
-        text = text.replace("<", r"\textless{}").replace(">", r"\textgreater{}")
+        # In LaTeX text mode < > | print as other glyphs (pandas escapes none of them).
+        text = text.replace("<", r"\textless{}").replace(">", r"\textgreater{}").replace("|", r"\textbar{}")
         return text
 
 

@@ -63,7 +63,14 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from kdutils.serving.middleware import BodyDeadline, InFlight, RequestLog
+from kdutils.serving.middleware import (
+    ECHO_CHARS,
+    BodyDeadline,
+    HeadAsGet,
+    InFlight,
+    RequestLog,
+    StrictJSONRoute,
+)
 from kdutils.serving.page import page_router
 from kdutils.serving.registry import DEFAULT_MODELS, MicroBatcher, ModelRunner, Registry
 from kdutils.serving.routes import docs_router, health_router, predict_router
@@ -162,6 +169,11 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
     app.state.batchers = batchers
     app.state.max_body_bytes = max_body_bytes
     app.state.inline_calls = 0
+    # Set before any route is added: every route of the app itself reads its JSON body strictly
+    # (the routers of kdutils.serving.routes are made with the same route class).
+    app.router.route_class = StrictJSONRoute
+    # Innermost (added first): the request log still records HEAD as HEAD.
+    app.add_middleware(HeadAsGet)
     app.add_middleware(BodyDeadline, timeout_s=body_timeout_s)
     in_flight = InFlight()
     app.state.in_flight = in_flight
@@ -178,14 +190,18 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
             return JSONResponse({"detail": f"the request body must be JSON sent with Content-Type: "
                                            f"application/json; {got}"}, status_code=415)
         # FastAPI's default echoes each bad input back; a 1 MB text would come back in full.
-        detail = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        # Except the parser's own message for invalid JSON (what is wrong, such as a duplicate key).
+        detail = [{"type": e["type"], "loc": list(e["loc"]),
+                   "msg": f"{e['msg']}: {e['ctx']['error']}" if e["type"] == "json_invalid" and e.get("ctx")
+                   else e["msg"]} for e in exc.errors()]
         return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail
         if exc.detail in ("Not Found", "Method Not Allowed"):  # no route: say where the routes are
-            detail = (f"{exc.detail}: {request.method} {request.url.path[:200]}. The API: GET /docs; served models: "
+            method = "HEAD" if request.scope.get("kdutils.head") else request.method
+            detail = (f"{exc.detail}: {method} {request.url.path[:ECHO_CHARS]}. The API: GET /docs; served models: "
                       "GET /models; predictions: POST /predict/{model} with {\"texts\": [...]}")
         return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 

@@ -292,7 +292,9 @@ http {{
             proxy_pass http://kd_replicas;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_set_header Host $host;
+            # $http_host is the Host the client sent, port included ($host drops it): a redirect the
+            # app builds from it (a trailing slash's 307) must lead back to this nginx, not port 80.
+            proxy_set_header Host $http_host;
             proxy_next_upstream error timeout http_502 http_503 non_idempotent;
             proxy_next_upstream_tries {tries};
             proxy_next_upstream_timeout 10s;

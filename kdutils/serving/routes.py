@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from kdutils.data.text import tokenize
 from kdutils.inference.predictors import EmptyTextError
 from kdutils.metrics import softmax
-from kdutils.serving.middleware import InFlight
+from kdutils.serving.middleware import ECHO_CHARS, InFlight, StrictJSONRoute
 from kdutils.serving.page import page_response, wants_page
 from kdutils.serving.registry import MicroBatcher, ModelRunner, Registry, timed
 from kdutils.serving.schemas import Health, ModelInfo, NoopResponse, PredictResponse
@@ -41,7 +41,7 @@ def require_ready(registry: Registry) -> None:
 
 def docs_router(registry: Registry) -> APIRouter:
     """``GET /`` (the try page in a browser, else a JSON index of the API) and ``GET /docs``."""
-    router = APIRouter()
+    router = APIRouter(route_class=StrictJSONRoute)
 
     @router.get("/", include_in_schema=False)
     async def root(request: Request) -> Response:
@@ -64,7 +64,7 @@ def docs_router(registry: Registry) -> APIRouter:
 
 def health_router(registry: Registry, errors: dict[int | str, dict[str, Any]]) -> APIRouter:
     """``GET /healthz`` (200 once loaded, 503 before or on failure), ``GET /ping`` and ``GET /models``."""
-    router = APIRouter()
+    router = APIRouter(route_class=StrictJSONRoute)
 
     @router.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     async def healthz() -> Any:
@@ -100,7 +100,7 @@ def predict_router(registry: Registry, request_cls: type[BaseModel], errors: dic
     batch-invariant model go through its :class:`MicroBatcher` (kept in ``batchers``, up to
     ``max_batch`` texts); every other call runs on ``runner``'s worker threads.
     """
-    router = APIRouter()
+    router = APIRouter(route_class=StrictJSONRoute)
 
     @router.post("/noop", response_model=NoopResponse, responses={413: errors[413], 415: errors[415]})
     async def noop(request: request_cls) -> JSONResponse:  # type: ignore[valid-type]
@@ -117,7 +117,10 @@ def predict_router(registry: Registry, request_cls: type[BaseModel], errors: dic
         require_ready(registry)
         predictor = registry.predictors.get(model)
         if predictor is None:
-            raise HTTPException(404, f"unknown model {model!r}; available: {', '.join(registry.predictors)}")
+            # Cut like the no-route 404: a 60,000-character name is not echoed whole.
+            raise HTTPException(404, f"unknown model {model[:ECHO_CHARS]!r}"
+                                + (f" (cut, {len(model):,} characters)" if len(model) > ECHO_CHARS else "")
+                                + f"; available: {', '.join(registry.predictors)}")
         texts = request.texts
         t0 = time.perf_counter()
         cost = predictor.seconds_per_text

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kdutils.study.escaping import latex_text, markdown_frame
 from kdutils.study.files import atomic_path, json_default, read_json, save_figure_files, write_json
 from kdutils.study.layout import RunLayout
 from kdutils.study.steps import StepSpec, step, writer
@@ -75,12 +76,16 @@ class RunDir(RunLayout):
         return save_figure_files(fig, self.figures, name)
 
     def save_table(self, df: Any, name: str, caption: str = "", floatfmt: str = ".3g") -> list[Path]:
-        """Save a pandas table as Markdown and LaTeX under ``tables/``."""
+        """Save a pandas table as Markdown and LaTeX under ``tables/``, the text of its cells, headers
+        and caption escaped for each (a label name is text, never markup)."""
         md_target, tex_target = self.tables / f"{name}.md", self.tables / f"{name}.tex"
         with atomic_path(md_target) as tmp:
-            tmp.write_text(df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+            tmp.write_text(markdown_frame(df).to_markdown(index=False, floatfmt=floatfmt) + "\n")
         with atomic_path(tex_target) as tmp:
-            tmp.write_text(df.to_latex(index=False, caption=caption or None, float_format="%.3g"))
+            tex = df.to_latex(index=False, caption=latex_text(caption) if caption else None,
+                              float_format="%.3g", escape=True)
+            # In LaTeX text mode < > | print as other glyphs (as in the paper's tables).
+            tmp.write_text(tex.replace("<", r"\textless{}").replace(">", r"\textgreater{}").replace("|", r"\textbar{}"))
         return [md_target, tex_target]
 
 
