@@ -174,7 +174,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, serving_run: ServingRu
 def nginx_front(tmp_path_factory: pytest.TempPathFactory, live_server: LiveServer):
     """Real nginx on a free loopback port, with the project's generated config, in front of
     :func:`live_server`; its URL (skips where nginx is not installed)."""
-    from kdutils.deploy import free_ports, nginx_binary, start_nginx, wait_healthy
+    from kdutils.serving.deploy import free_ports, nginx_binary, start_nginx, wait_healthy
 
     if nginx_binary() is None:
         pytest.skip("nginx is not installed")

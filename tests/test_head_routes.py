@@ -10,18 +10,33 @@ from serving_fixtures import LiveServer, ServingRun
 from starlette.routing import Mount, Route
 
 from kdutils.serving.app import create_app
+from kdutils.serving.page import PAGE_ASSETS
 
 pytest_plugins = ("serving_fixtures",)
+
+
+# A value for each GET route that takes a parameter.
+EXAMPLE_PATHS = {"/page/{asset}": f"/page/{sorted(PAGE_ASSETS)[0]}"}
+
+
+def _flat(routes: list) -> list:
+    """The routes with each included router's own routes in its place: FastAPI keeps an included
+    router as one entry (``original_router``); the app's routers are included without a prefix."""
+    out = []
+    for route in routes:
+        out += _flat(route.original_router.routes) if hasattr(route, "original_router") else [route]
+    return out
 
 
 def get_paths(serving_run: ServingRun) -> list[str]:
     """Every GET route of the app as built (one file of each static mount)."""
     app = create_app(serving_run.run.root, models=["all"])
     paths = []
-    for route in app.routes:
+    for route in _flat(app.routes):
         if isinstance(route, APIRoute | Route) and "GET" in (route.methods or ()):
-            assert "{" not in route.path, f"a GET route with a parameter needs a value here: {route.path}"
-            paths.append(route.path)
+            path = EXAMPLE_PATHS.get(route.path, route.path)
+            assert "{" not in path, f"a GET route with a parameter needs a value here: {route.path}"
+            paths.append(path)
         elif isinstance(route, Mount):
             files = sorted(p.name for p in route.app.directory.iterdir() if p.is_file())  # type: ignore[union-attr]
             paths.append(f"{route.path}/{files[0]}")
