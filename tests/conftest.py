@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,20 @@ def cpu_class(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Each CPU class in turn, injected (see :func:`inject_cpu`)."""
     inject_cpu(monkeypatch, request.param)
     return request.param
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A 2-CPU local Ray cluster on loopback for the whole session; its address (host:port).
+
+    A token in the environment (inherited by the CLI subprocess) rather than Ray's token file in
+    the user's home.
+    """
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             _node_ip_address="127.0.0.1")
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

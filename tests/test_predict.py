@@ -7,8 +7,6 @@ Inputs are the fixture's real test sentences plus rows that must get no predicti
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -272,23 +270,6 @@ def test_resume_after_kill_gives_the_same_file(serving_run: ServingRun, tmp_path
 
 
 # --------------------------------------------------------------------------- Ray
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """A 2-CPU local Ray cluster on loopback for the whole session; its address (host:port).
-
-    A token in the environment (inherited by the CLI subprocess) rather than Ray's token file in
-    the user's home.
-    """
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             _node_ip_address="127.0.0.1")
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
 
 
 def test_ray_engine_gives_the_local_predictions(serving_run: ServingRun, corpus: dict, tmp_path: Path,

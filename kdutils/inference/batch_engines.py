@@ -27,8 +27,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from kdutils.inference import ray_cluster
 from kdutils.inference.batch_io import ROW, PredictInputError, output_schema
 from kdutils.inference.predictors import EmptyTextError, ModelEntry, Predictor, make_predictor
+from kdutils.inference.ray_cluster import ACTOR_CPUS, INSTALL_HINT, RayMissing, ray_session
 from kdutils.metrics import softmax
 from kdutils.progress import bar
 
@@ -38,11 +40,7 @@ from kdutils.progress import bar
 # probe; see kdutils.inference.batch_bench.bench_batch_predict for this machine's figures).
 BATCH_SIZE = 64
 _READY = "_ready"  # a Ray actor's model-ready time, carried back with its results
-# Ray actors ask for half a CPU: on a 2-core machine two actors of one CPU each hold both CPUs and
-# Ray Data's read task never gets one (seen: the job hangs); the model runs one thread regardless.
-RAY_ACTOR_CPUS = 0.5
-RAY_INSTALL_HINT = ("--engine ray needs Ray: pip install -e '.[ray]' (pinned ray[data]; make setup "
-                    "installs it)")
+RAY_INSTALL_HINT = f"--engine ray needs Ray. {INSTALL_HINT}"
 
 
 def predict_chunk(predictor: Predictor, chunk: pa.Table, batch_size: int = BATCH_SIZE,
@@ -205,11 +203,9 @@ class _RayChunkPredictor:
 def import_ray() -> Any:
     """The ``ray`` module (with Ray Data); :class:`PredictInputError` naming the extra when missing."""
     try:
-        import ray
-        import ray.data  # noqa: F401 - the [data] extra
-    except ImportError:
+        return ray_cluster.import_ray()
+    except RayMissing:
         raise PredictInputError(RAY_INSTALL_HINT) from None
-    return ray
 
 
 def run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Callable[[int, pa.Table, float], None],
@@ -217,8 +213,9 @@ def run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Ca
             address: str | None) -> None:
     """The Ray engine: the chunks staged as Parquet under ``work``, predicted by ``workers`` Ray Data
     actors, ``write(k, table, ready)`` called on the driver once a chunk's rows are all back.
-    Starts (and shuts down) a local Ray unless Ray is running or ``address`` names a cluster."""
-    ray = import_ray()
+    Starts (and shuts down) a local Ray unless Ray is running or ``address`` names a cluster
+    (:func:`kdutils.inference.ray_cluster.ray_session`)."""
+    import_ray()  # without Ray, one line before anything is staged
 
     # Stage the chunks still to do: the driver's reader numbers the rows and judges bad rows exactly
     # as the local engine does, and each staged file is one chunk, read back by Ray Data.
@@ -231,42 +228,41 @@ def run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Ca
         sizes[k] = chunk.num_rows
     if not sizes:
         return
-    started_here = not ray.is_initialized()
-    if started_here:
-        # Without an address Ray starts a cluster of this machine alone: keep it on loopback.
-        local = {} if address else {"_node_ip_address": "127.0.0.1"}
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local)
     try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
-        # One block per staged chunk: left to itself Ray Data merged the small files into one read
-        # task, one input for the whole actor pool, so a single actor did all the work.
-        # (The folder, not a list of files: with a list, Ray 2.60 resolved each path through
-        # fsspec's HTTP filesystem, which failed to import here.)
-        ds = ray.data.read_parquet(str(stage), file_extensions=["parquet"], override_num_blocks=len(sizes))
-        predicted = ds.map_batches(
-            _RayChunkPredictor, batch_size=None, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=RAY_ACTOR_CPUS,
-            fn_constructor_kwargs={"entry": entry, "threads": threads, "batch_size": batch_size,
-                                   "sort": sort, "chunk_rows": chunk_rows})
-        # Results arrive in any order (preserve_order is off): gather each chunk's rows by row
-        # number and write its part once all of them are in.
-        gathered: dict[int, list[pa.Table]] = {}
-        counts: dict[int, int] = {}
-        for batch in predicted.iter_batches(batch_size=None, batch_format="pyarrow"):
-            chunk_of = batch.column(ROW).to_numpy() // chunk_rows
-            for k in np.unique(chunk_of):
-                k = int(k)
-                part = batch.filter(pa.array(chunk_of == k))
-                gathered.setdefault(k, []).append(part)
-                counts[k] = counts.get(k, 0) + part.num_rows
-                if counts[k] == sizes[k]:
-                    table = pa.concat_tables(gathered.pop(k))
-                    ready = float(pc.min(table.column(_READY)).as_py())
-                    table = table.drop_columns([_READY])
-                    write(k, table.take(pc.sort_indices(table, [(ROW, "ascending")])), ready)
+        with ray_session(address) as ray:
+            _predict_staged(ray, entry, stage, sizes, write, workers, threads, batch_size, sort, chunk_rows)
     finally:
-        if started_here:
-            ray.shutdown()
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _predict_staged(ray: Any, entry: ModelEntry, stage: Path, sizes: dict[int, int],
+                    write: Callable[[int, pa.Table, float], None], workers: int, threads: int, batch_size: int,
+                    sort: bool, chunk_rows: int) -> None:
+    """Predict the chunks staged in ``stage`` on a Ray Data actor pool of ``workers`` actors and
+    ``write`` each chunk's part on the driver (``sizes``: rows per chunk number)."""
+    # One block per staged chunk: left to itself Ray Data merged the small files into one read
+    # task, one input for the whole actor pool, so a single actor did all the work.
+    # (The folder, not a list of files: with a list, Ray 2.60 resolved each path through
+    # fsspec's HTTP filesystem, which failed to import here.)
+    ds = ray.data.read_parquet(str(stage), file_extensions=["parquet"], override_num_blocks=len(sizes))
+    predicted = ds.map_batches(
+        _RayChunkPredictor, batch_size=None, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=ACTOR_CPUS,
+        fn_constructor_kwargs={"entry": entry, "threads": threads, "batch_size": batch_size,
+                               "sort": sort, "chunk_rows": chunk_rows})
+    # Results arrive in any order (preserve_order is off): gather each chunk's rows by row
+    # number and write its part once all of them are in.
+    gathered: dict[int, list[pa.Table]] = {}
+    counts: dict[int, int] = {}
+    for batch in predicted.iter_batches(batch_size=None, batch_format="pyarrow"):
+        chunk_of = batch.column(ROW).to_numpy() // chunk_rows
+        for k in np.unique(chunk_of):
+            k = int(k)
+            part = batch.filter(pa.array(chunk_of == k))
+            gathered.setdefault(k, []).append(part)
+            counts[k] = counts.get(k, 0) + part.num_rows
+            if counts[k] == sizes[k]:
+                table = pa.concat_tables(gathered.pop(k))
+                ready = float(pc.min(table.column(_READY)).as_py())
+                table = table.drop_columns([_READY])
+                write(k, table.take(pc.sort_indices(table, [(ROW, "ascending")])), ready)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -203,6 +204,12 @@ class DistillConfig(_Section):
     ablation_seeds: Int = Field(2, ge=1)
     # Students trained side by side, one thread each (processes): 2 fills a 2-core machine.
     workers: Int = Field(2, ge=1)
+    # Where the teacher scores the transfer set: `local` (this process) or `ray` (a pool of
+    # scoring_workers Ray Data actors, one thread each: kdutils.teacher.ray_scoring). The cluster:
+    # scoring_address (e.g. "auto"), else Ray's own RAY_ADDRESS variable, else this machine alone.
+    scoring_engine: Literal["local", "ray"] = "local"
+    scoring_address: str | None = None
+    scoring_workers: Int = Field(2, ge=1)
     bootstrap: Int = Field(2000, ge=100)
     augment_seed: Int = 7
     # What the study is judged by (reported as met or missed with the figures; never tuned to):
@@ -212,6 +219,14 @@ class DistillConfig(_Section):
     target_gap_closed: Float | None = Field(None, gt=0, le=1)
     # When set, the fine-tuned teacher's test accuracy (a fraction) is judged against it too.
     target_teacher_accuracy: Float | None = Field(None, gt=0, le=1)
+
+    @field_validator("scoring_engine")
+    @classmethod
+    def _ray_installed(cls, v: str) -> str:
+        # Here, not at notebook 04's scoring cell: a missing optional package fails the first cell.
+        if v == "ray" and importlib.util.find_spec("ray") is None:
+            raise ValueError("scoring_engine 'ray' needs Ray: pip install -e '.[ray]' (make setup installs it)")
+        return v
 
     @field_validator("grid_alpha")
     @classmethod

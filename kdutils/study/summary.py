@@ -603,6 +603,12 @@ class TeacherScoring(_Section):
     runtime_calibration: RuntimeCalibration | None = Field(
         description="The torch-vs-ONNX timing behind `runtime`; null when nothing was scored."
     )
+    engine: Literal["local", "ray"] | None = Field(
+        default=None,
+        description="Where new sentences were scored: `local` (the notebook's process) or `ray` (a "
+        "Ray cluster's actors, distill.scoring_engine); absent in runs before it was recorded.",
+    )
+    workers: Positive | None = Field(default=None, description="Ray actors that scored (ray only).")
 
 
 class DistillationSection(_Section):

@@ -40,7 +40,7 @@ import numpy as np
 from kdutils import progress
 from kdutils.inference.export import export_onnx
 from kdutils.inference.predictors import ort_session
-from kdutils.machine import resolve_precision
+from kdutils.machine import PrecisionChoice, resolve_precision
 from kdutils.study import steps
 from kdutils.study.files import atomic_path, sha256_file, sha256_text
 from kdutils.study.model_files import CONFIG_FILE, meta_path, read_meta, weights_path
@@ -85,7 +85,7 @@ class TeacherScorer:
 
     ``max_length`` defaults to the one recorded in the folder's ``kdmodel.json``. ``cache_dir=None``
     disables the cache. ``precision`` is ``auto``/``fp32``/``bf16`` (resolved once, see
-    :mod:`kdutils.machine`); ``runtime`` is ``auto``/``torch``/``onnx`` (``auto``: ONNX Runtime for
+    :mod:`kdutils.machine`) or an already resolved ``PrecisionChoice``; ``runtime`` is ``auto``/``torch``/``onnx`` (``auto``: ONNX Runtime for
     jobs of at least ``ONNX_MIN_ROWS`` sentences where a calibration finds it faster and equal in
     its predictions; ``onnx`` needs ``onnxruntime`` and exports into ``cache_dir``). After each call,
     ``last_stats`` says how many rows came from the cache, how many were scored, whether a bad cache
@@ -94,7 +94,7 @@ class TeacherScorer:
 
     def __init__(self, model_dir: str | Path, cache_dir: str | Path | None = None, batch_size: int = 128,
                  max_length: int | None = None, device: str | None = None, progress: bool = False,
-                 precision: str = "auto", runtime: str = "auto", chunk_rows: int = 4096) -> None:
+                 precision: str | PrecisionChoice = "auto", runtime: str = "auto", chunk_rows: int = 4096) -> None:
         self.model_dir = Path(model_dir)
         if not weights_path(self.model_dir).exists():
             weights = weights_path(self.model_dir)
@@ -114,7 +114,9 @@ class TeacherScorer:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.device = device
         self.progress = progress
-        self.precision = resolve_precision(precision, device)
+        # A PrecisionChoice is used as given: a driver's workers must score in the driver's mode,
+        # whatever their own CPU would pick (the cache key carries the mode).
+        self.precision = precision if isinstance(precision, PrecisionChoice) else resolve_precision(precision, device)
         self.runtime = runtime
         self.chunk_rows = int(chunk_rows)
         self._key: str | None = None
@@ -326,8 +328,13 @@ class TeacherScorer:
             "precision_reason": self.precision.reason,
             "runtime": self._last_runtime,
             "runtime_calibration": self.calibration if self._last_runtime else None,
+            **self._engine_stats(),
         }
         return out
+
+    def _engine_stats(self) -> dict[str, Any]:
+        """What ``last_stats`` says of where the scoring ran: here, in this process."""
+        return {"engine": "local"}
 
     def _merge_into_cache(self, hashes: np.ndarray, logits: np.ndarray) -> None:
         path = self.cache_file
