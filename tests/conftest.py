@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from cpu_classes import inject_cpu
+from smoke_study import BackgroundStudy
 
 from kdutils.data.corpora import Splits, load_dataset, make_splits
 from kdutils.data.text import Vocab
@@ -84,3 +85,34 @@ def ray_cluster():
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+
+
+# The end-to-end smoke study starts when collection ends, if a test of tests/test_study.py is
+# selected, and runs beside the rest of the suite (see tests/smoke_study.py).
+SMOKE_STUDY = pytest.StashKey[BackgroundStudy]()
+SMOKE_STUDY_TESTS = "test_study.py"
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or not any(i.path.name == SMOKE_STUDY_TESTS for i in session.items):
+        return
+    # pytest's own temporary-folder factory (what the tmp_path_factory fixture returns), so the
+    # study lands under --basetemp like every other test's files.
+    output_root = session.config._tmp_path_factory.mktemp("study")
+    session.config.stash[SMOKE_STUDY] = BackgroundStudy.start(output_root)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    study = session.config.stash.get(SMOKE_STUDY, None)
+    if study is not None:
+        study.stop()
+
+
+@pytest.fixture(scope="session")
+def smoke_study(request: pytest.FixtureRequest) -> BackgroundStudy:
+    """The background smoke study, finished: fails the test if it exited with an error."""
+    study = request.config.stash.get(SMOKE_STUDY, None)
+    assert study is not None, f"the smoke study starts only when a test of {SMOKE_STUDY_TESTS} is collected"
+    code = study.wait()
+    assert code == 0, f"the smoke study failed (exit {code}); the end of its log {study.log}:\n{study.log_tail()}"
+    return study

@@ -1,7 +1,6 @@
 """End to end: the smoke profile through every notebook, as `make study PROFILE=smoke` runs it."""
 
 import contextlib
-import hashlib
 import os
 import re
 import signal
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from cpu_classes import as_the_machine_is
+from smoke_study import BackgroundStudy, tree_digest
 
 from kdutils import pipeline
 from kdutils.machine import resolve_precision
@@ -19,15 +19,6 @@ from kdutils.study.files import REPO_ROOT, read_json
 from kdutils.study.steps import discover_steps
 
 pytestmark = pytest.mark.slow
-
-
-def _tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,11 +31,9 @@ def real_cpu():
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
-    paper_before = _tree_digest(REPO_ROOT / "paper")
-    out = tmp_path_factory.mktemp("study")
-    assert pipeline.main(["run", "--profile", "smoke", "--output-root", str(out)]) == 0
-    return out / "smoke", paper_before, _tree_digest(REPO_ROOT / "paper")
+def smoke_run(smoke_study: BackgroundStudy) -> tuple[Path, str, str]:
+    """The smoke study's run folder, and digests of paper/ before and after it."""
+    return smoke_study.run, smoke_study.paper_before, tree_digest(REPO_ROOT / "paper")
 
 
 def test_every_notebook_ran_and_exported(smoke_run: tuple[Path, str, str]) -> None:
