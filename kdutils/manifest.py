@@ -99,11 +99,14 @@ def _input_hashes(run: RunDir) -> dict[str, str]:
 def write_manifest(run: RunDir, cfg: Profile, profile_arg: str, timings: dict[str, Any]) -> Path:
     """``manifest.json``: each notebook's record (key, time, status, and the git state and kdutils
     digest it ran with; a skipped notebook keeps those of the run that made its results), and
-    the run's parameters, packages and inputs. ``profile_source`` is the absolute profile file."""
+    the run's parameters, packages and inputs. ``profile_source`` is the profile file, relative to
+    the repository for a shipped profile (a published manifest names no path of its author's
+    machine), absolute for a user's file elsewhere."""
     old = run.read_manifest()
     notebooks = {**old.get("notebooks", {}), **timings}
     try:
-        source = str(profile_path(profile_arg))
+        path = profile_path(profile_arg).resolve()
+        source = str(path.relative_to(REPO_ROOT.resolve()) if path.is_relative_to(REPO_ROOT.resolve()) else path)
     except ConfigError:
         source = profile_arg
     manifest = {

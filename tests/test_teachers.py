@@ -430,6 +430,7 @@ def test_scorer_in_onnx_and_bf16_agrees_with_fp32(tiny_teacher: finetune.Teacher
     onnx = TeacherScorer(tiny_teacher.model_dir, tmp_path / "onnx", batch_size=8, runtime="onnx", precision="fp32")
     np.testing.assert_allclose(onnx.logits(texts), truth, atol=1e-4)
     assert onnx.last_stats["runtime"] == "onnx" and list((tmp_path / "onnx").glob("teacher-*.onnx"))
+    assert (tmp_path / "onnx" / onnx.calibration["onnx_file"]).exists(), "a file name, no machine's path"
 
     auto = TeacherScorer(tiny_teacher.model_dir, None, batch_size=8, runtime="auto", precision="fp32")
     auto.logits(texts)

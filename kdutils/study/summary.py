@@ -549,7 +549,8 @@ class AblationRow(_Section):
 class RuntimeCalibration(_Section):
     """How the teacher scorer chose between eager PyTorch and ONNX Runtime (kdutils.teacher.scoring)."""
 
-    onnx_file: Str = Field(description="Exported ONNX teacher used for the calibration.")
+    onnx_file: Str = Field(description="Exported ONNX teacher used for the calibration (its file name in "
+                           "the scorer's cache folder; a full path in runs before 2026-12).")
     export_seconds: NonNegative = Field(
         description="Export time (0-ish when the file existed), seconds."
     )

@@ -218,7 +218,9 @@ class TeacherScorer:
             return "torch"
         if self._onnx is None:
             self._onnx, path, export_seconds = self._onnx_session()
-            self.calibration = {"onnx_file": str(path), "export_seconds": round(export_seconds, 2)}
+            # The file's name: it lives in the scorer's cache folder, and a summary names no path
+            # of the machine that made it.
+            self.calibration = {"onnx_file": path.name, "export_seconds": round(export_seconds, 2)}
         if self.runtime == "onnx":
             return "onnx"
         # Three batches from the middle of the length order: typical of the job, not its extremes.
