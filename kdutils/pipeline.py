@@ -51,6 +51,7 @@ from kdutils.study.config import (
 from kdutils.study.files import atomic_path, read_json, sha256_text, write_json
 from kdutils.study.layout import default_output_root
 from kdutils.study.runs import RunDir, missing, to_run
+from kdutils.study.source import source_digest
 from kdutils.study.specs import ConfigError
 from kdutils.study.steps import NOTEBOOK_DIR, Step, discover_steps
 from kdutils.teacher import rate
@@ -101,15 +102,16 @@ def step_parameters(step: Step, cfg: Profile) -> dict[str, Any]:
 
 
 def library_digest(package_dir: Path = KDUTILS_DIR) -> str:
-    """sha256 of the kdutils source (``*.py`` and templates, by relative path).
+    """sha256 of the kdutils source: every file of the package and its sub-packages (``*.py``,
+    templates, static files), by relative path (:func:`kdutils.study.source.source_digest`).
 
     Profiles are left out: a notebook's key already covers the parameters it reads, and an edit
     to one profile must not re-run the runs of the others.
     """
-    files = sorted(p for p in package_dir.rglob("*")
-                   if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
-                   and p.relative_to(package_dir).parts[0] != PROFILE_DIR.name)
-    return sha256_text(*(f"{p.relative_to(package_dir)}\0{p.read_text(errors='replace')}" for p in files))
+    files = [p for p in package_dir.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+             and p.relative_to(package_dir).parts[0] != PROFILE_DIR.name]
+    return source_digest(files, package_dir)
 
 
 def step_key(step: Step, cfg: Profile, upstream_key: str, library: str | None = None,

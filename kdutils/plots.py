@@ -31,7 +31,7 @@ MODEL_COLORS = {
 }
 
 # Names a reader sees (legends, tables, the paper, the try page); code keeps the run's model names.
-# Kept in the order the paper lists models: the try page (kdutils.page) orders its cards by it.
+# Kept in the order the paper lists models: the try page (kdutils.serving.page) orders its cards by it.
 MODEL_LABELS = {
     "teacher": "Teacher",
     "tfidf_logreg": "TF-IDF + log. reg.",

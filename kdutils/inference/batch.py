@@ -97,6 +97,7 @@ class PredictResult:
     steady_rows_per_s: float | None = None
 
     def summary_line(self) -> str:
+        """One line for the console: rows, output, model, engine, predictions, bad rows, time and rate."""
         bad = sum(self.bad.values())
         why = ", ".join(f"{r} {n}" for r, n in self.bad.items() if n)
         rate = self.rows / self.seconds if self.seconds > 0 else 0.0

@@ -24,7 +24,7 @@ def write_sentence_corpus(texts: Sequence[str], path: str | Path, n_sentences: i
     the first ``n_sentences`` of them, in review order, as Parquet (column ``text``); returns ``path``.
 
     For the study's benchmark the reviews are the IMDB train reviews
-    (``kdutils.data.unlabelled_texts("rotten_tomatoes")``), which no notebook tests on. Raises
+    (``kdutils.data.corpora.unlabelled_texts("rotten_tomatoes")``), which no notebook tests on. Raises
     ValueError when the reviews hold fewer sentences.
     """
     out: list[str] = []

@@ -37,7 +37,7 @@ def _rel(path: Path, start: Path) -> str:
 
 
 # A figure this much wider than tall, or this wide in pixels (a double-column figure at the
-# resolution of RunDir.save_figure, kdutils.study.runs.FIGURE_DPI), spans the index's full width: in a
+# resolution of RunDir.save_figure, kdutils.study.files.FIGURE_DPI), spans the index's full width: in a
 # grid cell its labels would be too small to read.
 WIDE_FIGURE_RATIO = 1.6
 WIDE_FIGURE_PIXELS = 1000

@@ -220,6 +220,7 @@ def create_app(run_dir: str | Path, *, models: list[str] | None = None, threads:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line of ``python -m kdutils.serving.app``, checked (``--cpus`` parsed to a set)."""
     p = argparse.ArgumentParser(prog="python -m kdutils.serving.app", description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, type=Path, help="run directory, e.g. outputs/default")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
@@ -272,6 +273,7 @@ def pin_cpus(cpus: set[int] | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m kdutils.serving.app``: serve a run's models with uvicorn until stopped."""
     args = parse_args(argv)
     pin_cpus(args.cpus)
     # Set before torch/onnxruntime create their pools, so every library uses the stated threads.

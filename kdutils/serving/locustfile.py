@@ -1,8 +1,8 @@
 """Locust load for the model server: closed-loop users posting one real test sentence per request.
 
-Run by :func:`kdutils.serving.bench.run_load` in its own process::
+Run by :func:`kdutils.serving.loadtest.run_load` in its own process::
 
-    locust -f kdutils/locustfile.py --headless -u C -r C -t 10s --host http://127.0.0.1:8000 --csv PREFIX
+    locust -f kdutils/serving/locustfile.py --headless -u C -r C -t 10s --host http://127.0.0.1:8000 --csv PREFIX
 
 Environment:
 

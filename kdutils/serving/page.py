@@ -59,7 +59,7 @@ class PageInfo(BaseModel):
 
 def display_order(name: str) -> tuple[int, int, str, int]:
     """Sort key of a served name: the teacher, its truncations (deepest first), then the students in
-    the paper's order; each model's runtimes as :data:`~kdutils.predictors.RUNTIMES` lists them."""
+    the paper's order; each model's runtimes as :data:`~kdutils.inference.predictors.RUNTIMES` lists them."""
     base, runtime = split_name(name)
     rt = RUNTIMES.index(runtime) if runtime in RUNTIMES else len(RUNTIMES)
     if base == "teacher":

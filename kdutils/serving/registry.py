@@ -62,6 +62,7 @@ class Registry:
         self.predictors: dict[str, Predictor] = {}
 
     def load(self) -> None:
+        """Load every served model (status ``ok``), or record why loading failed (status ``error``)."""
         try:
             if self.threads:
                 import torch
@@ -94,9 +95,11 @@ class ModelRunner:
         self._pool: ThreadPoolExecutor | None = None
 
     def start(self) -> None:
+        """Start the worker threads (the app's lifespan does, on start-up)."""
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="model")
 
     def stop(self) -> None:
+        """Stop the worker threads without waiting; calls not yet started are cancelled."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -200,6 +203,7 @@ class MicroBatcher:
             self._drainer = None
 
     def cancel(self) -> None:
+        """Cancel the batch drain in progress, if any (on shutdown)."""
         if self._drainer is not None:
             self._drainer.cancel()
 

@@ -39,6 +39,7 @@ from kdutils.study.files import read_json, sha256_text, write_json
 from kdutils.study.layout import history_file, predictions_file
 from kdutils.study.model_files import meta_path, read_meta
 from kdutils.study.runs import save_predictions
+from kdutils.study.source import import_closure, modules, source_digest
 
 
 @contextlib.contextmanager
@@ -344,11 +345,22 @@ def init_student(vocab: Vocab, num_labels: int, arch: Any, seed: int) -> BiLSTMC
     return model
 
 
+# The stage packages whose modules shape a trained student (the study's spine and the shared
+# modules keep files and report results; they do not change what a student learns).
+STUDENT_CODE_UNITS = ("student", "data")
+
+
+def student_code_modules() -> list[str]:
+    """The modules that shape a trained student: :mod:`kdutils.student.train` and every module of the
+    :data:`STUDENT_CODE_UNITS` packages it imports, directly or through each other (read from the
+    source by :func:`kdutils.study.source.import_closure`, not listed by hand)."""
+    return import_closure([__name__], STUDENT_CODE_UNITS)
+
+
 def code_fingerprint() -> str:
-    """Digest of the modules that shape a trained student, so a saved or cached run dies with a code change."""
-    here = Path(__file__).parent
-    files = (here / "train.py", here / "models.py", here / "losses.py", here.parent / "data" / "text.py")
-    return sha256_text(*(p.read_text() for p in files))
+    """Digest of :func:`student_code_modules`, so a saved or cached run dies with a code change."""
+    files = modules()
+    return source_digest(files[name] for name in student_code_modules())
 
 
 def _fit_fingerprint(name: str, arch: Any, vocab: Vocab, train: EncodedSet, val: EncodedSet, test: EncodedSet,

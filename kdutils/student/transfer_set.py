@@ -76,6 +76,7 @@ class TransferSet:
         return np.flatnonzero(np.isin(self.source, list(sources)))
 
     def counts(self) -> dict[str, int]:
+        """Rows by source, in :data:`SOURCES` order (zero for a source with none)."""
         return {s: int((self.source == s).sum()) for s in SOURCES}
 
     def save(self, path: str | Path) -> Path:

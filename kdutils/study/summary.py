@@ -5,16 +5,17 @@ Notebooks 01-05 each write one part of ``outputs/<profile>/summary.json`` (throu
 it. This module declares what they write, so a reader learns from one file what the paper is
 built from::
 
-    section        written by               model                producer
-    data           01_data.ipynb            DataSection          describe.summary_section
-    models.*       02 / 03 / 04             Models               teachers.summary_entry,
-                                                                 train.summarise_seeds
+    section        written by               model                producer (kdutils.…)
+    data           01_data.ipynb            DataSection          data.describe.summary_section
+    models.*       02 / 03 / 04             Models               teacher.evaluate.summary_entry,
+                                                                 student.train.summarise_seeds
     student        03_student.ipynb         StudentSection       (notebook dict)
-    distillation   04_distillation.ipynb    DistillationSection  distill.summary_sections
-    inference      05_deployment.ipynb      InferenceSection     bench.micro_benchmark
-    serving        05_deployment.ipynb      ServingSection       bench.serving_section (of
-                                                                 peer_comparison, sweep,
-                                                                 fault_test, compare_micro_batching)
+    distillation   04_distillation.ipynb    DistillationSection  student.distill.summary_sections
+    inference      05_deployment.ipynb      InferenceSection     serving.micro.micro_benchmark
+    serving        05_deployment.ipynb      ServingSection       serving.bench.serving_section (of
+                                                                 bench.peer_comparison, loadtest.sweep,
+                                                                 loadtest.fault_test and
+                                                                 compare_micro_batching)
 
 :meth:`kdutils.study.runs.RunDir.update_summary` validates every write against this contract, so a
 notebook that writes a bad or unknown key fails in that notebook, naming the dotted field path.
@@ -689,7 +690,7 @@ class DistillationSection(_Section):
 
 
 class InferenceRow(_OpenSection):
-    """In-process inference of one model in one runtime (kdutils.serving.bench.benchmark_predictor).
+    """In-process inference of one model in one runtime (kdutils.serving.micro.benchmark_predictor).
 
     The throughput key carries its batch size, ``throughput_per_s_b<throughput_batch>``
     (``throughput_per_s_b64`` by default); it is the only extra key allowed.
@@ -782,7 +783,7 @@ class InferenceSection(_OpenSection):
 
 
 class WindowStats(_Section):
-    """Load statistics of the requests started in one time window (kdutils.serving.bench.load_stats).
+    """Load statistics of the requests started in one time window (kdutils.serving.loadtest.load_stats).
 
     Percentiles are over successful requests only and null when none succeeded.
     """
@@ -799,7 +800,7 @@ class WindowStats(_Section):
 
 
 class LoadRunStats(WindowStats):
-    """One locust run (kdutils.serving.bench.run_load): the measured window after the warm-up.
+    """One locust run (kdutils.serving.loadtest.run_load): the measured window after the warm-up.
 
     ``errors`` counts every failed request of the run, warm-up included; ``requests`` and the
     latencies only the measured window.
@@ -1034,7 +1035,7 @@ class Peers(_Section):
     runtime: Runtime = Field(description="Runtime every peer serves the model in.")
     floor: LightSweep = Field(description="Lower-bound server by concurrency.")
     naive: LightSweep = Field(description="Straightforward server by concurrency.")
-    ours: LightSweep = Field(description="kdutils.serve (batching on) by concurrency.")
+    ours: LightSweep = Field(description="Our server, kdutils.serving.app (batching on), by concurrency.")
     settings: PeerSettings = Field(description="How the servers were measured.")
 
     @model_validator(mode="after")

@@ -378,7 +378,7 @@ def fine_tune(
     Runs unchanged in one process or under ``torchrun`` (every rank calls it; rank 0 writes).
     Checkpoints go to ``scratch_dir`` (one per epoch; the best and the last kept); a rerun resumes
     from the last complete checkpoint of the same fingerprint, or starts afresh. The best model on
-    validation accuracy is written to ``output_dir`` through :func:`kdutils.study.runs.atomic_dir`, and
+    validation accuracy is written to ``output_dir`` through :func:`kdutils.study.files.atomic_dir`, and
     the checkpoints are then removed. ``callbacks`` are extra ``TrainerCallback`` objects.
     ``checkpoint_minutes`` adds a mid-epoch checkpoint every that many minutes of training (None:
     epoch checkpoints only), so an interrupted long run loses at most that much work.

@@ -1,4 +1,4 @@
-// The try page (kdutils.page). Plain browser JavaScript, no library, no build step.
+// The try page (kdutils.serving.page). Plain browser JavaScript, no library, no build step.
 // It uses the API as any client does: GET /healthz until ready, GET /page/info for the examples
 // and the served models, then POST /predict/{model} for each model, one after the other (calls
 // side by side would share the cores, and each card's time would no longer be its model's own).

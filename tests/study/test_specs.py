@@ -123,7 +123,7 @@ def test_teacher_names_keep_at_least_one_layer(tmp_path: Path) -> None:
     for name in ("teacher_L0", "teacher_L01", "teacher_L", "teacher_Lx", "teacherL2", "teacher_L2b", "student"):
         assert not specs.TEACHER_NAME.match(name), name
     # teacher_L0 is refused wherever a model name is read: the summary, the served models, the profile.
-    smoke = json.loads((Path(__file__).parent / "fixtures" / "smoke_summary.json").read_text())
+    smoke = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "smoke_summary.json").read_text())
     with pytest.raises(SummaryError, match="teacher_L0"):
         Summary.from_dict({"models": {"teacher_L0": smoke["models"]["teacher"]}})
     for name in ("teacher_L0", "teacher_L2"):
@@ -136,7 +136,7 @@ def test_teacher_names_keep_at_least_one_layer(tmp_path: Path) -> None:
 
 def test_make_setup_installs_and_downloads_what_the_specs_pin() -> None:
     # The Makefile spells the pins out for pip; they must be the registry's, every one of them.
-    text = (Path(__file__).parents[1] / "Makefile").read_text().replace("\\\n", " ")
+    text = (Path(__file__).resolve().parents[2] / "Makefile").read_text().replace("\\\n", " ")
     listed = {name: set(re.search(rf"^{name} := (.*)$", text, re.M).group(1).split()) for name in ("NODEPS", "ASSET_WHEELS")}
     installed = {t.requirement for t in specs.TEACHERS.values() if t.package}
     installed |= {s.requirement for d in specs.DATASETS.values() for s in d.sources if s.package}

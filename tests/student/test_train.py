@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -202,3 +203,27 @@ def test_train_settings_come_from_the_profile_for_each_student() -> None:
         TrainSettings.from_config(sc, "teacher")
     with pytest.raises(ValueError, match="distill section"):
         TrainSettings.from_config(sc, "student_distilled")
+
+
+def test_code_fingerprint_covers_the_modules_training_imports(tmp_path: Path) -> None:
+    # Derived from the imports, not listed by hand: the loop, the model, the losses, the tokenizer and
+    # GloVe; the run's bookkeeping (study/) and shared modules are left out.
+    from kdutils.student.train import code_fingerprint, student_code_modules
+    from kdutils.study import source
+
+    names = student_code_modules()
+    assert {"kdutils.student.train", "kdutils.student.models", "kdutils.student.losses",
+            "kdutils.data.text", "kdutils.data.embeddings"} <= set(names)
+    assert all(source.sub_package(n) in ("student", "data") for n in names)
+    assert "kdutils.student.distill" not in names  # it imports train, train does not import it
+    assert code_fingerprint() == code_fingerprint()
+    # A module imported inside a function counts too.
+    pkg = tmp_path / "kdutils"
+    (pkg / "student").mkdir(parents=True)
+    (pkg / "data").mkdir()
+    for init in (pkg / "__init__.py", pkg / "student" / "__init__.py", pkg / "data" / "__init__.py"):
+        init.write_text("")
+    (pkg / "student" / "train.py").write_text("def f():\n    from kdutils.data import text\n")
+    (pkg / "data" / "text.py").write_text("from kdutils.study import files\n")
+    assert source.import_closure(["kdutils.student.train"], ("student", "data"), pkg) == [
+        "kdutils.data.text", "kdutils.student.train"]

@@ -16,7 +16,7 @@ from kdutils.study.files import atomic_dir, atomic_path, current_umask, write_js
 from kdutils.study.runs import RunDir
 from kdutils.study.summary import Summary, SummaryError
 
-SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
+SMOKE = Path(__file__).resolve().parents[1] / "fixtures" / "smoke_summary.json"
 
 
 @pytest.fixture(params=[0o022, 0o002, 0o077])
@@ -65,7 +65,7 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path) -> None:
 
 def _sections() -> dict:
     """Real sections: the published run's data and student settings, a smoke run's serving."""
-    published = json.loads((Path(__file__).parent / "fixtures" / "published_summary_v1.json").read_text())
+    published = json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "published_summary_v1.json").read_text())
     smoke = json.loads(SMOKE.read_text())
     return {"data": published["data"], "student": published["student"],
             "inference": smoke["inference"], "serving": smoke["serving"]}

@@ -33,8 +33,8 @@ from kdutils.study.summary import (
 
 # The default run published before the typed contract (notebooks 02, 04, 05 of that time), kept as a
 # fixture: the summary an older version wrote.
-PUBLISHED = Path(__file__).parent / "fixtures" / "published_summary_v1.json"
-SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
+PUBLISHED = Path(__file__).resolve().parents[1] / "fixtures" / "published_summary_v1.json"
+SMOKE = Path(__file__).resolve().parents[1] / "fixtures" / "smoke_summary.json"
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from kdutils.predict import main
 
 pytest_plugins = ("serving_fixtures",)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODEL = "student_distilled@onnx"
 CHUNK = 16
 # Rows that get no prediction, with the reason each must get. "\u200b" (zero-width space) is not

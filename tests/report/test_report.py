@@ -507,8 +507,8 @@ def test_publish_refuses_a_dirty_or_unfinished_run(tmp_path: Path, figure_files:
     assert "uncommitted changes (git.dirty is true)" in _publish_error(
         make_run(tmp_path / "a", figure_files, run_manifest=dirty), dest)
     one_dirty = report_runs.manifest("default")
-    one_dirty["notebooks"]["03_student"]["git"].update(dirty=True, modified=["kdutils/train.py"])
-    assert "notebook 03_student ran with uncommitted changes (kdutils/train.py)" in _publish_error(
+    one_dirty["notebooks"]["03_student"]["git"].update(dirty=True, modified=["kdutils/student/train.py"])
+    assert "notebook 03_student ran with uncommitted changes (kdutils/student/train.py)" in _publish_error(
         make_run(tmp_path / "b", figure_files, run_manifest=one_dirty), dest)
     failed = report_runs.manifest("default")
     failed["notebooks"]["05_deployment"]["status"] = "failed"
