@@ -24,6 +24,7 @@ from kdutils.report import rendering  # noqa: E402
 from kdutils.report.data_plots import plot_label_balance  # noqa: E402
 from kdutils.report.tables import Table  # noqa: E402
 from kdutils.study.escaping import latex_text, markdown_text  # noqa: E402
+from kdutils.study.files import REPO_ROOT  # noqa: E402
 from kdutils.study.runs import RunDir  # noqa: E402
 
 # Each is markup in at least one format: HTML, a Markdown table or emphasis, pandoc's math,
@@ -94,7 +95,7 @@ def test_notebook_markdown_output_as_nbconvert_exports_it() -> None:
 def test_notebook_01_escapes_the_label_names_it_shows() -> None:
     import nbformat
 
-    nb = nbformat.read(Path(__file__).parents[1] / "notebooks" / "01_data.ipynb", as_version=4)
+    nb = nbformat.read(REPO_ROOT / "notebooks" / "01_data.ipynb", as_version=4)
     sources = [c.source for c in nb.cells if c.cell_type == "code"]
     assert not any(re.search(r"join\(label_names\)", s) for s in sources)
     assert any("markdown_text(n) for n in label_names" in s and "Markdown(" in s for s in sources)
