@@ -18,9 +18,7 @@ partial executed notebook, and a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import fcntl
 import json
 import logging
 import os
@@ -30,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +48,7 @@ from kdutils.study.config import (
 )
 from kdutils.study.files import atomic_path, read_json, sha256_text, write_json
 from kdutils.study.layout import default_output_root
+from kdutils.study.run_lock import RunLocked, run_lock
 from kdutils.study.runs import RunDir, missing, to_run
 from kdutils.study.source import source_digest
 from kdutils.study.specs import ConfigError
@@ -405,56 +404,6 @@ def run_step(step: Step, run: RunDir, profile_arg: str, output_root: Path, overr
     return time.perf_counter() - start
 
 
-class RunLocked(PipelineError):
-    """Another pipeline process holds the run folder's lock; the message names its PID."""
-
-
-LOCK_FILE = "pipeline.lock"
-
-
-@contextlib.contextmanager
-def run_lock(run_root: Path) -> Iterator[Path]:
-    """Hold ``<run_root>/.state/pipeline.lock`` exclusively while the block runs, or refuse at once.
-
-    Two pipelines on one run folder would execute the same notebooks into the same files (each
-    renaming the other's partial notebook away). The lock is ``flock`` on an open file, so the
-    kernel drops it when its process ends however it ends: a killed run leaves no stale lock.
-    The holder writes its PID into the file for the refusal to name. Yields the lock file; raises
-    :class:`RunLocked` naming the holder's PID when another process holds it.
-    """
-    path = RunDir(run_root).state_dir / LOCK_FILE
-    fh = path.open("a+")
-    try:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLocked(f"{run_root} is in use by another pipeline run (PID {_lock_holder(path)}, lock "
-                            f"{path}); wait for it to finish, or give another --output-root") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
-        try:
-            yield path
-        finally:
-            # Emptied before the unlock: a PID left in the file would name a process that has finished.
-            fh.truncate(0)
-            fh.flush()
-            fcntl.flock(fh, fcntl.LOCK_UN)
-    finally:
-        fh.close()
-
-
-def _lock_holder(path: Path, wait: float = 1.0) -> str:
-    """The PID written in a held lock file; the holder writes it just after locking, so wait briefly."""
-    deadline = time.monotonic() + wait
-    while True:
-        pid = path.read_text().strip()
-        if pid or time.monotonic() > deadline:
-            return pid or "unknown"
-        time.sleep(0.02)
-
-
 def resolve_profile_arg(profile: str | Path) -> str:
     """What the notebooks receive as ``profile``: a shipped profile's name as given, any other
     profile as its absolute path (notebooks run with ``notebooks/`` as working directory)."""
@@ -617,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         overrides = json.loads(args.overrides) if args.overrides else None
         run = run_pipeline(args.profile, args.only, args.force, args.output_root, overrides, not args.no_report)
-    except (ConfigError, PipelineError, AssetError) as err:
+    except (ConfigError, PipelineError, AssetError, RunLocked) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except json.JSONDecodeError as err:

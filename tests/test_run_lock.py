@@ -17,6 +17,7 @@ import nbformat
 import pytest
 
 from kdutils import pipeline
+from kdutils.study import run_lock
 from kdutils.study.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def _hold(run_root: Path) -> subprocess.Popen:
     proc = _python(f"""
         import time
         from pathlib import Path
-        from kdutils.pipeline import run_lock
+        from kdutils.study.run_lock import run_lock
         with run_lock(Path({str(run_root)!r})):
             print("locked", flush=True)
             time.sleep(120)
@@ -70,7 +71,7 @@ def test_the_cli_refuses_at_once_naming_the_holder_and_a_killed_holder_leaves_no
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=10)
     # flock dies with its process: no stale lock after a kill -9
-    with pipeline.run_lock(run_root) as lock:
+    with run_lock.run_lock(run_root) as lock:
         assert lock.read_text().strip() == str(os.getpid())
     assert lock.read_text() == ""
 
@@ -84,9 +85,9 @@ def test_the_lock_is_released_when_a_run_ends_or_fails(tmp_path: Path) -> None:
         pipeline.run_pipeline("smoke", output_root=out, notebook_dir=nbs, report=False)
     _notebook(nbs / "01_first.ipynb", "x = 1")
     run = pipeline.run_pipeline("smoke", output_root=out, notebook_dir=nbs, report=False)
-    with pipeline.run_lock(run.root):
-        with pytest.raises(pipeline.RunLocked, match=f"PID {os.getpid()}"):
-            with pipeline.run_lock(run.root):
+    with run_lock.run_lock(run.root):
+        with pytest.raises(run_lock.RunLocked, match=f"PID {os.getpid()}"):
+            with run_lock.run_lock(run.root):
                 pass
 
 
@@ -119,4 +120,4 @@ def test_two_pipeline_processes_on_one_run_folder(tmp_path: Path) -> None:
     nb = nbformat.read(executed, as_version=4)  # valid JSON, the whole executed notebook
     assert "slept" in json.dumps(nb.cells[-1].outputs)
     assert not (run.notebooks / "01_first.partial.ipynb").exists()
-    assert (run.state_dir / pipeline.LOCK_FILE).read_text() == ""
+    assert (run.state_dir / run_lock.LOCK_FILE).read_text() == ""

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdutils.data import corpora, describe
+from kdutils.data import corpora, describe, user_files
 from kdutils.data.assets import WHEELS, AssetError
 from kdutils.data.corpora import (
     DataError,
@@ -427,7 +427,7 @@ def test_user_file_only_empty_cells_are_missing_and_reasons_are_counted(tmp_path
     assert df.attrs["dropped"] == {"text_missing": 2, "text_blank": 1, "label_missing": 4}
     splits = make_splits(df, cfg)
     assert splits.info["missing_dropped"] == 7 and splits.info["dropped"]["label_missing"] == 4
-    assert set(splits.info["dropped"]) == set(corpora.DROP_REASONS)
+    assert set(splits.info["dropped"]) == set(user_files.DROP_REASONS)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
