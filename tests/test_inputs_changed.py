@@ -8,9 +8,9 @@ import hashlib
 import shutil
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
+from step_notebooks import write_step_notebook
 
 from kdutils import manifest, pipeline
 from kdutils.data import corpora
@@ -28,13 +28,6 @@ DATA_STEP = (
 NEXT_STEP = "x = 1"
 
 
-def _notebook(path: Path, body: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = "default"\noverrides = {}\noutput_root = None')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "kdutils", "display_name": "Python (kdutils)", "language": "python"}
-    nbformat.write(nb, path)
 
 
 @pytest.fixture()
@@ -42,8 +35,8 @@ def notebooks(tmp_path: Path) -> Path:
     d = tmp_path / "nbs"
     d.mkdir()
     # Named as the study's steps so that the step table says which profile values each reads.
-    _notebook(d / "01_data.ipynb", DATA_STEP)
-    _notebook(d / "02_teacher.ipynb", NEXT_STEP)
+    write_step_notebook(d / "01_data.ipynb", DATA_STEP)
+    write_step_notebook(d / "02_teacher.ipynb", NEXT_STEP)
     return d
 
 

@@ -1,16 +1,16 @@
 """The library's layout: sub-packages by stage over a small core, imports pointing down only.
 
-Every ``import`` of a kdutils module is read with ``ast``, also those inside functions, so an
-import placed in a function to hide a cycle is seen like any other.
+Every ``import`` of a kdutils module is read with ``ast`` (:mod:`kdutils.study.source`, which the
+cache keys use too), also those inside functions, so an import placed in a function to hide a
+cycle is seen like any other.
 """
 
 from __future__ import annotations
 
-import ast
 from functools import cache
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "kdutils"
+from kdutils.study import source
 
 # The units of the layout, bottom first. A unit imports units of a lower rank and its own modules,
 # never a unit of its rank or above: study/ (the run's spine) imports no stage package, a stage
@@ -30,39 +30,19 @@ RANKS = {
 MAX_LAYERS = 7
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+@cache
+def modules() -> dict[str, Path]:
+    return source.modules()
 
 
 @cache
-def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
 def imports(name: str) -> set[str]:
     """The kdutils modules ``name`` imports anywhere in its source (module level or in functions)."""
-    path = modules()[name]
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            # `from kdutils.study import steps` imports the module kdutils.study.steps.
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules() else base for a in node.names]
-        else:
-            continue
-        out |= {t for t in targets if t in modules() and t != name}
-    return out
+    return source.imports(name)
 
 
 def unit(name: str) -> str:
-    return name.split(".")[1] if name.count(".") else name
+    return source.sub_package(name)
 
 
 def test_every_module_is_in_a_unit_of_the_layout() -> None:

@@ -7,19 +7,10 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-import nbformat
 import pytest
+from step_notebooks import write_step_notebook
 
 from kdutils import pipeline
-
-
-def _notebook(path: Path, body: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = "default"\noverrides = {}\noutput_root = None')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "kdutils", "display_name": "Python (kdutils)", "language": "python"}
-    nbformat.write(nb, path)
 
 
 def _main(tmp_path: Path, notebooks: Path | None, monkeypatch: pytest.MonkeyPatch, output_root: Path) -> int:
@@ -46,7 +37,7 @@ def test_a_full_disk_when_the_manifest_is_written(tmp_path: Path, monkeypatch: p
                                                   capsys: pytest.CaptureFixture) -> None:
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "01_first.ipynb", "x = 1")
+    write_step_notebook(nbs / "01_first.ipynb", "x = 1")
     monkeypatch.setattr(pipeline, "write_manifest", lambda run, *a, **k: _full_disk(run.manifest_path))
     code = _main(tmp_path, nbs, monkeypatch, tmp_path / "out")
     err = capsys.readouterr().err.strip().splitlines()
@@ -58,7 +49,7 @@ def test_a_failing_notebook_stays_the_message_when_the_manifest_fails_too(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "01_first.ipynb", "raise ValueError('the notebook broke')")
+    write_step_notebook(nbs / "01_first.ipynb", "raise ValueError('the notebook broke')")
     monkeypatch.setattr(pipeline, "write_manifest", lambda run, *a, **k: _full_disk(run.manifest_path))
     code = _main(tmp_path, nbs, monkeypatch, tmp_path / "out")
     err = capsys.readouterr().err

@@ -3,9 +3,9 @@
 import json
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
+from step_notebooks import write_step_notebook
 
 from kdutils import pipeline
 from kdutils.manifest import git_state
@@ -17,12 +17,7 @@ from kdutils.study.steps import discover_steps
 
 
 def _notebook(path: Path, body: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = "default"\noverrides = {}\noutput_root = None')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# test"), params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "kdutils", "display_name": "Python (kdutils)", "language": "python"}
-    nbformat.write(nb, path)
+    write_step_notebook(path, body, heading="# test")
 
 
 # The test notebooks record what they saw in probe.json: summary.json only takes the sections of

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from step_notebooks import write_step_notebook
 
 from kdutils import pipeline
 from kdutils.study import run_lock
@@ -23,13 +24,6 @@ from kdutils.study.runs import RunDir
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _notebook(path: Path, body: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('profile = "default"\noverrides = {}\noutput_root = None')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "kdutils", "display_name": "Python (kdutils)", "language": "python"}
-    nbformat.write(nb, path)
 
 
 def _python(code: str, **kw) -> subprocess.Popen:
@@ -79,11 +73,11 @@ def test_the_cli_refuses_at_once_naming_the_holder_and_a_killed_holder_leaves_no
 def test_the_lock_is_released_when_a_run_ends_or_fails(tmp_path: Path) -> None:
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "01_first.ipynb", "raise ValueError('boom')")
+    write_step_notebook(nbs / "01_first.ipynb", "raise ValueError('boom')")
     out = tmp_path / "out"
     with pytest.raises(pipeline.PipelineError, match="boom"):
         pipeline.run_pipeline("smoke", output_root=out, notebook_dir=nbs, report=False)
-    _notebook(nbs / "01_first.ipynb", "x = 1")
+    write_step_notebook(nbs / "01_first.ipynb", "x = 1")
     run = pipeline.run_pipeline("smoke", output_root=out, notebook_dir=nbs, report=False)
     with run_lock.run_lock(run.root):
         with pytest.raises(run_lock.RunLocked, match=f"PID {os.getpid()}"):
@@ -95,7 +89,7 @@ def test_two_pipeline_processes_on_one_run_folder(tmp_path: Path) -> None:
     # The issue's reproduction: the same `--only 01 --force` twice, 0.3 s apart, on one output root.
     nbs = tmp_path / "nbs"
     nbs.mkdir()
-    _notebook(nbs / "01_first.ipynb", "import time\ntime.sleep(2)\nprint('slept')")
+    write_step_notebook(nbs / "01_first.ipynb", "import time\ntime.sleep(2)\nprint('slept')")
     out = tmp_path / "out"
     code = f"""
         import sys
