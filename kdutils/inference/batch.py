@@ -66,6 +66,7 @@ from kdutils.inference.batch_io import (
     write_part,
 )
 from kdutils.inference.predictors import ModelNotFound, find_entry
+from kdutils.machine import Precision
 from kdutils.study.files import read_json, write_json
 
 DEFAULT_MODEL = "student_distilled@onnx"
@@ -118,6 +119,7 @@ class _Job:
     chunk_rows: int
     batch_size: int
     sort: bool
+    teacher_precision: str = "fp32"
 
 
 # --------------------------------------------------------------------------- the job
@@ -129,7 +131,7 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
                  resume: bool = False, overwrite: bool = False, batch_size: int = BATCH_SIZE,
                  workers: int | None = None, sort: bool = True, chunk_rows: int = CHUNK_ROWS,
                  pool: Literal["process", "thread"] = "process", progress: IO[str] | None = None,
-                 quiet: bool = False) -> PredictResult:
+                 quiet: bool = False, teacher_precision: Precision = "fp32") -> PredictResult:
     """Predict every row of ``input`` with one model of the run ``run`` and write ``output``.
 
     ``input``: a CSV, Parquet or JSONL file, a folder or a glob (:func:`list_inputs`);
@@ -140,6 +142,8 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
     ``batch_size``: texts per model call; ``sort``: sort a chunk's texts by length first;
     ``chunk_rows``: rows per chunk (streaming, parts, resume). ``progress``: the stream of the
     progress bar (None: the console, or one updatable output in a notebook); ``quiet``: no bar.
+    ``teacher_precision``: the numeric mode of an eager teacher (resolved: ``fp32`` or ``bf16``
+    autocast, :func:`kdutils.machine.resolve_precision`); other models ignore it.
 
     Returns a :class:`PredictResult`. Raises :class:`PredictInputError` (one-line message) for a
     missing column, an unreadable or unmatched input, an unknown model (naming the available
@@ -193,7 +197,7 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
 
     job = _Job([[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files], model,
                f"{entry.weights.stat().st_size}:{entry.weights.stat().st_mtime_ns}", text_column, id_column,
-               chunk_rows, batch_size, sort)
+               chunk_rows, batch_size, sort, teacher_precision if entry.kind == "teacher" and entry.runtime == "torch" else "fp32")
     job_file = work / "job.json"
     if work.exists() and job_file.exists():
         if read_json(job_file) != json.loads(json.dumps(asdict(job))):
@@ -227,9 +231,10 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
 
     try:
         if engine == "local":
-            run_local(entry, todo(), write, workers, threads, batch_size, sort, pool)
+            run_local(entry, todo(), write, workers, threads, batch_size, sort, pool, teacher_precision)
         else:
-            run_ray(entry, todo(), write, work, workers, threads, batch_size, sort, chunk_rows, address)
+            run_ray(entry, todo(), write, work, workers, threads, batch_size, sort, chunk_rows, address,
+                    teacher_precision)
     except BaseException:
         if not done_parts(work):
             shutil.rmtree(work, ignore_errors=True)  # nothing to resume: leave no folder in the way

@@ -31,6 +31,7 @@ from kdutils.inference import ray_cluster
 from kdutils.inference.batch_io import ROW, PredictInputError, output_schema
 from kdutils.inference.predictors import EmptyTextError, ModelEntry, Predictor, make_predictor
 from kdutils.inference.ray_cluster import ACTOR_CPUS, INSTALL_HINT, RayMissing, ray_session
+from kdutils.machine import Precision
 from kdutils.metrics import softmax
 from kdutils.progress import bar
 
@@ -97,13 +98,13 @@ def _limit_threads(threads: int) -> None:
         os.environ[var] = str(threads)
 
 
-def _worker_init(entry: ModelEntry, threads: int) -> None:
+def _worker_init(entry: ModelEntry, threads: int, teacher_precision: Precision = "fp32") -> None:
     _limit_threads(threads)
     if entry.runtime == "torch":
         import torch
 
         torch.set_num_threads(threads)
-    _WORKER["predictor"] = make_predictor(entry, threads)
+    _WORKER["predictor"] = make_predictor(entry, threads, teacher_precision)
     # Wall-clock time the model became ready (time.time: comparable across this machine's
     # processes): the job's start-up ends at the first worker's.
     _WORKER["ready"] = time.time()
@@ -142,12 +143,13 @@ class Progress:
 
 
 def run_local(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Callable[[int, pa.Table, float], None],
-              workers: int, threads: int, batch_size: int, sort: bool, pool: str) -> None:
+              workers: int, threads: int, batch_size: int, sort: bool, pool: str,
+              teacher_precision: Precision = "fp32") -> None:
     """The local engine: ``write(k, table, ready)`` for every chunk, predicted in this process
     (``workers=1``) or by ``workers`` spawned processes (``pool="process"``) or threads, each model on
-    ``threads`` threads."""
+    ``threads`` threads (an eager teacher in ``teacher_precision``)."""
     if workers == 1:
-        _worker_init(entry, threads)
+        _worker_init(entry, threads, teacher_precision)
         for k, chunk in chunks:
             write(k, *_worker_predict(chunk, batch_size, sort))
         return
@@ -157,12 +159,12 @@ def run_local(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: 
     if pool == "thread":
         # One predictor shared by the threads (predictors are thread-safe); the GIL is released
         # inside onnxruntime and torch, not while tokenizing.
-        _worker_init(entry, threads)
+        _worker_init(entry, threads, teacher_precision)
         executor: cf.Executor = cf.ThreadPoolExecutor(workers)
     else:
         # spawn, not fork: this process already runs pyarrow's reader threads.
         executor = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                          initializer=_worker_init, initargs=(entry, threads))
+                                          initializer=_worker_init, initargs=(entry, threads, teacher_precision))
     pending: dict[cf.Future, int] = {}
     try:
         with executor:
@@ -184,8 +186,9 @@ def run_local(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: 
 class _RayChunkPredictor:
     """A Ray Data actor: the model is loaded once per actor (ONNX sessions cannot be pickled)."""
 
-    def __init__(self, entry: ModelEntry, threads: int, batch_size: int, sort: bool, chunk_rows: int) -> None:
-        _worker_init(entry, threads)
+    def __init__(self, entry: ModelEntry, threads: int, batch_size: int, sort: bool, chunk_rows: int,
+                 teacher_precision: Precision = "fp32") -> None:
+        _worker_init(entry, threads, teacher_precision)
         self.batch_size, self.sort, self.chunk_rows = batch_size, sort, chunk_rows
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -210,7 +213,7 @@ def import_ray() -> Any:
 
 def run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Callable[[int, pa.Table, float], None],
             work: Path, workers: int, threads: int, batch_size: int, sort: bool, chunk_rows: int,
-            address: str | None) -> None:
+            address: str | None, teacher_precision: Precision = "fp32") -> None:
     """The Ray engine: the chunks staged as Parquet under ``work``, predicted by ``workers`` Ray Data
     actors, ``write(k, table, ready)`` called on the driver once a chunk's rows are all back.
     Starts (and shuts down) a local Ray unless Ray is running or ``address`` names a cluster
@@ -230,14 +233,15 @@ def run_ray(entry: ModelEntry, chunks: Iterator[tuple[int, pa.Table]], write: Ca
         return
     try:
         with ray_session(address) as ray:
-            _predict_staged(ray, entry, stage, sizes, write, workers, threads, batch_size, sort, chunk_rows)
+            _predict_staged(ray, entry, stage, sizes, write, workers, threads, batch_size, sort, chunk_rows,
+                            teacher_precision)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
 
 
 def _predict_staged(ray: Any, entry: ModelEntry, stage: Path, sizes: dict[int, int],
                     write: Callable[[int, pa.Table, float], None], workers: int, threads: int, batch_size: int,
-                    sort: bool, chunk_rows: int) -> None:
+                    sort: bool, chunk_rows: int, teacher_precision: Precision = "fp32") -> None:
     """Predict the chunks staged in ``stage`` on a Ray Data actor pool of ``workers`` actors and
     ``write`` each chunk's part on the driver (``sizes``: rows per chunk number)."""
     # One block per staged chunk: left to itself Ray Data merged the small files into one read
@@ -249,7 +253,7 @@ def _predict_staged(ray: Any, entry: ModelEntry, stage: Path, sizes: dict[int, i
         _RayChunkPredictor, batch_size=None, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=ACTOR_CPUS,
         fn_constructor_kwargs={"entry": entry, "threads": threads, "batch_size": batch_size,
-                               "sort": sort, "chunk_rows": chunk_rows})
+                               "sort": sort, "chunk_rows": chunk_rows, "teacher_precision": teacher_precision})
     # Results arrive in any order (preserve_order is off): gather each chunk's rows by row
     # number and write its part once all of them are in.
     gathered: dict[int, list[pa.Table]] = {}

@@ -324,6 +324,23 @@ def _serving_context(summary: Summary) -> dict[str, Any] | None:
     return out
 
 
+def _batch_context(summary: Summary) -> dict[str, Any] | None:
+    """What the paper says about batch scoring (notebook 06); ``None`` for a run without it."""
+    section = summary.batch_scoring
+    if section is None:
+        return None
+    runs = {r.name: r for r in section.runs}
+    two = min(2, section.cores)
+    peers = [r for r in section.runs if r.engine == "transformers-pipeline"]
+    return {
+        "section": section, "student": runs[f"student_onnx_local_{two}"], "int8": runs.get(f"student_int8_local_{two}"),
+        "teacher": runs[f"teacher_local_{two}"], "teacher_onnx": runs.get(f"teacher_onnx_local_{two}"),
+        "ray": runs["student_onnx_ray_2"], "peer": max(peers, key=lambda r: r.sentences_per_s),
+        "floor_share": (runs[f"student_onnx_local_{two}"].gflops_per_core or 0.0) / section.matmul_1core_gflops,
+        "precision": PRECISION_LABELS.get(section.teacher_precision, section.teacher_precision),
+    }
+
+
 def _deployment_part(summary: Summary, params: dict[str, Any]) -> dict[str, Any]:
     return {
         "inference": summary.inference,
@@ -333,6 +350,7 @@ def _deployment_part(summary: Summary, params: dict[str, Any]) -> dict[str, Any]
         "bench_machine": summary.inference.machine if summary.inference else None,
         "deploy_params": params.get("deploy") or {},
         "balancer_gain": BALANCER_GAIN,
+        "batch": _batch_context(summary),
     }
 
 

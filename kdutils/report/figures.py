@@ -24,7 +24,7 @@ class FigureSpec:
 
 
 # Sections of the paper that hold figures, in the order the paper shows them.
-PAPER_SECTIONS = ("data", "teachers", "students", "ablation", "deployment")
+PAPER_SECTIONS = ("data", "teachers", "students", "ablation", "deployment", "batch")
 
 # In section order: a figure's number is its place among the figures the run produced.
 PAPER_FIGURES: tuple[FigureSpec, ...] = (
@@ -67,6 +67,11 @@ PAPER_FIGURES: tuple[FigureSpec, ...] = (
     FigureSpec("serving_load", "05_deployment", "deployment",
                "Throughput and p95 latency against concurrency, per model, for one replica and for replicas "
                "behind nginx."),
+    # Its own section: the paper shows it only for runs with notebook 06 (older runs say nothing of it).
+    FigureSpec("batch_scoring", "06_batch_scoring", "batch",
+               "Batch scoring file to file: sentences per second per core of each model, engine and worker "
+               "count, and of the transformers pipeline on the same teacher (log scale); the dashed line is the "
+               "distilled student's FLOP floor at this machine's single-core fp32 matmul rate."),
 )
 
 FIGURE_SECTIONS: dict[str, tuple[str, ...]] = {

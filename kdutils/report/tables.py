@@ -11,6 +11,7 @@ import pandas as pd
 
 from kdutils import plots
 from kdutils.report import anchors
+from kdutils.report.batch_plots import run_label
 from kdutils.report.formatting import (
     RUNTIME_LABELS,
     counted,
@@ -287,6 +288,26 @@ def inference_table(summary: Summary) -> Table | None:
                   "agreement of each runtime's predictions with eager PyTorch.", cells)
 
 
+def batch_table(summary: Summary) -> Table | None:
+    """Batch scoring file to file per configuration (notebook 06); ``None`` for a run without it."""
+    section = summary.batch_scoring
+    if section is None:
+        return None
+    cells = [{
+        "Configuration": run_label(r.model_dump()),
+        "Sentences": num(r.sentences),
+        "Cores": str(r.cores),
+        "Sent./s": num(r.sentences_per_s),
+        "Per core": num(r.per_core_per_s),
+        "Steady sent./s": num(r.steady_sentences_per_s) if r.steady_sentences_per_s is not None else "",
+        "Start-up (s)": f"{r.startup_s:.1f}" if r.startup_s is not None else "",
+        "GFLOP/s per core": f"{r.gflops_per_core:.1f}" if r.gflops_per_core is not None else "",
+    } for r in section.runs]
+    return _table("batch_scoring", f"Batch scoring file to file on {section.cpu}: {section.corpus_sentences:,} sentences "
+                  f"for the students, the first {section.teacher_sentences:,} for the teacher and the transformers "
+                  "pipeline; medians over interleaved rounds, start-up included except in the steady rate.", cells)
+
+
 def serving_table(summary: Summary) -> Table | None:
     """Closed-loop load runs over HTTP per setup, model and concurrency (notebook 05)."""
     rows = serving_rows(summary)
@@ -483,8 +504,10 @@ def targets_table(summary: Summary, profile: str) -> Table | None:
              for section, row in rows]
     if not cells:
         return None
+    # 06 only when the run has its targets: an older run's caption stays as it was published.
+    notebooks = "04: distillation, 05: deployment" + (", 06: batch scoring" if summary.targets.batch_scoring else "")
     return _table(targets_table_name(profile), f"The targets of profile {profile}, as its notebooks checked them "
-                  "(04: distillation, 05: deployment), with the measured figures.", cells)
+                  f"({notebooks}), with the measured figures.", cells)
 
 
 def build_tables(summary: Summary, manifest: dict[str, Any] | None = None,
@@ -504,6 +527,7 @@ def build_tables(summary: Summary, manifest: dict[str, Any] | None = None,
         "inference": inference_table(summary),
         "serving": serving_table(summary),
         **serving_side_tables(summary),
+        "batch_scoring": batch_table(summary),
         **(comparison or {}),
         "published": published_table(summary, manifest),
         "published_small": small_transformers_table(),

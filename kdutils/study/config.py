@@ -302,6 +302,35 @@ class DeployConfig(_Section):
         return v
 
 
+class BatchConfig(_Section):
+    """Notebook 06, batch scoring file to file: the corpus and how much of it each model scores."""
+
+    # Sentences cut from the IMDB train reviews (never a test split): the student scores them all.
+    corpus_sentences: Int = Field(50_000, ge=100)
+    # The teacher (eager, ONNX and the transformers pipeline peer) scores only the first ones:
+    # it is two orders of magnitude slower than the student.
+    teacher_sentences: Int = Field(2_000, ge=10)
+    # Interleaved rounds of every configuration; the tables give the median over rounds.
+    rounds: Int = Field(2, ge=1)
+    # Batch sizes of the transformers pipeline peer (its documented `batch_size` argument; the
+    # docs advise no batching on CPU, and show 8): the best one is the peer's figure.
+    peer_batch_sizes: tuple[Int, ...] = (1, 8)
+
+    @field_validator("peer_batch_sizes")
+    @classmethod
+    def _peer_batches(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(b < 1 for b in v) or len(set(v)) != len(v):
+            raise ValueError(f"peer_batch_sizes must be distinct positive integers, got {list(v)}")
+        return v
+
+    @model_validator(mode="after")
+    def _teacher_subset(self) -> BatchConfig:
+        if self.teacher_sentences > self.corpus_sentences:
+            raise ValueError(f"teacher_sentences ({self.teacher_sentences}) is a subset of the corpus and cannot "
+                             f"exceed corpus_sentences ({self.corpus_sentences})")
+        return self
+
+
 class Profile(_Section):
     name: str
     description: str = ""
@@ -311,6 +340,7 @@ class Profile(_Section):
     student: StudentConfig = StudentConfig()
     distill: DistillConfig = DistillConfig()
     deploy: DeployConfig = DeployConfig()
+    batch: BatchConfig = BatchConfig()
 
     @field_validator("seeds")
     @classmethod

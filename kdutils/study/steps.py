@@ -1,6 +1,6 @@
 """The study's pipeline steps in one table: what each notebook reads, needs and writes.
 
-For every notebook (``01_data`` ... ``05_deployment``), :data:`STEPS` holds
+For every notebook (``01_data`` ... ``06_batch_scoring``), :data:`STEPS` holds
 
 * ``reads``: the profile values the notebook reads, whole sections (``deploy``) or single keys
   (``teacher.max_length``): what its cache key covers besides its upstream's key;
@@ -135,6 +135,18 @@ STEPS: tuple[StepSpec, ...] = (
                *_model_files("student_distilled", "*", (META_FILE,))),
         writes=tuple(_rel(_LAYOUT.onnx_dir("{model}") / f) for f in ONNX_FILES.values()),
         summary=("inference", "serving", "targets.deployment"),
+    ),
+    StepSpec(
+        "06_batch_scoring",
+        # The corpus comes from the data set's unlabelled texts; the teacher's numeric mode for its
+        # eager run.
+        reads=("batch", "data.dataset", "teacher.precision"),
+        # The distilled student's ONNX exports (fp32 and int8) and the teacher, eager and ONNX.
+        needs=(_DATA_META, *_model_files(TEACHER), *_model_files("student_distilled", "*", (META_FILE,)),
+               _rel(_LAYOUT.onnx_dir("student_distilled") / ONNX_FILES["onnx"]),
+               _rel(_LAYOUT.onnx_dir("student_distilled") / ONNX_FILES["onnx-int8"]),
+               _rel(_LAYOUT.onnx_dir(TEACHER) / ONNX_FILES["onnx"])),
+        summary=("batch_scoring", "targets.batch_scoring"),
     ),
 )
 

@@ -1097,7 +1097,68 @@ class ServingSection(_Section):
         return out
 
 
-# --------------------------------------------------------------------------- targets (04, 05)
+# --------------------------------------------------------------------------- batch scoring (06)
+
+
+class BatchRun(_Section):
+    """One configuration of batch scoring, file to file: the median over the interleaved rounds."""
+
+    name: Str = Field(description="The configuration: model, engine and workers (student_onnx_local_2, ...).")
+    model: Str = Field(description="The served model name (student_distilled@onnx, teacher, ...) or the peer.")
+    engine: Str = Field(description="local, ray, or transformers-pipeline (the peer).")
+    workers: Positive = Field(description="Worker processes or Ray actors (1 for the peer).")
+    cores: Positive = Field(description="Cores the configuration ran on (workers x threads; the peer's threads).")
+    batch_size: Positive = Field(description="Texts per model call.")
+    sentences: Positive = Field(description="Sentences scored, file to file.")
+    seconds: NonNegative = Field(description="Wall time of the whole job (start-up included), s.")
+    sentences_per_s: NonNegative = Field(description="Sentences per second, whole job.")
+    steady_sentences_per_s: NonNegative | None = Field(
+        None, description="Sentences per second once the first worker was ready (start-up excluded)."
+    )
+    startup_s: NonNegative | None = Field(None, description="The job's start-up: workers or actors and model loads, s.")
+    ray_init_s: NonNegative | None = Field(None, description="ray.init before the job (Ray rows), s.")
+    per_core_per_s: NonNegative = Field(description="sentences_per_s / cores.")
+    gflops_per_core: NonNegative | None = Field(
+        None, description="Achieved GFLOP/s per core (students: analytic FLOPs at the corpus's mean length)."
+    )
+    rounds: Positive = Field(description="Rounds the median is over.")
+
+
+class BatchScoringSection(_Section):
+    """``batch_scoring``: batch prediction file to file on a fixed corpus (notebook 06)."""
+
+    corpus: Str = Field(description="Where the sentences come from, in words.")
+    corpus_sentences: Positive = Field(description="Sentences the students score.")
+    teacher_sentences: Positive = Field(description="The first sentences, scored by the teacher and its peer.")
+    mean_student_tokens: NonNegative = Field(description="Mean student tokens per corpus sentence.")
+    flops_per_sentence: NonNegative = Field(description="The student's analytic FLOPs per sentence of mean length.")
+    matmul_1core_gflops: NonNegative = Field(description="This machine's single-thread fp32 matmul rate, GFLOP/s.")
+    floor_per_core_per_s: NonNegative = Field(
+        description="The student's FLOP floor: matmul_1core_gflops / flops_per_sentence, sentences/s per core."
+    )
+    teacher_precision: Str = Field(description="The eager teacher's numeric mode (fp32 or bf16).")
+    runs: list[BatchRun] = Field(description="Every configuration measured.")
+    student_teacher_ratio: NonNegative = Field(
+        description="The ONNX student's sentences/s per core over the eager teacher's (local engine)."
+    )
+    ours_over_peer: NonNegative = Field(
+        description="Our command running the eager teacher over the transformers pipeline peer (best batch), "
+        "whole jobs, same cores."
+    )
+    ray_over_local: NonNegative = Field(description="Ray 2 actors over local 2 workers, steady (start-up excluded).")
+    engines_identical: Bool = Field(description="Local and Ray predictions identical, matched by id.")
+    compared_rows: Count = Field(description="Rows compared between the engines.")
+    peer_agreement: Fraction | None = Field(
+        None, description="Share of the teacher subset where the peer and our command predict the same label."
+    )
+    cpu: Str = Field(description="The CPU.")
+    cores: Positive = Field(description="Cores of this machine.")
+    other_processes_cpu_share: Fraction | None = Field(
+        None, description="Share of the cores other processes used during the measurements."
+    )
+
+
+# --------------------------------------------------------------------------- targets (04, 05, 06)
 
 
 class TargetRow(_Section):
@@ -1120,6 +1181,9 @@ class TargetsSection(_Section):
     )
     deployment: list[TargetRow] | None = Field(
         None, description="The deployment targets (05: latency ratios, int8, HTTP, serving, errors)."
+    )
+    batch_scoring: list[TargetRow] | None = Field(
+        None, description="The batch-scoring targets (06: FLOP floor, the peer, Ray, identical engines)."
     )
 
     def rows(self) -> list[tuple[str, TargetRow]]:
@@ -1144,6 +1208,9 @@ class Summary(_Section):
         None, description="In-process latency and throughput (notebook 05)."
     )
     serving: ServingSection | None = Field(None, description="HTTP load tests (notebook 05).")
+    batch_scoring: BatchScoringSection | None = Field(
+        None, description="Batch scoring file to file: students, teacher, the peer, engines (notebook 06)."
+    )
     targets: TargetsSection | None = Field(
         None, description="Targets met or missed, with the measured figures (notebooks 04, 05)."
     )
