@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 SMOKE = Path(__file__).parent / "fixtures" / "smoke_summary.json"
-NOTEBOOKS = ("01_data", "02_teacher", "03_student", "04_distillation", "05_deployment")
+NOTEBOOKS = ("01_data", "02_teacher", "03_student", "04_distillation", "05_deployment", "06_batch_scoring")
 
 
 @cache

@@ -156,11 +156,14 @@ def test_cache_key_follows_what_each_notebook_reads() -> None:
     # issue 13.6's instance: notebook 01 reports the share of texts the teacher truncates.
     longer = keys(load_profile("smoke", {"teacher": {"max_length": 96}}))
     assert all(longer[n] != before[n] for n in before)
-    # deploy is read by 05 only; distill by 04 and (through 04) 05.
+    # deploy is read by 05 (and reaches 06 through 05); distill by 04 and, through 04, 05 and 06;
+    # batch by 06 only.
     deploy = keys(load_profile("smoke", {"deploy": {"replicas": 3}}))
-    assert [n for n in before if deploy[n] != before[n]] == ["05"]
+    assert [n for n in before if deploy[n] != before[n]] == ["05", "06"]
     distill = keys(load_profile("smoke", {"distill": {"epochs": 3}}))
-    assert [n for n in before if distill[n] != before[n]] == ["04", "05"]
+    assert [n for n in before if distill[n] != before[n]] == ["04", "05", "06"]
+    batch = keys(load_profile("smoke", {"batch": {"rounds": 2}}))
+    assert [n for n in before if batch[n] != before[n]] == ["06"]
     # A change to the library re-runs every notebook.
     assert all(v != before[n] for n, v in keys(base, "other-lib").items())
 

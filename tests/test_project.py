@@ -38,7 +38,7 @@ def test_environment_yml_matches_pyproject_pins() -> None:
 def test_notebooks_are_numbered_stripped_and_parameterised() -> None:
     notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
     names = [p.stem for p in notebooks]
-    for prefix in ("01_data", "02_teacher", "03_student", "04_distillation", "05_deployment"):
+    for prefix in ("01_data", "02_teacher", "03_student", "04_distillation", "05_deployment", "06_batch_scoring"):
         assert prefix in names, f"missing notebooks/{prefix}.ipynb"
     for path in notebooks:
         nb = json.loads(path.read_text())

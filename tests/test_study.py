@@ -15,6 +15,7 @@ from smoke_study import BackgroundStudy, tree_digest
 
 from kdutils import pipeline
 from kdutils.machine import resolve_precision
+from kdutils.study.config import load_profile
 from kdutils.study.files import REPO_ROOT, read_json
 from kdutils.study.steps import discover_steps
 
@@ -39,7 +40,7 @@ def smoke_run(smoke_study: BackgroundStudy) -> tuple[Path, str, str]:
 def test_every_notebook_ran_and_exported(smoke_run: tuple[Path, str, str]) -> None:
     run, _, _ = smoke_run
     steps = discover_steps()
-    assert [s.number for s in steps] == ["01", "02", "03", "04", "05"]
+    assert [s.number for s in steps] == ["01", "02", "03", "04", "05", "06"]
     manifest = read_json(run / "manifest.json")
     for step in steps:
         assert (run / "notebooks" / f"{step.name}.ipynb").exists()
@@ -74,6 +75,35 @@ def test_summary_has_every_contract_key(smoke_run: tuple[Path, str, str]) -> Non
     assert s["models"]["teacher"]["precision"] == s["models"]["teacher_L2"]["precision"] == mode
     assert s["distillation"]["teacher_scoring"]["precision"] == mode
     assert s["inference"]["teacher"]["torch"]["precision"] == mode
+    assert s["batch_scoring"]["teacher_precision"] == mode
+
+
+def test_batch_scoring_section_and_its_targets(smoke_run: tuple[Path, str, str]) -> None:
+    run, _, _ = smoke_run
+    s = read_json(run / "summary.json")
+    b = s["batch_scoring"]
+    profile = load_profile("smoke")
+    # The profile's corpus, the teacher on its subset, every configuration of notebook 06.
+    assert b["corpus_sentences"] == profile.batch.corpus_sentences
+    runs = {r["name"]: r for r in b["runs"]}
+    assert set(runs) == {"student_onnx_local_1", "student_onnx_local_2", "student_onnx_ray_2",
+                         "student_int8_local_2", "teacher_local_2", "teacher_onnx_local_2",
+                         *(f"peer_b{n}" for n in profile.batch.peer_batch_sizes)}
+    for name, r in runs.items():
+        expected = profile.batch.teacher_sentences if name.startswith(("teacher", "peer")) else b["corpus_sentences"]
+        assert r["sentences"] == expected, name
+        assert r["per_core_per_s"] == pytest.approx(r["sentences_per_s"] / r["cores"])
+    assert runs["student_onnx_ray_2"]["ray_init_s"] is not None and runs["student_onnx_local_2"]["ray_init_s"] is None
+    # FLOPs from the model (not a constant), and the GFLOP/s follow from them.
+    assert 1e6 < b["flops_per_sentence"] < 1e8
+    student = runs["student_onnx_local_2"]
+    assert student["gflops_per_core"] == pytest.approx(student["per_core_per_s"] * b["flops_per_sentence"] / 1e9)
+    assert b["engines_identical"] is True and b["compared_rows"] == b["corpus_sentences"]
+    targets = s["targets"]["batch_scoring"]
+    assert len(targets) == 4 and all(isinstance(t["met"], bool) for t in targets)
+    assert targets[3]["met"] is True  # identical engines
+    paper = (run / "paper" / "paper.md").read_text()
+    assert "#### Batch scoring, file to file" in paper and "figures/batch_scoring.png" in paper
 
 
 def test_reports_and_paper_render_without_touching_published_paper(smoke_run: tuple[Path, str, str]) -> None:

@@ -41,7 +41,8 @@ from kdutils.report.rendering import (
 from kdutils.report.results import guard_intervals
 from kdutils.report.tables import build_tables, write_tables
 from kdutils.study.runs import RunDir
-from kdutils.study.steps import discover_steps
+from kdutils.study.steps import STEPS, discover_steps
+from kdutils.study.summary import Summary
 
 # What the paper rendered from every run puts at the top of paper/.
 PAPER_ENTRIES = (PAPER_FIGURES_DIR, PAPER_TABLES_DIR, PAPER_MD, PAPER_HTML)
@@ -100,6 +101,25 @@ def publish_problems(manifest: dict[str, Any], notebooks: list[str] | None = Non
         if nb_git.get("dirty"):
             problems.append(f"notebook {name} ran with uncommitted changes{_files(nb_git)}")
     return problems
+
+
+def recorded_steps(summary: Summary) -> list[str]:
+    """The steps a published run is held to: every step up to the last one whose ``summary.json``
+    entries the run holds (:data:`kdutils.study.steps.STEPS`). A run published before a later step
+    existed (``paper/runs/*`` made before notebook 06) keeps passing :func:`check`; a newer run that
+    holds that step's section must show it ran."""
+    dumped = summary.dump()
+
+    def holds(key: str) -> bool:
+        node: Any = dumped
+        for part in key.split("."):
+            if not isinstance(node, dict) or node.get(part) is None:
+                return False
+            node = node[part]
+        return True
+
+    last = max((i for i, spec in enumerate(STEPS) if any(holds(k) for k in spec.summary)), default=len(STEPS) - 1)
+    return [spec.name for spec in STEPS[:last + 1]]
 
 
 def _write_run(run: RunFiles, target: Path) -> None:
@@ -188,7 +208,7 @@ def check(published: str | Path = PAPER_DIR, engine: str | None = None) -> tuple
 
     Every ``runs/<profile>/summary.json`` is validated (:class:`~kdutils.study.summary.SummaryError`
     names the run and the field), each run's manifest must still allow publishing
-    (:func:`publish_problems`), and ``paper.md``, the paper's tables and each run's own tables are
+    (:func:`publish_problems` for the steps it records, :func:`recorded_steps`), and ``paper.md``, the paper's tables and each run's own tables are
     rendered afresh and compared; ``paper.html`` too when this machine has the HTML engine that
     wrote it (otherwise a note says so). No differences: the committed text and tables are
     exactly what the committed summaries give. :class:`ReportError` for a folder with no
@@ -210,7 +230,8 @@ def check(published: str | Path = PAPER_DIR, engine: str | None = None) -> tuple
         notes.append(f"paper.html not compared: it was written by {recorded or 'an unknown engine'}, "
                      f"this machine renders with {engine_label(choose_engine(engine))}")
     diffs = [f"{RunDir(Path('runs') / profile).manifest_path.as_posix()}: {problem}"
-             for profile, run in runs.items() for problem in publish_problems(run.manifest)]
+             for profile, run in runs.items()
+             for problem in publish_problems(run.manifest, recorded_steps(run.summary))]
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
         render_paper(runs, fresh, engine)

@@ -138,9 +138,8 @@ STEPS: tuple[StepSpec, ...] = (
     ),
     StepSpec(
         "06_batch_scoring",
-        # The corpus comes from the data set's unlabelled texts; the teacher's numeric mode for its
-        # eager run.
-        reads=("batch", "data.dataset", "teacher.precision"),
+        # The teacher's numeric mode for its eager run. (The corpus is always the IMDB train reviews.)
+        reads=("batch", "teacher.precision"),
         # The distilled student's ONNX exports (fp32 and int8) and the teacher, eager and ONNX.
         needs=(_DATA_META, *_model_files(TEACHER), *_model_files("student_distilled", "*", (META_FILE,)),
                _rel(_LAYOUT.onnx_dir("student_distilled") / ONNX_FILES["onnx"]),
