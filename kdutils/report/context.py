@@ -337,7 +337,6 @@ def _batch_context(summary: Summary) -> dict[str, Any] | None:
         "teacher": runs[f"teacher_local_{two}"], "teacher_onnx": runs.get(f"teacher_onnx_local_{two}"),
         "ray": runs["student_onnx_ray_2"], "peer": max(peers, key=lambda r: r.sentences_per_s),
         "floor_share": (runs[f"student_onnx_local_{two}"].gflops_per_core or 0.0) / section.matmul_1core_gflops,
-        "precision": PRECISION_LABELS.get(section.teacher_precision, section.teacher_precision),
     }
 
 
