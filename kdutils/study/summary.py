@@ -1174,7 +1174,7 @@ class TargetRow(_Section):
 
 
 class TargetsSection(_Section):
-    """``targets``: every target checked, as notebook 04 and notebook 05 report them."""
+    """``targets``: every target checked, as notebooks 04, 05 and 06 report them."""
 
     distillation: list[TargetRow] | None = Field(
         None, description="The distillation targets (04: gain, its interval and p, size, gap closed)."
@@ -1212,7 +1212,7 @@ class Summary(_Section):
         None, description="Batch scoring file to file: students, teacher, the peer, engines (notebook 06)."
     )
     targets: TargetsSection | None = Field(
-        None, description="Targets met or missed, with the measured figures (notebooks 04, 05)."
+        None, description="Targets met or missed, with the measured figures (notebooks 04, 05, 06)."
     )
 
     @classmethod
