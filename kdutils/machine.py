@@ -142,11 +142,18 @@ def resolve_precision(requested: str = "auto", device: str | None = None) -> Pre
         return PrecisionChoice("fp32", requested, device, f"{device}: the Trainer's default (fp32)")
     if native_bf16():
         flags = ", ".join(f for f in BF16_FLAGS if f in cpu_flags())
-        return PrecisionChoice("bf16", requested, device, f"CPU has native bf16 ({flags})")
+        injected = f"; flags injected by {CPU_FLAGS_ENV}" if injected_flags() is not None else ""
+        return PrecisionChoice("bf16", requested, device, f"CPU has native bf16 ({flags}{injected})")
     reason = "CPU lacks native bf16 (no avx512_bf16 or amx_bf16 flag); emulated bf16 is slower than fp32"
     if requested == "bf16":
-        log.warning("bf16 requested but %s; running in fp32", reason)
+        _warn_once(f"bf16 requested but {reason}; running in fp32")
     return PrecisionChoice("fp32", requested, device, reason)
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    # The mode is resolved by every step, scorer and manifest write: the fallback is said once.
+    log.warning(message)
 
 
 def quiet_transformers() -> None:

@@ -36,6 +36,7 @@ import nbformat
 
 from kdutils.data.assets import AssetError
 from kdutils.data.corpora import source_hashes, validate_source
+from kdutils.machine import resolve_precision
 from kdutils.manifest import git_state, write_manifest
 from kdutils.report import render_run, write_index
 from kdutils.study import steps
@@ -117,7 +118,8 @@ def step_key(step: Step, cfg: Profile, upstream_key: str, library: str | None = 
              inputs: dict[str, str] | None = None) -> str:
     """Cache key: the notebook's source, the parameters it reads, the kdutils source and its upstream's key;
     for a notebook that reads the ``data`` section, also the sha256 of each of its source files
-    (``inputs``, :func:`kdutils.data.corpora.source_hashes`; computed here when not given).
+    (``inputs``, :func:`kdutils.data.corpora.source_hashes`; computed here when not given); for one
+    that reads the teacher's precision, the numeric mode it resolves to on this machine.
 
     A data file's path is a parameter but its content is not: without its hash a file rewritten
     in place would leave the data notebook "unchanged". The long teacher fine-tuning and scoring
@@ -129,6 +131,10 @@ def step_key(step: Step, cfg: Profile, upstream_key: str, library: str | None = 
     parts = [step.path.read_text(), params, library or library_digest(), upstream_key]
     if any(name == "data" or name.startswith("data.") for name in parameters):
         parts.append(json.dumps(source_hashes(cfg.data) if inputs is None else inputs, sort_keys=True))
+    if any(name in ("teacher", "teacher.precision") for name in parameters):
+        # `precision: auto` is a request: the mode it becomes depends on the machine, and the
+        # teacher's numbers on the mode, so a folder reused on another CPU class runs again.
+        parts.append(f"teacher mode {resolve_precision(cfg.teacher.precision).mode}")
     return sha256_text(*parts)
 
 

@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     except PredictInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ConnectionError as err:  # ray.init: no cluster at --address
+        print(f"error: --address {args.address}: no Ray cluster answered ({err})", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as err:  # an output folder that cannot be written, a disk that is full
+        print(f"error: {err.filename or args.output}: {err.strerror or err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: rerun the same command with --resume to continue", file=sys.stderr)
         return 130

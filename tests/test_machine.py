@@ -58,11 +58,34 @@ def test_forcing_fp32_on_a_bf16_machine_gives_the_fp32_path(monkeypatch: pytest.
 def test_bf16_without_support_falls_back_with_one_log_line(monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     inject_cpu(monkeypatch, "avx2")
+    machine._warn_once.cache_clear()  # a fresh process: nothing said yet
     with caplog.at_level(logging.WARNING, logger="kdutils.machine"):
-        choice = machine.resolve_precision("bf16", "cpu")
-    assert choice.mode == "fp32" and choice.requested == "bf16"
+        # Every step, scorer and manifest write resolves the mode: the fallback is said once.
+        choices = [machine.resolve_precision("bf16", "cpu") for _ in range(3)]
+    assert all(c.mode == "fp32" and c.requested == "bf16" for c in choices)
     lines = [r for r in caplog.records if r.name == "kdutils.machine"]
     assert len(lines) == 1 and "running in fp32" in lines[0].getMessage()
+
+
+def test_injected_flags_say_so_in_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    inject_cpu(monkeypatch, "amx")
+    assert machine.CPU_FLAGS_ENV in machine.resolve_precision("auto", "cpu").reason
+
+
+def test_the_resolved_mode_enters_the_steps_cache_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run folder reused on a CPU of another class runs the teacher's notebooks again."""
+    from kdutils import pipeline
+    from kdutils.study.steps import discover_steps
+
+    cfg = load_profile("smoke")
+    steps = {s.number: s for s in discover_steps()}
+    keys = {}
+    for cpu in ("avx2", "amx"):
+        inject_cpu(monkeypatch, cpu)
+        keys[cpu] = {n: pipeline.step_key(s, cfg, "up", "lib", {}) for n, s in steps.items()}
+    reading_mode = {n for n, s in steps.items() if {"teacher", "teacher.precision"} & set(pipeline.step_parameters(s, cfg))}
+    assert reading_mode >= {"02", "04", "05"}
+    assert {n for n in steps if keys["avx2"][n] != keys["amx"][n]} == reading_mode
 
 
 def test_gpu_keeps_the_trainer_default() -> None:

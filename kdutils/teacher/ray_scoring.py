@@ -84,6 +84,7 @@ class RayTeacherScorer(TeacherScorer):
         if not texts:
             return out
         digests = text_digests(texts)
+        seen = np.zeros(len(texts), dtype=bool)
         table = pa.table({"row": np.arange(len(texts), dtype=np.int64), "text": texts})
         # One block per chunk: each actor call scores one chunk, and each chunk persists on return.
         blocks = [table.slice(i, self.chunk_rows) for i in range(0, len(texts), self.chunk_rows)]
@@ -100,8 +101,13 @@ class RayTeacherScorer(TeacherScorer):
                     raise RuntimeError("a Ray worker returned logits for texts other than those it was sent")
                 logits = np.stack(batch.column("logits").to_numpy(zero_copy_only=False)).astype(np.float32)
                 out[rows] = logits
+                seen[rows] = True
                 if on_chunk is not None:
                     on_chunk(rows, logits)
+        if not seen.all():
+            # Zeros are not the teacher's logits: never hand them to training.
+            raise RuntimeError(f"the Ray workers returned no logits for {int((~seen).sum()):,} of "
+                               f"{len(texts):,} sentences")
         self._last_runtime = "torch"
         return out
 
