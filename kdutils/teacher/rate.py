@@ -234,18 +234,37 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
     del models, optims
 
     # Scoring: a fine-tuned teacher where the run has one (accuracy is then meaningful), else the
-    # pretrained encoder with its new head (agreement and speed only).
+    # pretrained encoder with its new head (agreement and speed only). The copy of the pretrained
+    # teacher and the ONNX export live in a folder of the probe's own, removed after it: never in
+    # another run's models/teacher.
+    with tempfile.TemporaryDirectory(prefix="teacher-modes-") as work:
+        scoring, n_val = _score_modes(model, tokenizer, model_dir, Path(work), val_texts, val_labels,
+                                      batch_size=batch_size, max_length=max_length, score_batches=score_batches)
+    training = {mode: {"sentences_per_s": batch_size / float(np.median(train_s[mode])),
+                       "step_seconds_median": float(np.median(train_s[mode])),
+                       "losses": losses[mode]} for mode in train_s}
+    training["bf16"]["max_abs_loss_diff_vs_fp32"] = float(np.max(np.abs(np.subtract(losses["bf16"], losses["fp32"]))))
+    return {"training": training, "scoring": scoring, "scored_model": "fine-tuned" if model_dir else "pretrained",
+            "n_val_scored": n_val, "train_steps_timed": steps, "batch_size": batch_size}
+
+
+def _score_modes(model: Any, tokenizer: Any, model_dir: Path | None, work: Path, val_texts: list[str],
+                 val_labels: list[int], *, batch_size: int, max_length: int,
+                 score_batches: int) -> tuple[dict[str, Any], int]:
+    """Interleaved fp32 / bf16 / ONNX scoring of one teacher (the fine-tuned one in ``model_dir``,
+    else ``model`` saved under ``work``, which also takes the ONNX export): per mode, sentences/s
+    and the agreement with fp32 (and the change in validation accuracy for a fine-tuned teacher);
+    with the number of validation sentences scored."""
     scored_dir = model_dir
     if scored_dir is None:
-        tmp = Path(tempfile.mkdtemp(prefix="teacher-modes-"))
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_meta(tmp, {"kind": "teacher", "name": "pretrained", "max_length": max_length})
-        scored_dir = tmp
+        scored_dir = work / "pretrained"
+        model.save_pretrained(scored_dir)
+        tokenizer.save_pretrained(scored_dir)
+        write_meta(scored_dir, {"kind": "teacher", "name": "pretrained", "max_length": max_length})
     scorers = {
         "fp32": TeacherScorer(scored_dir, None, batch_size, max_length, precision="fp32", runtime="torch"),
         "bf16": TeacherScorer(scored_dir, None, batch_size, max_length, precision="fp32", runtime="torch"),
-        "onnx": TeacherScorer(scored_dir, None, batch_size, max_length, precision="fp32", runtime="onnx"),
+        "onnx": TeacherScorer(scored_dir, work / "onnx", batch_size, max_length, precision="fp32", runtime="onnx"),
     }
     # The bf16 scorer is forced (not resolved): the probe measures the mode even where detection
     # would refuse it, to show why.
@@ -276,12 +295,7 @@ def _mode_rates(base: Path, num_labels: int, train_texts: list[str], train_label
             "argmax_agreement_with_fp32": float((logits.argmax(1) == ref.argmax(1)).mean()),
             "max_abs_logit_diff": float(np.abs(logits - ref).max()),
         }
-    training = {mode: {"sentences_per_s": batch_size / float(np.median(train_s[mode])),
-                       "step_seconds_median": float(np.median(train_s[mode])),
-                       "losses": losses[mode]} for mode in train_s}
-    training["bf16"]["max_abs_loss_diff_vs_fp32"] = float(np.max(np.abs(np.subtract(losses["bf16"], losses["fp32"]))))
-    return {"training": training, "scoring": scoring, "scored_model": "fine-tuned" if model_dir else "pretrained",
-            "n_val_scored": len(val_texts), "train_steps_timed": steps, "batch_size": batch_size}
+    return scoring, len(val_texts)
 
 
 def finetuned_teacher(run: RunDir, teacher: str, num_labels: int) -> tuple[Path, pd.DataFrame] | None:

@@ -8,7 +8,6 @@ subprocess on a loopback port serving every fixture model). The browser is Debia
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
@@ -128,7 +127,6 @@ def test_batch_mates_share_their_batch_model_time(live_server: LiveServer) -> No
 def test_page_in_headless_chromium(client: httpx.Client, live_server: LiveServer, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    started = time.perf_counter()
     url = live_server.url
     served = sorted(client.get("/healthz").json()["models"], key=display_order)
     labels = live_server.fixture.label_names
@@ -225,4 +223,3 @@ def test_page_in_headless_chromium(client: httpx.Client, live_server: LiveServer
     assert outside == [], outside  # the page fetched nothing from another host
     assert [f for f in failed if "413" not in f and "422" not in f] == [], failed
     assert BROKEN in served  # a teacher truncation among the cards
-    assert time.perf_counter() - started < 30, "the browser test must add at most 30 s to the suite"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -57,8 +58,13 @@ def test_modes_score_a_finetuned_teacher_of_another_run(rt_splits: Splits, tmp_p
     assert rate.finetuned_teacher(run, "mpnet-12", 2) is None
     assert rate.finetuned_teacher(run, "minilm-l6", 3) is None, "another label set is another task"
 
+    before = sorted(p.name for p in other.model_dir("teacher").iterdir())
+    temps = set(Path(tempfile.gettempdir()).glob("teacher-modes-*"))
     result = rate.compare_modes(cfg, ["minilm-l6"], steps=1, warmup=0, score_batches=1,
                                         output_root=tmp_path / "outputs", write=False)
+    # The probe writes nothing into the run it borrows the teacher from, and leaves no temp folder.
+    assert sorted(p.name for p in other.model_dir("teacher").iterdir()) == before
+    assert set(Path(tempfile.gettempdir()).glob("teacher-modes-*")) == temps
     row = result["teachers"]["minilm-l6"]
     assert row["scored_model"] == "fine-tuned" and row["scored_run"] == str(other.root)
     assert row["n_val_scored"] == len(rt_splits.val)
