@@ -34,7 +34,6 @@ Model names are those the server accepts (:func:`kdutils.inference.predictors.fi
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -46,6 +45,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from kdutils.host import cpu_count
 from kdutils.inference.batch_engines import BATCH_SIZE, Progress, import_ray, run_local, run_ray
 from kdutils.inference.batch_io import (
     CHUNK_ROWS,
@@ -162,7 +162,7 @@ def predict_file(run: str | Path, input: str | Path, output: str | Path, *, mode
         raise PredictInputError("--address needs --engine ray")
     if pool not in ("process", "thread"):
         raise PredictInputError(f"pool {pool!r}: expected process or thread")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = cpu_count()
     workers = workers if workers is not None else (cores if engine == "local" else 2)
     for name, value in (("--batch-size", batch_size), ("--workers", workers), ("chunk_rows", chunk_rows)):
         if value < 1:
